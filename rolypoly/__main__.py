@@ -1,0 +1,3 @@
+from rolypoly.cli import run
+
+run()

@@ -1,0 +1,287 @@
+"""The performance model: a small causal encoder-decoder Transformer (SPEC section 5).
+
+Read top to bottom: configuration, attention, blocks, the model, checkpoints.
+
+The encoder reads the score (9 velocities per row, plus tempo, meter and bar phase);
+the decoder reads what has been played (realised drum offsets and the musician's offset
+``tau_g`` of earlier rows) and predicts, for every row, 9 velocities, 9 offsets and the
+musician's offset ``g`` (19 values, scaled as in :mod:`rolypoly.features`).
+
+Everything is causal: output row ``t`` depends on score rows ``<= t`` and on played
+rows ``< t`` only.  The model shifts the decoder history itself, so a caller passes
+rows exactly as :func:`rolypoly.features.encode_rows` builds them (row ``t``'s own
+offsets are ignored for row ``t``).  This makes a live window of the last 16 rows and a
+whole-take pass give the same prediction for a row that sees the same history.
+
+Examples
+--------
+>>> import torch
+>>> model = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=8, d_ff=16))
+>>> model(torch.zeros(2, 5, 22)).shape
+torch.Size([2, 5, 19])
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from rolypoly.errors import ModelError
+from rolypoly.features import N_IN, N_OUT
+
+#: Version of the checkpoint format and model code; stored with every saved model.
+MODEL_FORMAT = 1
+#: Bar-phase resolution of the learned position embedding (48 = lcm of 16 and 24 steps).
+PHASE_BINS = 48
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the model (``configs/model/*.yaml``)."""
+
+    n_enc_layers: int = 6
+    n_dec_layers: int = 6
+    n_heads: int = 16
+    d_model: int = 64
+    d_ff: int = 256
+    block_size: int = 16
+    dropout: float = 0.1
+
+    @classmethod
+    def from_cfg(cls, cfg_model) -> "ModelConfig":
+        """Build from a config node or dict, ignoring keys such as ``name``."""
+        d = dict(cfg_model)
+        known = {f.name for f in fields(cls)}
+        conf = cls(**{k: d[k] for k in known if k in d})
+        if conf.d_model % conf.n_heads:
+            raise ModelError(f"model.d_model={conf.d_model} is not divisible by model.n_heads={conf.n_heads}")
+        for k in ("n_enc_layers", "n_dec_layers", "n_heads", "d_model", "d_ff", "block_size"):
+            if int(getattr(conf, k)) < 1:
+                raise ModelError(f"model.{k} must be >= 1, got {getattr(conf, k)}")
+        if not 0.0 <= conf.dropout < 1.0:
+            raise ModelError(f"model.dropout must be in [0, 1), got {conf.dropout}")
+        return conf
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a causal mask (self- or cross-attention over aligned rows)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.kv = nn.Linear(d_model, 2 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        h = self.n_heads
+        q = self.q(x).view(B, T, h, C // h).transpose(1, 2)
+        k, v = self.kv(memory).split(C, dim=2)
+        k = k.view(B, T, h, C // h).transpose(1, 2)
+        v = v.view(B, T, h, C // h).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff)
+        self.out = nn.Linear(d_ff, d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.out(F.gelu(self.fc(x))))
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm block: causal self-attention, feed-forward."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(c.d_model)
+        self.attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ln2 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.attn(h, h))
+        return x + self.ff(self.ln2(x))
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm block: causal self-attention, causal cross-attention to the encoder, feed-forward."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(c.d_model)
+        self.self_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ln2 = nn.LayerNorm(c.d_model)
+        self.cross_attn = Attention(c.d_model, c.n_heads, c.dropout)
+        self.ln3 = nn.LayerNorm(c.d_model)
+        self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
+        self.drop = nn.Dropout(c.dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)
+        x = x + self.drop(self.self_attn(h, h))
+        x = x + self.drop(self.cross_attn(self.ln2(x), memory))
+        return x + self.ff(self.ln3(x))
+
+
+#: Encoder inputs per row: score velocities, bpm, tsig, phase.
+N_ENC_IN = 9 + 3
+#: Decoder inputs per row: previous row's offsets, tau_g, score velocities and a
+#: "has a previous row" flag; this row's score velocities, bpm, tsig, phase.
+N_DEC_IN = 9 + 1 + 9 + 1 + 9 + 3
+
+
+class RolypolyModel(nn.Module):
+    """Encoder-decoder Transformer mapping ``(B, T, 22)`` rows to ``(B, T, 19)`` predictions.
+
+    Parameters
+    ----------
+    config : ModelConfig
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.block_size = c.block_size
+        self.phase_bins = PHASE_BINS
+        self.enc_in = nn.Linear(N_ENC_IN, c.d_model)
+        self.dec_in = nn.Linear(N_DEC_IN, c.d_model)
+        # Position enters as a learned embedding of the bar phase (SPEC section 5).
+        self.enc_phase = nn.Embedding(PHASE_BINS, c.d_model)
+        self.dec_phase = nn.Embedding(PHASE_BINS, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList([EncoderBlock(c) for _ in range(c.n_enc_layers)])
+        self.decoder = nn.ModuleList([DecoderBlock(c) for _ in range(c.n_dec_layers)])
+        self.ln_enc = nn.LayerNorm(c.d_model)
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, N_OUT)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Predict every row: ``x`` (B, T, 22) float32 -> (B, T, 19)."""
+        B, T, _ = x.shape
+        vel = x[:, :, 0:9]  # features.VEL (TorchScript needs literal slices)
+        ctx = x[:, :, 18:21]  # bpm, tsig, phase
+        bins = self.phase_bins
+        phase_idx = torch.remainder(torch.floor(x[:, :, 20] * bins + 0.5), bins).long()
+        # The decoder's history: row t sees the played offsets and tau_g of row t-1.
+        prev = torch.cat([x[:, :, 9:18], x[:, :, 21:22], vel, torch.ones_like(vel[:, :, :1])], dim=2)
+        prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
+        enc = self.drop(self.enc_in(torch.cat([vel, ctx], dim=2)) + self.enc_phase(phase_idx))
+        for blk in self.encoder:
+            enc = blk(enc)
+        enc = self.ln_enc(enc)
+        dec = self.drop(self.dec_in(torch.cat([prev, vel, ctx], dim=2)) + self.dec_phase(phase_idx))
+        for blk in self.decoder:
+            dec = blk(dec, enc)
+        return self.head(self.ln_f(dec))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def build_model(cfg_model) -> RolypolyModel:
+    """A fresh model from a config node (``cfg.model``) or a :class:`ModelConfig`."""
+    conf = cfg_model if isinstance(cfg_model, ModelConfig) else ModelConfig.from_cfg(cfg_model)
+    return RolypolyModel(conf)
+
+
+def save_checkpoint(model: nn.Module, meta: dict, path, extra: dict | None = None) -> None:
+    """Write ``{"model": state_dict, "meta": meta, **extra}`` atomically (tmp + rename).
+
+    ``meta`` must hold ``model_config`` (a dict of :class:`ModelConfig` fields).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = model.module if hasattr(model, "module") else model
+    meta = dict(meta)
+    meta.setdefault("model_config", asdict(raw.config))
+    meta.setdefault("format", MODEL_FORMAT)
+    payload = {"model": {k: v.detach().cpu() for k, v in raw.state_dict().items()}, "meta": meta}
+    payload.update(extra or {})
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path) -> dict:
+    """The raw checkpoint dict; :class:`ModelError` when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip, pickle garbage, ...: all are user-facing file problems
+        raise ModelError(f"{path}: not a readable rolypoly checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+    if not isinstance(payload, dict) or "model" not in payload or "meta" not in payload:
+        raise ModelError(f"{path}: not a rolypoly checkpoint (expected keys 'model' and 'meta')")
+    meta = payload["meta"]
+    if not isinstance(meta, dict) or "model_config" not in meta:
+        raise ModelError(f"{path}: checkpoint meta lacks 'model_config'")
+    return payload
+
+
+def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
+    """Load eager weights: ``(model in eval mode, meta)``.
+
+    Raises
+    ------
+    ModelError
+        Missing, truncated or corrupt file, or weights of another architecture.
+
+    Examples
+    --------
+    >>> model, meta = load_checkpoint("models/rolypoly.ckpt")   # doctest: +SKIP
+    >>> meta["offset_mu"], meta["version"]                      # doctest: +SKIP
+    """
+    payload = read_checkpoint(path)
+    meta = dict(payload["meta"])
+    try:
+        conf = ModelConfig.from_cfg(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: bad model_config in checkpoint ({exc})") from None
+    model = RolypolyModel(conf)
+    try:
+        model.load_state_dict(payload["model"], strict=True)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()
+        raise ModelError(f"{path}: weights do not match the rolypoly architecture "
+                         f"({first[0] if first else type(exc).__name__}; "
+                         f"{first[1].strip() if len(first) > 1 else ''})") from None
+    model.eval()
+    return model, meta
+
+
+def count_params(conf: ModelConfig) -> int:
+    """Parameter count of a configuration (builds the model once)."""
+    return RolypolyModel(conf).n_params()
+
+
+__all__ = ["ModelConfig", "RolypolyModel", "build_model", "save_checkpoint", "read_checkpoint",
+           "load_checkpoint", "count_params", "MODEL_FORMAT", "N_IN", "N_OUT"]

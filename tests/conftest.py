@@ -1,0 +1,63 @@
+"""Shared fixtures: where the shared data lives, a composed config, MIDI file builders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+GMD_ROOT = SHARED_DATA / "groove"
+
+
+def shared(*parts: str) -> Path:
+    """A path under ../shared/data, skipping the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gmd_cfg():
+    """Config pointing at ../shared/data/groove with the repo's cache folder."""
+    shared("groove", "info.csv")
+    from rolypoly.config import load_config
+    return load_config([f"data.root={GMD_ROOT}", f"cache_dir={REPO / 'cache'}"])
+
+
+@pytest.fixture(scope="session")
+def gmd16(gmd_cfg):
+    from rolypoly.gmd import load_gmd
+    return load_gmd(gmd_cfg, grid="16", show_progress=False)
+
+
+def write_midi(path, tracks, ppq=480, midi_type=1):
+    """Write a MIDI file from tracks given as lists of (abs_tick, mido message)."""
+    import mido
+    mid = mido.MidiFile(type=midi_type, ticks_per_beat=ppq)
+    for events in tracks:
+        tr = mido.MidiTrack()
+        last = 0
+        for tick, msg in sorted(events, key=lambda e: (e[0], 0 if e[1].type == "note_off" else 1)):
+            tr.append(msg.copy(time=tick - last))
+            last = tick
+        mid.tracks.append(tr)
+    mid.save(str(path))
+    return path
+
+
+def note(tick, pitch, vel=100, channel=9, dur=30):
+    import mido
+    return [(tick, mido.Message("note_on", note=pitch, velocity=vel, channel=channel)),
+            (tick + dur, mido.Message("note_off", note=pitch, velocity=0, channel=channel))]
+
+
+def tempo(tick, bpm):
+    import mido
+    return (tick, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
+
+
+def meter(tick, num, den):
+    import mido
+    return (tick, mido.MetaMessage("time_signature", numerator=num, denominator=den))
