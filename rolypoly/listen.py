@@ -76,6 +76,9 @@ DEFAULTS = dict(
     release_s=3.0,       # level follower: time for the tracked peak to fall 60 dB
     avg_ms=60.0,         # adaptive threshold: running mean over this past
     max_ms=30.0,         # the detection must be the largest flux over this past
+    ref_frames=1,        # reference spectrum: max over this many frames, lag hops back
+    floor_rise_db=6.0,   # per-band noise floor: how fast it may rise (dB/s)
+    floor_weight=1.0,    # how much of the noise floor is taken off each band
 )
 
 # Instrument presets: starting points a sound check refines.
@@ -110,7 +113,7 @@ def _highpass(x, out, coef, z):
 
 
 @njit(cache=True)
-def _flux_hop(mag, frame, lo, hi, wts, hist, odf_hist, st, params):
+def _flux_hop(mag, frame, lo, hi, wts, hist, nfloor, odf_hist, st, params):
     """One hop of the default detector; returns the flux and writes 1.0 in ``st[4]`` on onset.
 
     ``mag``: magnitude spectrum of this hop's frame.  ``hist``: ring of past band
@@ -120,6 +123,7 @@ def _flux_hop(mag, frame, lo, hi, wts, hist, odf_hist, st, params):
     """
     lam, thr, rel, floor = params[0], params[1], params[2], params[3]
     lag, n_avg, n_max, min_ioi = int(params[4]), int(params[5]), int(params[6]), int(params[7])
+    n_ref, rise, nfw = int(params[8]), params[9], params[10]
     n_bands = lo.size
     nh = hist.shape[0]
     pos = int(st[3])
@@ -128,7 +132,14 @@ def _flux_hop(mag, frame, lo, hi, wts, hist, odf_hist, st, params):
         acc = 0.0
         for k in range(lo[b], hi[b]):
             acc += mag[k] * wts[b, k - lo[b]]
-        hist[pos, b] = acc
+        # per-band noise floor: follows minima at once, rises slowly; what is left above
+        # it is what the player adds (room noise and hum stop counting as change)
+        f = nfloor[b] * rise
+        if acc < f:
+            f = acc
+        nfloor[b] = f
+        acc -= nfw * f
+        hist[pos, b] = acc if acc > 0.0 else 0.0
     # input level: RMS over the analysis window, in full-scale units
     ms = 0.0
     for i in range(frame.size):
@@ -141,16 +152,19 @@ def _flux_hop(mag, frame, lo, hi, wts, hist, odf_hist, st, params):
     ref = st[1] if st[1] > floor else floor
     st[1] = level
     g = lam / ref
-    prev = (pos - lag) % nh
     flux = 0.0
-    if st[0] >= lag:
+    if st[0] >= lag + n_ref:
         for b in range(n_bands):
             now = math.log1p(g * hist[pos, b])
-            m = hist[prev, b]
-            if b > 0 and hist[prev, b - 1] > m:
-                m = hist[prev, b - 1]
-            if b + 1 < n_bands and hist[prev, b + 1] > m:
-                m = hist[prev, b + 1]
+            # reference: the largest of the neighbouring bands over n_ref frames lag back
+            m = 0.0
+            for r in range(n_ref):
+                prev = (pos - lag - r) % nh
+                lo_b = b - 1 if b > 0 else 0
+                hi_b = b + 2 if b + 2 <= n_bands else n_bands
+                for bb in range(lo_b, hi_b):
+                    if hist[prev, bb] > m:
+                        m = hist[prev, bb]
             d = now - math.log1p(g * m)
             if d > 0.0:
                 flux += d
@@ -312,6 +326,7 @@ class Listener:
             10.0 ** (-3.0 * hop_s / max(s["release_s"], 1e-3)),
             10.0 ** (s["silence_db"] / 20.0),
             s["lag"], n_avg, min(n_max, n_avg), max(1, int(round(s["min_ioi_ms"] / 1000.0 / hop_s))),
+            s["ref_frames"], 10.0 ** (s["floor_rise_db"] * hop_s / 20.0), s["floor_weight"],
         ])
         self._odf_len = n_avg + 1
         self._hp_coef = _highpass_coef(self.sr, s["highpass_hz"]) if s["highpass_hz"] > 0 else None
@@ -366,7 +381,8 @@ class Listener:
             self._frame = np.zeros(self.n_fft, np.float64)
             self._hp_z = np.zeros(2)
             self._hp_buf = np.zeros(self.hop, np.float64)
-            self._hist = np.zeros((self._s["lag"] + 1, self._lo.size))
+            self._hist = np.zeros((self._s["lag"] + self._s["ref_frames"], self._lo.size))
+            self._nfloor = np.full(self._lo.size, 1e9)
             self._odf_hist = np.zeros(self._odf_len)
             self._st = np.zeros(6)
             self._st[2] = -1e9
@@ -463,7 +479,7 @@ class Listener:
         f[:-hop] = f[hop:]
         f[-hop:] = xin
         mag = np.abs(np.fft.rfft(f * self._window))
-        flux = _flux_hop(mag, f, self._lo, self._hi, self._wts, self._hist, self._odf_hist, self._st,
+        flux = _flux_hop(mag, f, self._lo, self._hi, self._wts, self._hist, self._nfloor, self._odf_hist, self._st,
                          self._params)
         if self.odf is not None:
             self.odf.append(flux)
@@ -563,3 +579,85 @@ def onset_f_measure(detected, truth, window_s: float = 0.025) -> dict:
     delays = np.array([det[match[t]] - tru[t] for t in sorted(match)])
     return dict(f=f, precision=precision, recall=recall, tp=tp, n_detected=int(det.size),
                 n_true=int(tru.size), delays=delays)
+
+
+# ---------------------------------------------------------------------------------
+# sound check
+
+def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128, base: dict | None = None) -> dict:
+    """Listen to a few seconds of the musician and choose listener settings.
+
+    Starts from the ``instrument`` preset (or ``base``), then sets the input trim so
+    quiet players reach a working level, the silence floor a little above the measured
+    room noise, and the flux threshold from the spread of the detection function on
+    this player (the busier and noisier the input, the higher).
+
+    Parameters
+    ----------
+    audio : np.ndarray
+        The musician playing, mono or (n, ch); a few seconds with several notes.
+    sr : int
+        Its sample rate.
+    instrument : str or None
+        A key of :data:`PRESETS`.
+
+    Returns
+    -------
+    dict
+        Settings for :class:`Listener` (``Listener(sr, hop, **result)``): ``gain_db``,
+        ``silence_db``, ``threshold``, the preset's keys and ``instrument``.
+
+    Examples
+    --------
+    >>> from rolypoly.musician import play, rhythm
+    >>> t, ph, bar = rhythm(2, seed=1)
+    >>> x, _ = play(t, ph, bar, sr=48000, level_db=-35)
+    >>> s = soundcheck(x, 48000, "guitar")
+    >>> s["gain_db"] > 0
+    True
+    """
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.ndim != 1:
+        raise AudioError(f"soundcheck: audio must be mono or (n, channels), got shape {x.shape}")
+    x = np.where(np.isfinite(x), x, 0.0)
+    if x.size < sr // 2:
+        raise AudioError(f"soundcheck: need at least 0.5 s of audio, got {x.size / sr:.2f} s")
+    x = x - np.mean(x)
+    settings = dict(base or {})
+    if instrument is not None:
+        if instrument not in PRESETS:
+            raise ConfigError(f"soundcheck: unknown instrument {instrument!r}; choose one of {', '.join(PRESETS)}")
+        settings = {**PRESETS[instrument], **settings}
+    # frame levels (20 ms): the quiet end is the room, the loud end is the player
+    n = int(0.02 * sr)
+    frames = x[: x.size // n * n].reshape(-1, n)
+    db = 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
+    room_db = float(np.percentile(db, 10))
+    play_db = float(np.percentile(db, 95))
+    if play_db - room_db < 10.0 or play_db < -90.0:
+        raise AudioError(f"soundcheck: heard no playing (level {play_db:.0f} dBFS over a room at "
+                         f"{room_db:.0f} dBFS); play a few notes during the sound check")
+    # trim: bring the player to about -20 dBFS RMS, never more than +30 dB, never down
+    gain_db = float(np.clip(-20.0 - play_db, 0.0, 30.0))
+    # silence floor: 6 dB over the room, but at least 30 dB under the player
+    silence_db = float(np.clip(room_db + gain_db + 6.0, -90.0, play_db + gain_db - 30.0))
+    settings.update(gain_db=round(gain_db, 1), silence_db=round(silence_db, 1))
+    # threshold from this player's detection function: above its typical ripple
+    probe = Listener(sr, hop, latency_ms=0.0, instrument=instrument,
+                     **{k: v for k, v in settings.items() if k in DEFAULTS and k != "latency_ms"})
+    probe.odf = []
+    detect_onsets(x.astype(np.float32), sr, hop, listener=probe)
+    odf = np.asarray(probe.odf)
+    active = odf[odf > 0]
+    base_thr = settings.get("threshold", DEFAULTS["threshold"])
+    if active.size > 20:
+        med = float(np.median(active))
+        mad = float(np.median(np.abs(active - med)))
+        thr = float(np.clip(med + 3.0 * mad, 0.6 * base_thr, 2.0 * base_thr))
+    else:
+        thr = base_thr
+    settings["threshold"] = round(thr, 4)
+    settings["instrument"] = instrument
+    return settings

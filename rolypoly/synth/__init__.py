@@ -1,1 +1,19 @@
-"""The supertonic drum engine: Microtonic-style voices, kits, presets and rendering (SPEC section 9)."""
+"""The supertonic drum engine: Microtonic-style voices, kits, presets and rendering (SPEC section 9).
+
+Function-first API::
+
+    from rolypoly.synth import load_kit, render
+    kit = load_kit(None)                                  # data/default_kit.toml
+    audio = render([(0.0, 0, 110), (0.5, 1, 90)], kit)    # (n, 2) float32
+
+The live engine uses :class:`BlockRenderer` (fixed blocks, no allocation per block).
+"""
+from rolypoly.synth.kit import DRUMS, Channel, Kit, default_kit_path, load_kit, save_kit  # noqa: F401
+from rolypoly.synth.patch import Patch, morph  # noqa: F401
+from rolypoly.synth.render import BlockRenderer, render  # noqa: F401
+
+
+def read_mtpreset(path):
+    """Read a ``.mtpreset`` file (see :mod:`rolypoly.synth.mtpreset`)."""
+    from rolypoly.synth.mtpreset import read_mtpreset as _read
+    return _read(path)

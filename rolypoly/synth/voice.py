@@ -98,6 +98,17 @@ def _fast_sin(x):
 
 
 @njit(cache=True, inline="always")
+def _fast_exp(x):
+    # e^x for |x| < ~700 to ~2e-7 relative: 2^k times a degree-6 polynomial of the fraction
+    y = x * 1.4426950408889634
+    k = math.floor(y)
+    f = (y - k) * 0.6931471805599453
+    poly = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (
+        1.0 / 120.0 + f * (1.0 / 720.0))))))
+    return math.ldexp(poly, int(k))
+
+
+@njit(cache=True, inline="always")
 def _xfade(a, b, w):
     return a * math.cos(0.5 * math.pi * w) + b * math.sin(0.5 * math.pi * w)
 
@@ -367,7 +378,7 @@ def voice_process(c, s, out, start, stop):
     done = False
     for i in range(start, stop):
         osc = 0.0
-        if use_osc:
+        if use_osc and eo_seg < 3.0:      # nothing to compute once the osc envelope has ended
             if repl:
                 rng, u = _rng_next(rng)
                 x = _noise(u)
@@ -394,7 +405,7 @@ def voice_process(c, s, out, start, stop):
                     hold_cnt -= 1.0
                     lag_y = hold_val + lag * (lag_y - hold_val)
                     p = lag_y
-                dt = f0 * math.exp(p * pm_k)
+                dt = f0 * _fast_exp(p * pm_k)
                 # advance first so the very first sample of a hit is already non-zero
                 phase += dt
                 if phase >= 1.0:
@@ -423,7 +434,7 @@ def voice_process(c, s, out, start, stop):
             osc = _softclip(raw * eo * osc_gain)
         nl = 0.0
         nr = 0.0
-        if use_noise:
+        if use_noise and (en_seg < 3.0 or clap_gate > 0.0):
             if emode == 2:
                 env = 0.0
                 if clap_gate > 0.0:

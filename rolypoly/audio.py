@@ -1,0 +1,176 @@
+"""Audio drivers over the one engine: offline (files) and real time (sounddevice).
+
+Both call :meth:`rolypoly.engine.Rolypoly.process` once per block.  The real-time
+callback follows python-sounddevice's contract: ``callback(indata, outdata, frames,
+time, status)`` on PortAudio's thread, which must return quickly; it only copies, calls
+``engine.process`` and counts xruns.  Everything else (model ticks, outlets, file
+writing) happens on other threads.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly.errors import AudioError
+
+TAIL_S = 2.0
+
+
+def read_audio(path, sr: int) -> np.ndarray:
+    """A mono float32 signal at ``sr`` (resampled and downmixed when needed).
+
+    Raises
+    ------
+    AudioError
+        Missing or unreadable file.
+    """
+    import soundfile as sf
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"{path}: cannot read audio ({exc})") from None
+    mono = data.mean(axis=1)
+    if file_sr != sr:
+        import librosa
+        mono = librosa.resample(mono, orig_sr=file_sr, target_sr=sr).astype(np.float32)
+    return np.ascontiguousarray(np.nan_to_num(mono), dtype=np.float32)
+
+
+def write_wav(path, audio: np.ndarray, sr: int) -> Path:
+    """Write float audio as 24-bit WAV, atomically."""
+    import soundfile as sf
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.wav")
+    sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype="PCM_24")
+    os.replace(tmp, path)
+    return path
+
+
+@dataclass
+class OfflineResult:
+    drums: np.ndarray            # (n, 2) float32
+    mix: np.ndarray              # (n, 2) float32: drums + input in the middle
+    take_dir: Path | None
+    late_rows: int
+    rows: int
+    onsets: int
+    seconds: float               # wall time of the run
+    hits: list = field(default_factory=list)
+
+
+def perform_offline(engine, input_audio: np.ndarray | None = None, tail_s: float = TAIL_S) -> OfflineResult:
+    """Run a whole take block by block from a recorded input (or silence).
+
+    Deterministic: the model ticks inline, so the same inputs give the same output.
+    The engine must be ``offline=True`` with a score read.
+    """
+    if not engine.offline:
+        raise AudioError("perform_offline needs an engine created with offline=True")
+    sr, B = engine.sr, engine.block_size
+    t0 = time.perf_counter()
+    if not engine.message("start"):
+        raise AudioError("could not start: " + "; ".join(str(e) for e in engine.last_errors()))
+    sched = engine.schedule
+    length = int(sched.length_samples) if not engine.loop else int(sched.length_samples)
+    n_in = 0 if input_audio is None else len(input_audio)
+    total = max(length, n_in) + int(tail_s * sr)
+    total = (total + B - 1) // B * B
+    drums = np.zeros((total, 2), dtype=np.float32)
+    inp = np.zeros(B, dtype=np.float32)
+    out = np.zeros((B, 2), dtype=np.float32)
+    for b0 in range(0, total, B):
+        inp.fill(0.0)
+        if input_audio is not None and b0 < n_in:
+            seg = input_audio[b0:b0 + B]
+            inp[:len(seg)] = seg
+        engine.process(inp, out)
+        drums[b0:b0 + B] = out
+        engine.pump()
+        if engine.loop and b0 >= n_in and b0 >= length:
+            break
+    hits = list(engine._hits)
+    sched = engine.schedule
+    late, rows = (sched.late_rows, sched.next_commit) if sched is not None else (0, 0)
+    engine.message("stop")
+    mix = drums.copy()
+    if input_audio is not None:
+        n = min(len(input_audio), total)
+        mix[:n] += input_audio[:n, None]
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    if peak > 0.99:  # keep the mix from clipping; the drums file keeps its own level
+        mix *= 0.99 / peak
+    return OfflineResult(drums, mix, engine.last_take, late, rows, len(engine._onsets), time.perf_counter() - t0, hits)
+
+
+@dataclass
+class RealtimeStats:
+    xruns: int = 0
+    blocks: int = 0
+    callback_ms: list = field(default_factory=list)
+    status: list = field(default_factory=list)
+
+
+def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats | None = None,
+                  input_channels: int | None = None, on_block=None) -> RealtimeStats:
+    """Play the loaded score through a sounddevice duplex stream until its end, ``duration_s`` or Ctrl-C.
+
+    The take is saved in every case (end, interruption, device failure).
+    """
+    import sounddevice as sd
+    cfg = engine.cfg
+    stats = stats or RealtimeStats()
+    B = engine.block_size
+    in_ch = int(input_channels or cfg.audio.input_channels)
+    cb_ms = np.zeros(1_000_000, dtype=np.float64)
+    n_cb = [0]
+    perf = time.perf_counter
+
+    def callback(indata, outdata, frames, t, status):
+        t0 = perf()
+        if status:
+            stats.xruns += 1
+        if frames != B:  # PortAudio may hand an odd block: render silence rather than misalign
+            outdata.fill(0)
+            return
+        engine.process(indata[:, 0], outdata)
+        i = n_cb[0]
+        if i < cb_ms.shape[0]:
+            cb_ms[i] = (perf() - t0) * 1000.0
+            n_cb[0] = i + 1
+
+    try:
+        stream = sd.Stream(samplerate=engine.sr, blocksize=B, device=engine.device,
+                           channels=(in_ch, 2), dtype="float32", callback=callback, latency="low")
+    except Exception as exc:
+        raise AudioError(f"cannot open audio device {engine.device!r}: {exc}") from None
+    if not engine.message("start"):
+        raise AudioError("could not start the performance")
+    t_start = time.monotonic()
+    try:
+        with stream:
+            while engine.playing:
+                time.sleep(0.02)
+                if on_block is not None:
+                    on_block()
+                if duration_s is not None and time.monotonic() - t_start >= duration_s:
+                    break
+                if not stream.active:
+                    engine.emit("error", "audio device stopped")
+                    break
+    except KeyboardInterrupt:
+        engine.status("interrupted")
+    except Exception as exc:  # a device that disappears mid-take
+        engine.emit("error", f"audio device failed: {exc}")
+    finally:
+        engine.message("stop")
+    stats.blocks = n_cb[0]
+    stats.callback_ms = cb_ms[:n_cb[0]].tolist()
+    return stats

@@ -1,0 +1,122 @@
+"""``rolypoly perform`` (offline duet), ``rolypoly play`` (real time), ``rolypoly takes``."""
+from __future__ import annotations
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("perform", parents=[common], help="play a score with a recorded take, offline",
+                       description="Run the whole duet offline from a recorded take (or silence), faster than real "
+                                   "time and deterministically. Writes drums.wav, mix.wav, performance.mid and the "
+                                   "take record into OUTDIR. Example: rolypoly perform data/demo.mid --input take.wav "
+                                   "-o outputs/duet")
+    p.add_argument("score", help="a MIDI score")
+    p.add_argument("--input", default=None, help="the musician's recording (WAV/FLAC); silence when omitted")
+    p.add_argument("-o", "--out", default="outputs/perform", help="output folder (default outputs/perform)")
+    p.set_defaults(func=perform)
+
+    p = sub.add_parser("play", parents=[common], help="play a score live with the sound card (duplex)",
+                       description="Open a sounddevice duplex stream (audio.device, audio.sample_rate, "
+                                   "audio.block_size), play the drums, listen to the input; ends at the score's end "
+                                   "or on Ctrl-C, saving the take either way.")
+    p.add_argument("score", help="a MIDI score")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.set_defaults(func=play)
+
+    p = sub.add_parser("takes", parents=[common], help="list or show recorded takes")
+    tsub = p.add_subparsers(dest="takes_command", metavar="<action>")
+    p.set_defaults(subparser=p)
+    lp = tsub.add_parser("list", parents=[common], help="list the takes under takes_dir")
+    lp.set_defaults(func=takes_list)
+    sp = tsub.add_parser("show", parents=[common], help="show one take (path or name under takes_dir)")
+    sp.add_argument("take", help="take folder or its name")
+    sp.set_defaults(func=takes_show)
+
+
+def _engine(cfg, offline: bool):
+    from rolypoly.engine import Rolypoly
+    import sys
+    eng = Rolypoly(cfg, offline=offline)
+    eng.connect("error", lambda text: print(f"rolypoly: {text}", file=sys.stderr))
+    return eng
+
+
+def perform(args, cfg) -> int:
+    from pathlib import Path
+
+    from rolypoly.audio import perform_offline, read_audio, write_wav
+    from rolypoly.errors import RolypolyError
+    from rolypoly.report import Table, emit
+    eng = _engine(cfg, offline=True)
+    if not eng.message("read", args.score):
+        raise RolypolyError(eng.last_errors()[-1])
+    audio = read_audio(args.input, eng.sr) if args.input else None
+    res = perform_offline(eng, audio)
+    out = Path(args.out)
+    write_wav(out / "drums.wav", res.drums, eng.sr)
+    write_wav(out / "mix.wav", res.mix, eng.sr)
+    if res.take_dir is not None:
+        import shutil
+        shutil.copyfile(res.take_dir / "performance.mid", out / "performance.mid")
+    t = Table(f"perform {args.score}", ["what", "value"])
+    for k, v in (("rows", res.rows), ("late rows", res.late_rows), ("onsets matched", res.onsets),
+                 ("hits", len(res.hits)), ("audio s", round(len(res.drums) / eng.sr, 2)),
+                 ("wall s", round(res.seconds, 2)), ("x real time", round(len(res.drums) / eng.sr / res.seconds, 1)),
+                 ("take", str(res.take_dir)), ("outputs", str(out))):
+        t.add(k, v)
+    emit(t, as_json=args.json)
+    return 0
+
+
+def play(args, cfg) -> int:
+    import sys
+
+    from rolypoly.audio import play_realtime
+    from rolypoly.errors import RolypolyError
+    if args.list_devices:
+        import sounddevice as sd
+        print(sd.query_devices())
+        return 0
+    eng = _engine(cfg, offline=False)
+    eng.connect("status", lambda text: print(f"rolypoly: {text}", file=sys.stderr))
+    if not eng.message("read", args.score):
+        raise RolypolyError(eng.last_errors()[-1])
+    stats = play_realtime(eng, duration_s=args.seconds)
+    print(f"blocks {stats.blocks}, xruns {stats.xruns}, take {eng.last_take}")
+    return 0
+
+
+def _resolve_take(cfg, name):
+    from pathlib import Path
+    p = Path(name)
+    return p if p.is_dir() else Path(cfg.takes_dir) / name
+
+
+def takes_list(args, cfg) -> int:
+    import json
+
+    from rolypoly.report import Table, emit
+    from rolypoly.takes import list_takes
+    t = Table(f"takes in {cfg.takes_dir}", ["take", "score", "rows", "onsets", "late", "model"])
+    for p in list_takes(cfg.takes_dir):
+        s = json.loads((p / "settings.json").read_text())
+        t.add(p.name, s.get("score"), s.get("rows_played"), s.get("onsets"), s.get("late_rows"), s.get("model_version"))
+    emit(t, as_json=args.json)
+    return 0
+
+
+def takes_show(args, cfg) -> int:
+    import numpy as np
+
+    from rolypoly.report import Table, emit
+    from rolypoly.takes import load_take
+    take = load_take(_resolve_take(cfg, args.take))
+    t = Table(f"take {take.path}", ["setting", "value"])
+    for k, v in take.settings.items():
+        t.add(k, v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items()))
+    r = take.rows
+    both = r["has_onset"] & (r["real_vel"] > 0).any(1)
+    tau_ms = r["tau_g"] * r["bar_ms"]
+    t.add("mean tau_g (ms) on matched rows", float(np.mean(tau_ms[r["has_onset"]])) if r["has_onset"].any() else None)
+    t.add("rows with drum and onset", int(both.sum()))
+    emit(t, as_json=args.json)
+    return 0

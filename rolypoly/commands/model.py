@@ -1,0 +1,81 @@
+"""Model commands: ``rolypoly pretrain``, ``rolypoly eval model|baselines``, ``rolypoly export``."""
+from __future__ import annotations
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "pretrain", parents=[common], help="pretrain the performance model on GMD (resumable)",
+        description="Teacher-forced next-row pretraining on GMD train with validation on GMD validation "
+                    "(AdamW, warmup + cosine decay, gradient clipping, synthetic partner). Re-running the same "
+                    "command resumes from train.out_dir/last.pt; train.out_dir/best.pt keeps the best validation "
+                    "loss; train.out_dir/loss.png plots the curves. Under torchrun it trains with "
+                    "DistributedDataParallel. Examples: rolypoly pretrain train.max_steps=3000 train.threads=2 ; "
+                    "rolypoly pretrain model=rolypoly_v2 train.out_dir=runs/v2 ; "
+                    "torchrun --nproc_per_node 4 -m rolypoly pretrain")
+    p.set_defaults(func=pretrain)
+
+    ev = sub.add_parser("eval", parents=[common], help="evaluate a model or the baselines on GMD test")
+    esub = ev.add_subparsers(dest="eval_command", metavar="<what>")
+    ev.set_defaults(subparser=ev)
+    em = esub.add_parser(
+        "model", parents=[common], help="timing/velocity MAE of a model in three conditions, with baselines",
+        description="Score a model on the GMD test protocol (4/4 takes, 16th grid) with the same metric "
+                    "functions as the baselines, in three conditions: teacher-forced (real earlier offsets), "
+                    "free-running (own earlier predictions) and partner-following (own predictions plus the "
+                    "real drummer's mean offset as tau_g). Example: rolypoly eval model --model models/rolypoly.pt")
+    em.add_argument("--model", default=None,
+                    help="a .ckpt (eager weights) or .pt (TorchScript) file; default: engine.model")
+    em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
+    em.set_defaults(func=eval_model)
+    eb = esub.add_parser("baselines", parents=[common], help="the protocol's baselines (zero, lookup, same-take)",
+                         description="Print the baselines of the GMD test protocol (SPEC section 11).")
+    eb.set_defaults(func=eval_baselines)
+
+    ex = sub.add_parser(
+        "export", parents=[common], help="export a checkpoint to TorchScript (or write the swing model)",
+        description="Write a TorchScript file that loads with torch.jit.load alone and carries its feature "
+                    "layout, scaling constants, GMD offset statistics and version. Examples: "
+                    "rolypoly export runs/pretrain/best.pt models/rolypoly.pt ; rolypoly export --swing models/swing.pt")
+    ex.add_argument("checkpoint", nargs="?", help="eager checkpoint (.ckpt/.pt from rolypoly pretrain)")
+    ex.add_argument("output", nargs="?", help="TorchScript file to write")
+    ex.add_argument("--swing", metavar="OUT", help="write the example swing model to OUT instead")
+    ex.add_argument("--ckpt-out", metavar="PATH", help="also write the weights-only eager checkpoint here")
+    ex.set_defaults(func=export)
+
+
+def pretrain(args, cfg) -> int:
+    import sys
+
+    from rolypoly.train import pretrain as run
+    result = run(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        from rolypoly.report import Table, emit
+        t = Table("pretraining", ["out_dir", "steps", "best validation loss", "best step", "seconds", "resumed from"])
+        t.add(result.out_dir, result.steps, result.best_val, result.best_step, round(result.seconds, 1),
+              result.resumed_from)
+        emit(t, as_json=args.json)
+    return 0
+
+
+def eval_model(args, cfg) -> int:
+    from rolypoly.evaluate import evaluate_command
+    return evaluate_command(args, cfg)
+
+
+def eval_baselines(args, cfg) -> int:
+    from rolypoly.gmd import load_gmd
+    from rolypoly.metrics import PROTOCOL, baselines, eval_takes
+    from rolypoly.report import Table, emit
+    takes = load_gmd(cfg, grid="16")
+    test = eval_takes(takes)
+    t = Table("GMD test baselines", ["predictor", "rows", "hits", "timing MAE (ms)", "velocity MAE"])
+    for r in baselines(takes.split("train"), test):
+        t.add(r["predictor"], r["rows"], r["hits"], r["timing_ms"], r["velocity"])
+    t.notes.append(PROTOCOL)
+    emit(t, as_json=args.json, extra={"protocol": PROTOCOL} if args.json else None)
+    return 0
+
+
+def export(args, cfg) -> int:
+    from rolypoly.export import export_command
+    return export_command(args, cfg)

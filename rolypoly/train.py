@@ -1,0 +1,393 @@
+"""Pretraining on GMD: teacher-forced next-row prediction with a synthetic partner (SPEC section 4).
+
+The recipe, in order of how much it matters:
+
+* random windows of ``block_size`` rows from the training takes (both the 16/triplet grid
+  preparation and the 16th-grid one, so the model knows both kinds of scores);
+* the loss is an L1 (the metric is a mean absolute error) on the offsets and velocities
+  of the drums in the score only, and on the musician offset ``g`` of every row;
+* a share of windows gets a synthetic partner: ``tau_g`` = the row's mean realised drum
+  offset plus noise, so the decoder learns to follow a musician;
+* a share of windows replaces the realised history by the model's own predictions (made
+  without gradient) or by zeros, so that playing alone (free-running) does not drift;
+* AdamW, linear warmup, cosine decay, gradient clipping, fixed seeds;
+* a checkpoint (``last.pt``, with optimizer state) every ``checkpoint_every`` steps: the
+  same command resumes an interrupted run; ``best.pt`` keeps the best validation loss;
+  ``loss.png`` plots the curves.
+
+Works under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU): each process
+samples its own windows; rank 0 validates and writes.
+
+Examples
+--------
+>>> from rolypoly.config import load_config
+>>> result = pretrain(load_config(["train.max_steps=2"]))     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly.errors import ConfigError, DataError, ModelError
+from rolypoly.features import N_IN, OFF_CLIP, OFF_SCALE, encode_rows
+
+VERSION_PREFIX = "rolypoly-pretrained"
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class RowData:
+    """Model-ready rows of a set of takes (concatenated) and the valid window starts."""
+
+    x: np.ndarray        # (N, 22) float32 inputs, tau_g = 0
+    vel: np.ndarray      # (N, 9) float32 performed velocity / 127
+    off: np.ndarray      # (N, 9) float32 scaled offsets
+    g: np.ndarray        # (N,) float32 scaled mean offset of the row's hits
+    hit: np.ndarray      # (N, 9) bool, drums in the score at each row
+    bar_ms: np.ndarray   # (N,) float32
+    win_starts: np.ndarray  # (W,) int64 first row of every full window
+
+    def __len__(self) -> int:
+        return len(self.win_starts)
+
+
+def rows_from_takes(takes, block: int) -> RowData:
+    """Turn :class:`rolypoly.gmd.Takes` into :class:`RowData` (takes shorter than a window are dropped)."""
+    a = takes.arrays
+    hit = a["vel"] > 0
+    x = encode_rows(a["score_vel"], a["off"] * hit, a["bpm"], a["tsig"], a["phase"], np.zeros(len(hit)))
+    off = x[:, 9:18].copy()
+    n = np.maximum(hit.sum(1), 1)
+    g = np.clip((a["off"] * hit).sum(1) / n / OFF_SCALE, -OFF_CLIP, OFF_CLIP).astype(np.float32)
+    starts = []
+    for i in range(len(takes)):
+        s, e = int(takes.starts[i]), int(takes.starts[i + 1])
+        if e - s >= block:
+            starts.append(np.arange(s, e - block + 1))
+    if not starts:
+        raise DataError(f"no take has at least {block} rows (model.block_size)")
+    return RowData(x, (a["vel"] / 127.0).astype(np.float32), off, g, hit, a["bar_ms"].astype(np.float32),
+                   np.concatenate(starts).astype(np.int64))
+
+
+def concat_rows(parts: list[RowData]) -> RowData:
+    out, base = [], 0
+    for p in parts:
+        out.append(p.win_starts + base)
+        base += len(p.x)
+    cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+    return RowData(cat("x"), cat("vel"), cat("off"), cat("g"), cat("hit"), cat("bar_ms"), np.concatenate(out))
+
+
+def synthetic_takes(n_takes: int = 12, rows: int = 64, seed: int = 0):
+    """A tiny made-up corpus with GMD's structure (for tests and smoke runs without the dataset)."""
+    from rolypoly.gmd import Takes
+    rng = np.random.default_rng(seed)
+    arrays = {k: [] for k in ("score_vel", "vel", "off", "bpm", "tsig", "phase", "bar", "bar_ms")}
+    starts = [0]
+    splits = []
+    for i in range(n_takes):
+        step = np.arange(rows)
+        phase = (step % 16) / 16.0
+        vel = np.zeros((rows, 9), np.float32)
+        vel[:, 2] = rng.integers(40, 110, rows)          # hi-hat every row
+        vel[step % 4 == 0, 0] = rng.integers(60, 127, int((step % 4 == 0).sum()))
+        vel[step % 8 == 4, 1] = rng.integers(60, 127, int((step % 8 == 4).sum()))
+        feel = rng.normal(0, 0.005)
+        off = np.where(vel > 0, feel + rng.normal(0, 0.004, vel.shape), 0).astype(np.float32)
+        hit = vel > 0
+        mean = np.where(hit.any(0), (vel * hit).sum(0) / np.maximum(hit.sum(0), 1), 0)
+        bpm = np.full(rows, 90.0 + 10 * (i % 5), np.float32)
+        for k, v in (("score_vel", np.where(hit, mean, 0).astype(np.float32)), ("vel", vel), ("off", off),
+                     ("bpm", bpm), ("tsig", np.ones(rows, np.float32)), ("phase", phase.astype(np.float32)),
+                     ("bar", (step // 16).astype(np.int32)), ("bar_ms", (240000.0 / bpm).astype(np.float32))):
+            arrays[k].append(v)
+        starts.append(starts[-1] + rows)
+        splits.append(("train", "train", "validation", "test")[i % 4])
+    meta = {"split": np.array(splits), "drummer": np.array(["synthetic"] * n_takes),
+            "style": np.array(["rock"] * n_takes), "midi_filename": np.array([f"s{i}.mid" for i in range(n_takes)]),
+            "duration": np.full(n_takes, 30.0), "time_signature": np.array(["4-4"] * n_takes),
+            "beat_type": np.array(["beat"] * n_takes)}
+    return Takes({k: np.concatenate(v) for k, v in arrays.items()}, np.array(starts, np.int64), meta)
+
+
+def load_training_data(cfg, block: int):
+    """``(train RowData, validation RowData, offset (mu, sigma) of train, description)``."""
+    tc = cfg.train
+    source = str(tc.get("data", "gmd"))
+    if source == "synthetic":
+        takes = {"16": synthetic_takes(seed=int(cfg.seed))}
+        grids = ["16"]
+    elif source == "gmd":
+        from rolypoly.gmd import load_gmd
+        grids = list(tc.get("grids", ["16+24", "16"]))
+        takes = {g: load_gmd(cfg, grid=g, show_progress=False) for g in grids}
+    else:
+        raise ConfigError(f"train.data={source!r}: choose gmd or synthetic")
+    val_grid = "16" if "16" in takes else grids[0]
+    train = concat_rows([rows_from_takes(takes[g].split("train"), block) for g in grids])
+    val = rows_from_takes(takes[val_grid].split("validation"), block)
+    mu, sigma = takes[grids[0]].split("train").offset_stats()
+    desc = f"{source} train ({', '.join(grids)} grids, {len(train.x)} rows), validation ({val_grid} grid, {len(val.x)} rows)"
+    return train, val, (mu, sigma), desc
+
+
+# ----------------------------------------------------------------------------- batches
+
+def make_batch(data: RowData, starts: np.ndarray, block: int, rng: np.random.Generator | None = None,
+               partner_share: float = 0.0, partner_row_prob: float = 0.8, partner_noise_ms: float = 8.0):
+    """Gather windows; with ``rng`` give a share of them a synthetic partner ``tau_g``.
+
+    Returns numpy arrays ``x (B, T, 22), vel, off (B, T, 9), g (B, T), hit (B, T, 9)``.
+    """
+    idx = starts[:, None] + np.arange(block)[None, :]
+    x = data.x[idx].copy()
+    g = data.g[idx]
+    if rng is not None and partner_share > 0:
+        B, T = g.shape
+        who = rng.random(B) < partner_share
+        rows = (rng.random((B, T)) < partner_row_prob) & who[:, None]
+        noise = rng.normal(0.0, 1.0, (B, T)) * (partner_noise_ms / data.bar_ms[idx]) / OFF_SCALE
+        x[:, :, 21] = np.where(rows, np.clip(g + noise, -OFF_CLIP, OFF_CLIP), 0.0)
+    return x, data.vel[idx], data.off[idx], g, data.hit[idx]
+
+
+def loss_terms(pred, vel, off, g, hit):
+    """L1 losses: velocities and offsets over score hits, ``g`` over every row."""
+    import torch
+    m = hit.float()
+    n = m.sum().clamp_min(1.0)
+    l_vel = ((pred[:, :, 0:9] - vel).abs() * m).sum() / n
+    l_off = ((pred[:, :, 9:18] - off).abs() * m).sum() / n
+    l_g = (pred[:, :, 18] - g).abs().mean()
+    return l_vel, l_off, l_g, torch.stack([l_vel, l_off, l_g]).detach()
+
+
+def lr_at(step: int, tc) -> float:
+    """Linear warmup then cosine decay to ``min_lr_ratio`` of the peak."""
+    peak, warm, total = float(tc.lr), int(tc.warmup_steps), max(int(tc.max_steps), 1)
+    if step < warm:
+        return peak * (step + 1) / warm
+    frac = min(1.0, (step - warm) / max(1, total - warm))
+    floor = float(tc.min_lr_ratio)
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def corrupt_history(model, x, rng, self_share: float, zero_share: float):
+    """Replace the realised history of some windows by the model's own predictions or zeros.
+
+    Own predictions are made without gradient from either the real or a zero history,
+    so the decoder learns to keep playing well from its own (smoother) past.
+    """
+    import torch
+    B = x.shape[0]
+    u = torch.from_numpy(rng.random(B))
+    zero = u < zero_share
+    own = (u >= zero_share) & (u < zero_share + self_share)
+    if zero.any():
+        x[zero, :, 9:18] = 0.0
+    if own.any():
+        xo = x[own].clone()
+        from_zero = torch.from_numpy(rng.random(int(own.sum())) < 0.5)
+        xo[from_zero, :, 9:18] = 0.0
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            pred = model(xo)
+        model.train(was_training)
+        hit = (xo[:, :, 0:9] > 0).float()
+        xo[:, :, 9:18] = pred[:, :, 9:18].clamp(-OFF_CLIP, OFF_CLIP) * hit
+        x[own] = xo
+    return x
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    best_val: float
+    best_step: int
+    seconds: float
+    resumed_from: int
+
+
+def _validate(model, val: RowData, block: int, batches: int, batch_size: int, device) -> float:
+    """Mean validation loss over fixed windows: teacher-forced plus zero-history (free-running proxy)."""
+    import torch
+    rng = np.random.default_rng(0)
+    starts = rng.choice(val.win_starts, size=min(len(val.win_starts), batches * batch_size), replace=False)
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(starts), batch_size):
+            x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(val, starts[i:i + batch_size], block))
+            for hist in (x, torch.cat([x[:, :, :9], torch.zeros_like(x[:, :, 9:18]), x[:, :, 18:]], dim=2)):
+                lv, lo, lg, _ = loss_terms(model(hist), vel, off, g, hit)
+                total += float(lv + lo + 0.5 * lg) * len(x)
+                count += len(x)
+    model.train()
+    return total / max(count, 1)  # mean of the teacher-forced and zero-history losses
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tr = [h for h in history if "train" in h]
+    va = [h for h in history if "val" in h]
+    if tr:
+        ax.plot([h["step"] for h in tr], [h["train"] for h in tr], label="train (L1, scaled units)", alpha=0.7)
+    if va:
+        ax.plot([h["step"] for h in va], [h["val"] for h in va], "o-", label="validation")
+    ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.set_title("rolypoly pretraining"); ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _setup_distributed(tc):
+    """``(rank, world, device, is_ddp)`` from torchrun's environment."""
+    import torch
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    want = str(tc.device)
+    if want not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"train.device={want!r}: choose auto, cpu or cuda")
+    use_cuda = torch.cuda.is_available() if want == "auto" else want == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available")
+    if world > 1:
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device, world > 1
+
+
+def pretrain(cfg, log=print) -> TrainResult:
+    """Run (or resume) pretraining as configured by ``cfg.train`` and ``cfg.model``.
+
+    Writes ``out_dir/last.pt`` (resumable state), ``out_dir/best.pt`` (best validation,
+    weights and meta only), ``out_dir/loss.png`` and ``out_dir/history.json``.
+    """
+    import torch
+
+    from rolypoly.model import ModelConfig, RolypolyModel, read_checkpoint, save_checkpoint
+    from rolypoly.report import progress
+
+    tc = cfg.train
+    conf = ModelConfig.from_cfg(cfg.model)
+    for key in ("max_steps", "batch_size", "eval_every", "checkpoint_every"):
+        if int(tc[key]) < 1:
+            raise ConfigError(f"train.{key} must be >= 1, got {tc[key]}")
+    rank, world, device, is_ddp = _setup_distributed(tc)
+    if int(tc.threads) > 0:
+        torch.set_num_threads(int(tc.threads))
+    seed = int(cfg.seed)
+    torch.manual_seed(seed + rank)
+    rng = np.random.default_rng(seed + 1000 * rank)
+    out = Path(str(tc.out_dir))
+    block = conf.block_size
+
+    train, val, (mu, sigma), data_desc = load_training_data(cfg, block)
+    model = RolypolyModel(conf).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(tc.lr), weight_decay=float(tc.weight_decay),
+                            betas=(0.9, 0.98))
+    step, best_val, best_step, history, elapsed0 = 0, float("inf"), -1, [], 0.0
+    last = out / "last.pt"
+    if last.is_file():  # resume: same command, same out_dir
+        state = read_checkpoint(last)
+        if state["meta"].get("model_config") != asdict(conf):
+            raise ModelError(f"{last}: was trained with model {state['meta'].get('model_config')}, not "
+                             f"{asdict(conf)}; use another train.out_dir or delete it")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best_val, best_step = int(state["step"]), float(state["best_val"]), int(state["best_step"])
+        history, elapsed0 = list(state.get("history", [])), float(state.get("elapsed_s", 0.0))
+        rng = np.random.default_rng(seed + 1000 * rank + step)
+        torch.manual_seed(seed + rank + step)
+        if rank == 0:
+            log(f"resuming {last} at step {step} (best validation {best_val:.4f} at step {best_step})")
+    resumed_from = step
+    net = torch.nn.parallel.DistributedDataParallel(model) if is_ddp else model
+    meta = {"version": f"{VERSION_PREFIX}-{cfg.model.get('name', 'custom')}", "model_config": asdict(conf),
+            "model_name": str(cfg.model.get("name", "custom")), "offset_mu": mu, "offset_sigma": sigma,
+            "data": data_desc, "seed": seed, "train": {k: tc[k] for k in tc}, "world_size": world}
+    meta["train"] = json.loads(json.dumps(meta["train"], default=str))
+    if rank == 0:
+        log(f"{data_desc}; {model.n_params()} parameters; device {device}; world {world}")
+
+    t0 = time.perf_counter()
+    running = None
+    bar = progress(range(step, int(tc.max_steps)), total=int(tc.max_steps) - step, desc="pretrain",
+                   disable=None if rank == 0 else True)
+    net.train()
+    for step in bar:
+        lr = lr_at(step, tc)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        starts = rng.choice(train.win_starts, size=int(tc.batch_size))
+        x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(
+            train, starts, block, rng, float(tc.partner_share), float(tc.partner_row_prob),
+            float(tc.partner_noise_ms)))
+        x = corrupt_history(model, x, rng, float(tc.get("self_history_share", 0.0)),
+                            float(tc.get("zero_history_share", 0.0)))
+        lv, lo, lg, parts = loss_terms(net(x), vel, off, g, hit)
+        loss = lv + lo + float(tc.get("g_weight", 0.5)) * lg
+        if not torch.isfinite(loss):
+            raise ModelError(f"training loss became {float(loss)} at step {step}; lower train.lr")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc.grad_clip))
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if rank == 0 and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}", refresh=False)
+        done = step + 1
+        if rank == 0 and done % int(tc.get("log_every", 50)) == 0:
+            history.append({"step": done, "train": running, "lr": lr, "vel": float(parts[0]),
+                            "off": float(parts[1]), "g": float(parts[2])})
+            rate = (done - resumed_from) / max(time.perf_counter() - t0, 1e-9)
+            log(f"step {done}/{tc.max_steps} loss {running:.4f} (vel {float(parts[0]):.4f} off "
+                f"{float(parts[1]):.4f} g {float(parts[2]):.4f}) lr {lr:.2e} {rate:.2f} steps/s")
+        last_step = done == int(tc.max_steps)
+        if done % int(tc.eval_every) == 0 or last_step:
+            if rank == 0:
+                v = _validate(model, val, block, int(tc.eval_batches), int(tc.batch_size), device)
+                history.append({"step": done, "val": v})
+                if v < best_val:
+                    best_val, best_step = v, done
+                    save_checkpoint(model, {**meta, "step": done, "val_loss": v,
+                                            "train_seconds": elapsed0 + time.perf_counter() - t0}, out / "best.pt")
+                log(f"validation at step {done}: {v:.4f} (best {best_val:.4f} at step {best_step})")
+                _plot(history, out / "loss.png")
+            if is_ddp:
+                import torch.distributed as dist
+                dist.barrier()
+        if rank == 0 and (done % int(tc.checkpoint_every) == 0 or last_step):
+            save_checkpoint(model, {**meta, "step": done}, last, extra={
+                "optimizer": opt.state_dict(), "step": done, "best_val": best_val, "best_step": best_step,
+                "history": history, "elapsed_s": elapsed0 + time.perf_counter() - t0})
+            (out / "history.json").write_text(json.dumps(history))
+    seconds = elapsed0 + time.perf_counter() - t0
+    if is_ddp:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(str(out), int(tc.max_steps), best_val, best_step, seconds, resumed_from)
