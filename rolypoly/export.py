@@ -14,14 +14,13 @@ Examples
 >>> rt.predict(np.zeros((16, 22), np.float32)).shape           # doctest: +SKIP
 (16, 19)
 """
-from __future__ import annotations
-
 import json
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rolypoly.errors import ModelError
 from rolypoly.features import LAYOUT, N_IN, N_OUT, OFF_SCALE
@@ -42,36 +41,37 @@ def is_torchscript(path) -> bool:
 
 
 def _atomic_save(module, path: Path, extra_files: dict[str, str] | None = None) -> None:
-    import torch
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.jit.save(module, str(tmp), _extra_files=extra_files or {})
     os.replace(tmp, path)
 
 
+class Exported(torch.nn.Module):
+    """A trained network with the contract attributes (what ``rolypoly export`` writes)."""
+
+    version: str
+    layout_json: str
+    offset_mu: float
+    offset_sigma: float
+    block_size: int
+
+    def __init__(self, net, version: str, layout_json: str, mu: float, sigma: float, block: int):
+        super().__init__()
+        self.net = net
+        self.version = version
+        self.layout_json = layout_json
+        self.offset_mu = mu
+        self.offset_sigma = sigma
+        self.block_size = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+
 def _wrap(model, meta: dict):
     """A scriptable module holding ``model`` and the contract attributes."""
-    import torch
-
-    class Exported(torch.nn.Module):
-        version: str
-        layout_json: str
-        offset_mu: float
-        offset_sigma: float
-        block_size: int
-
-        def __init__(self, net, version: str, layout_json: str, mu: float, sigma: float, block: int):
-            super().__init__()
-            self.net = net
-            self.version = version
-            self.layout_json = layout_json
-            self.offset_mu = mu
-            self.offset_sigma = sigma
-            self.block_size = block
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
-
     layout = dict(LAYOUT, block_size=int(model.block_size), model_config=meta.get("model_config", {}))
     return Exported(model, str(meta.get("version", "unknown")), json.dumps(layout),
                     float(meta.get("offset_mu", DEFAULT_OFFSET_MU)), float(meta.get("offset_sigma", DEFAULT_OFFSET_SIGMA)),
@@ -90,7 +90,6 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
     """
     import copy
 
-    import torch
     path = Path(path)
     net = copy.deepcopy(model).cpu().eval()
     scripted = torch.jit.script(_wrap(net, meta).eval())
@@ -160,7 +159,6 @@ def load_runtime(path, threads: int = 1) -> Runtime:
         Missing, truncated or not TorchScript; or ``(1, T, 22)`` zeros do not give a finite
         ``(1, T, 19)`` tensor.
     """
-    import torch
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
@@ -195,42 +193,43 @@ def load_runtime(path, threads: int = 1) -> Runtime:
 SWING_BAR = 0.04
 
 
+class Swing(torch.nn.Module):
+    """Same contract, no learning: score velocities, off-beat 8th hits ``amount`` bar late."""
+
+    version: str
+    layout_json: str
+    offset_mu: float
+    offset_sigma: float
+    block_size: int
+    amount: float
+
+    def __init__(self, amount: float):
+        super().__init__()
+        self.version = f"swing-{amount:g}bar"
+        self.layout_json = json.dumps(dict(LAYOUT, block_size=DEFAULT_BLOCK))
+        self.offset_mu = DEFAULT_OFFSET_MU
+        self.offset_sigma = DEFAULT_OFFSET_SIGMA
+        self.block_size = DEFAULT_BLOCK
+        self.amount = amount / OFF_SCALE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        vel = x[:, :, 0:9]
+        eighth = x[:, :, 20] * 8.0
+        # An off-beat 8th sits at an odd multiple of 1/8 bar.
+        off_beat = (torch.abs(eighth - torch.round(eighth)) < 0.01) & (torch.remainder(torch.round(eighth), 2.0) == 1.0)
+        off = off_beat.to(x.dtype).unsqueeze(2) * (vel > 0).to(x.dtype) * self.amount
+        g = torch.zeros_like(x[:, :, 0:1])
+        return torch.cat([vel, off, g], dim=2)
+
+
+
 def swing_module(amount_bar: float = SWING_BAR):
-    """A TorchScript-able model with the same contract: score velocities, off-beat 8ths late."""
-    import torch
-
-    class Swing(torch.nn.Module):
-        version: str
-        layout_json: str
-        offset_mu: float
-        offset_sigma: float
-        block_size: int
-        amount: float
-
-        def __init__(self, amount: float):
-            super().__init__()
-            self.version = f"swing-{amount:g}bar"
-            self.layout_json = json.dumps(dict(LAYOUT, block_size=DEFAULT_BLOCK))
-            self.offset_mu = DEFAULT_OFFSET_MU
-            self.offset_sigma = DEFAULT_OFFSET_SIGMA
-            self.block_size = DEFAULT_BLOCK
-            self.amount = amount / OFF_SCALE
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            vel = x[:, :, 0:9]
-            eighth = x[:, :, 20] * 8.0
-            # An off-beat 8th sits at an odd multiple of 1/8 bar.
-            off_beat = (torch.abs(eighth - torch.round(eighth)) < 0.01) & (torch.remainder(torch.round(eighth), 2.0) == 1.0)
-            off = off_beat.to(x.dtype).unsqueeze(2) * (vel > 0).to(x.dtype) * self.amount
-            g = torch.zeros_like(x[:, :, 0:1])
-            return torch.cat([vel, off, g], dim=2)
-
+    """A scriptable swing model (see :class:`Swing`)."""
     return Swing(float(amount_bar))
 
 
 def write_swing(path, amount_bar: float = SWING_BAR) -> Path:
     """Script the swing model and write it atomically."""
-    import torch
     path = Path(path)
     _atomic_save(torch.jit.script(swing_module(amount_bar)), path)
     load_runtime(path)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.drums import DRUMS, N_DRUMS, drum_index
-from rolypoly.errors import DataError, IntrospectError, RolypolyError
+from rolypoly.errors import IntrospectError, RolypolyError
 
 #: Bump when the database layout or what goes into it changes (forces a rebuild).
 SCHEMA_VERSION = 1
@@ -216,19 +216,35 @@ def _counts(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
     return np.concatenate([u, n[:, None]], axis=1)
 
 
+# Kinds of distribution in the ``counts`` table.
+PAIR, NEXT, MARG = 0, 1, 2
+_KIND = {"pair": PAIR, "next": NEXT, "marginal": MARG}
+
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- P(q | a=p, b): clustered on (src, dst, p) so one source pattern is one index range.
-CREATE TABLE pair (src INTEGER NOT NULL, dst INTEGER NOT NULL, p INTEGER NOT NULL, q INTEGER NOT NULL,
-                   n INTEGER NOT NULL, PRIMARY KEY (src, dst, p, q)) WITHOUT ROWID;
--- P(next bar q | this bar p) per drum.
-CREATE TABLE next (drum INTEGER NOT NULL, p INTEGER NOT NULL, q INTEGER NOT NULL, n INTEGER NOT NULL,
-                   PRIMARY KEY (drum, p, q)) WITHOUT ROWID;
--- Marginal of each drum; also the seen source patterns of the pair table.
-CREATE TABLE marginal (drum INTEGER NOT NULL, q INTEGER NOT NULL, n INTEGER NOT NULL,
-                       PRIMARY KEY (drum, q)) WITHOUT ROWID;
-CREATE INDEX next_sources ON next (drum, p, n);
+-- One row per (distribution, answer pattern q) with its count n and the running total
+-- cum (counts up to and including this row, in q order, within the distribution).
+-- kind 0: P(q | drum a plays p) for drum b; kind 1: P(next bar q | bar p) of drum a (b = a);
+-- kind 2: marginal of drum a (b = a, p = 0).
+CREATE TABLE counts (kind INTEGER NOT NULL, a INTEGER NOT NULL, b INTEGER NOT NULL, p INTEGER NOT NULL,
+                     q INTEGER NOT NULL, n INTEGER NOT NULL, cum INTEGER NOT NULL,
+                     PRIMARY KEY (kind, a, b, p, q)) WITHOUT ROWID;
+-- A weighted draw is one range seek: the first row whose cum exceeds a uniform integer.
+CREATE UNIQUE INDEX counts_by_cum ON counts (kind, a, b, p, cum);
 """
+
+
+def _rows(kind: int, a: int, b: int, p: np.ndarray, q: np.ndarray):
+    """Rows of the counts table for one (kind, a, b): distinct (p, q) with counts and running totals."""
+    rows = _counts(p, q)  # sorted by p, then q
+    if not len(rows):
+        return []
+    n = rows[:, 2]
+    cum = np.cumsum(n)
+    first = np.r_[True, rows[1:, 0] != rows[:-1, 0]]
+    base = np.maximum.accumulate(np.where(first, cum - n, 0))
+    cum = cum - base
+    return [(kind, a, b, int(pp), int(qq), int(nn), int(cc)) for (pp, qq, nn), cc in zip(rows, cum)]
 
 
 def build_table(path: str | os.PathLike, corpus: Corpus, show_progress: bool = False) -> dict:
@@ -253,21 +269,20 @@ def build_table(path: str | os.PathLike, corpus: Corpus, show_progress: bool = F
     bars = corpus.pairs()
     this, nxt = corpus.transitions()
     con = sqlite3.connect(tmp)
+    insert = "INSERT INTO counts VALUES (?,?,?,?,?,?,?)"
     try:
         con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
         pair_rows = next_rows = 0
         jobs = [(a, b) for a in range(N_DRUMS) for b in range(N_DRUMS) if a != b]
         for a, b in progress(jobs, total=len(jobs), desc="pattern tables", disable=not show_progress or None):
-            rows = _counts(bars[:, a], bars[:, b])
-            con.executemany("INSERT INTO pair VALUES (?,?,?,?,?)",
-                            ((a, b, int(p), int(q), int(n)) for p, q, n in rows))
+            rows = _rows(PAIR, a, b, bars[:, a], bars[:, b])
+            con.executemany(insert, rows)
             pair_rows += len(rows)
         for d in range(N_DRUMS):
-            rows = _counts(this[:, d], nxt[:, d])
-            con.executemany("INSERT INTO next VALUES (?,?,?,?)", ((d, int(p), int(q), int(n)) for p, q, n in rows))
+            rows = _rows(NEXT, d, d, this[:, d], nxt[:, d])
+            con.executemany(insert, rows)
             next_rows += len(rows)
-            con.executemany("INSERT INTO marginal VALUES (?,?,?)",
-                            ((d, int(q), int(n)) for q, n in _counts(bars[:, d])))
+            con.executemany(insert, _rows(MARG, d, d, np.zeros(len(bars), np.int64), bars[:, d]))
         stats = {"bars": int(len(bars)), "transitions": int(len(this)), "pair_rows": pair_rows,
                  "next_rows": next_rows}
         meta = {"schema": str(SCHEMA_VERSION), "steps": str(corpus.steps), "input_key": corpus.key,
@@ -373,13 +388,17 @@ class PatternTable:
     """Read-only, thread-safe queries on a pattern database.
 
     Use :meth:`open` with a config (builds or repairs the database as needed) or the
-    constructor on an existing file.
+    constructor on an existing file.  A weighted query costs a few index seeks
+    whatever the size of the distribution: a back-off level pooling several seen
+    source patterns is a mixture, so one draws a source by its count, then an answer
+    within it.
 
     Parameters
     ----------
     path : the SQLite file
     max_hamming : largest Hamming distance searched before the marginal answers
     seed : seed of the generator used when a query passes no ``rng``
+    max_neighbours : at one distance, pool at most this many (the most frequent) sources
     """
 
     def __init__(self, path: str | os.PathLike, max_hamming: int = 4, seed: int | None = None,
@@ -390,30 +409,34 @@ class PatternTable:
         self.max_hamming = int(max_hamming)
         self.max_neighbours = int(max_neighbours)
         self.rng = np.random.default_rng(seed)
+        self.build_stats: dict | None = None
         self._lock = threading.Lock()
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        con = None
         try:
-            self._con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self.info = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+            con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self.info = dict(con.execute("SELECT key, value FROM meta").fetchall())
             if self.info.get("schema") != str(SCHEMA_VERSION):
                 raise IntrospectError(f"{self.path}: database schema {self.info.get('schema')!r}, "
                                       f"expected {SCHEMA_VERSION} (rebuild it)")
             self.steps = int(self.info["steps"])
-            marg = self._con.execute("SELECT drum, q, n FROM marginal ORDER BY drum, q").fetchall()
-            nexts = self._con.execute("SELECT drum, p, SUM(n) FROM next GROUP BY drum, p").fetchall()
+            marg = con.execute("SELECT a, q, n FROM counts WHERE kind=? ORDER BY a, q", (MARG,)).fetchall()
+            nexts = con.execute("SELECT a, p, MAX(cum) FROM counts WHERE kind=? GROUP BY a, p", (NEXT,)).fetchall()
         except IntrospectError:
-            self._con.close()
+            con.close()
             raise
         except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
-            try:
-                self._con.close()
-            except Exception:
-                pass
+            if con is not None:
+                con.close()
             raise IntrospectError(f"{self.path}: corrupt pattern database ({exc})") from None
-        # In memory: the marginals (they also are the seen sources of the pair table) and
-        # the seen sources of the next-bar table, so the Hamming search never touches SQL.
+        self._con = con
+        # In memory: each drum's marginal (its patterns are also the seen sources of the
+        # pair distributions, its counts their totals) and the seen sources of the
+        # next-bar distributions, so the Hamming search never touches SQL.
         self._marginal = [self._split(marg, d) for d in range(N_DRUMS)]
         self._next_sources = [self._split(nexts, d) for d in range(N_DRUMS)]
+        self._pair_index = [{int(p): i for i, p in enumerate(m[0])} for m in self._marginal]
+        self._next_index = [{int(p): i for i, p in enumerate(m[0])} for m in self._next_sources]
         if not any(len(m[0]) for m in self._marginal):
             raise IntrospectError(f"{self.path}: pattern database is empty")
 
@@ -421,9 +444,9 @@ class PatternTable:
     def _split(rows, d):
         sel = [(p, n) for dd, p, n in rows if dd == d]
         if not sel:
-            return np.zeros(0, np.uint64), np.zeros(0, np.float64)
+            return np.zeros(0, np.uint64), np.zeros(0, np.int64)
         arr = np.array(sel, dtype=np.int64)
-        return arr[:, 0].astype(np.uint64), arr[:, 1].astype(np.float64)
+        return arr[:, 0].astype(np.uint64), arr[:, 1]
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -439,6 +462,10 @@ class PatternTable:
         ------
         IntrospectError
             No usable database and the corpus to build one is missing.
+
+        Examples
+        --------
+        >>> table = PatternTable.open(load_config([]))     # doctest: +SKIP
         """
         if rebuild not in ("auto", "always", "never"):
             raise IntrospectError(f"rebuild must be auto, always or never, got {rebuild!r}")
@@ -451,15 +478,14 @@ class PatternTable:
         problem = None
         try:
             corpus = load_corpus(cfg, show_progress=show_progress)
-        except (DataError, RolypolyError) as exc:
+        except RolypolyError as exc:  # no GMD here: an existing database is still usable
             if rebuild == "always":
                 raise IntrospectError(f"cannot build the pattern database: {exc}") from None
             problem = exc
         if rebuild == "auto" and path.is_file():
             try:
                 table = cls(path, **kw)
-                if corpus is None or (table.info.get("input_key") == corpus.key
-                                      and table.steps == corpus.steps):
+                if corpus is None or (table.info.get("input_key") == corpus.key and table.steps == corpus.steps):
                     return table
                 table.close()
             except IntrospectError as exc:
@@ -468,9 +494,9 @@ class PatternTable:
                 warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
         if corpus is None:
             raise IntrospectError(f"{path}: no pattern database and nothing to build it from: {problem}")
-        table_stats = build_table(path, corpus, show_progress=show_progress)
+        stats = build_table(path, corpus, show_progress=show_progress)
         table = cls(path, **kw)
-        table.build_stats = table_stats
+        table.build_stats = stats
         return table
 
     def close(self) -> None:
@@ -483,70 +509,117 @@ class PatternTable:
     def __exit__(self, *exc):
         self.close()
 
-    # ------------------------------------------------------------------ distributions
-    def _fetch(self, kind: str, a: int, b: int, sources: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        key = (kind, a, b, tuple(sources))
+    # ------------------------------------------------------------------ SQL
+    def _sql(self, sql: str, args: tuple) -> list:
+        try:
+            with self._lock:
+                return self._con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise IntrospectError(f"{self.path}: query failed ({exc}); rebuild the database "
+                                  f"(rolypoly introspect build --force)") from None
+
+    def distribution(self, kind: str, a: int, b: int, sources) -> tuple[np.ndarray, np.ndarray]:
+        """Patterns and pooled counts of the ``kind`` distributions of the given source patterns."""
+        k = _KIND[kind]
+        sources = tuple(int(s) for s in sources)
+        key = (k, a, b, sources)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         marks = ",".join("?" * len(sources))
-        if kind == "pair":
-            sql = f"SELECT q, SUM(n) FROM pair WHERE src=? AND dst=? AND p IN ({marks}) GROUP BY q"
-            args = (a, b, *sources)
-        else:
-            sql = f"SELECT q, SUM(n) FROM next WHERE drum=? AND p IN ({marks}) GROUP BY q"
-            args = (a, *sources)
-        try:
-            with self._lock:
-                rows = self._con.execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise IntrospectError(f"{self.path}: query failed ({exc}); rebuild the database") from None
+        rows = self._sql(f"SELECT q, SUM(n) FROM counts WHERE kind=? AND a=? AND b=? AND p IN ({marks}) "
+                         f"GROUP BY q ORDER BY q", (k, a, b, *sources))
         arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
-        out = (arr[:, 0], arr[:, 1].astype(np.float64))
+        out = (arr[:, 0], arr[:, 1])
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()
         self._cache[key] = out
         return out
 
+    # ------------------------------------------------------------------ back-off
     def levels(self, kind: str, a: int, b: int, pattern: int):
-        """Yield ``(level, patterns, counts)`` from the most to the least specific back-off level."""
+        """Yield ``(level, kind, a, b, sources, totals)`` from the most to the least specific level.
+
+        ``sources`` are the seen source patterns pooled at that level and ``totals`` their
+        counts; the last level is the marginal of ``b`` (one source, pattern 0).
+        """
         seen, weight = self._marginal[a] if kind == "pair" else self._next_sources[a]
+        i = (self._pair_index if kind == "pair" else self._next_index)[a].get(pattern)
+        if i is not None:  # the common case needs no distance computation
+            yield EXACT, kind, a, b, seen[i:i + 1].astype(np.int64), weight[i:i + 1]
         if len(seen):
             dist = np.bitwise_count(seen ^ np.uint64(pattern))
-            for k in np.unique(dist[dist <= self.max_hamming]):
+            near = (dist <= self.max_hamming) & (dist > 0)
+            for k in np.unique(dist[near]):
                 idx = np.nonzero(dist == k)[0]
                 if len(idx) > self.max_neighbours:  # keep the best-attested neighbours
                     idx = idx[np.argsort(-weight[idx], kind="stable")[: self.max_neighbours]]
-                qs, ns = self._fetch(kind, a, b, sorted(int(seen[i]) for i in idx))
-                if len(qs):
-                    yield (EXACT if k == 0 else f"hamming-{int(k)}"), qs, ns
-        mq, mn = self._marginal[b]
-        yield MARGINAL, mq.astype(np.int64), mn
+                yield f"hamming-{int(k)}", kind, a, b, seen[idx].astype(np.int64), weight[idx]
+        mn = self._marginal[b][1]
+        yield MARGINAL, "marginal", b, b, np.zeros(1, np.int64), np.array([mn.sum()], np.int64)
+
+    def _draw(self, level, kind, a, b, sources, totals, exclude, gen) -> Answer | None:
+        k = _KIND[kind]
+        marks = ",".join("?" * len(sources))
+        src_args = tuple(int(s) for s in sources)
+        excluded = {}
+        if exclude is not None:
+            # How often each source answered the excluded pattern, and where it sits in its cum order.
+            for p, n, cum in self._sql(f"SELECT p, n, cum FROM counts WHERE kind=? AND a=? AND b=? AND q=? "
+                                       f"AND p IN ({marks})", (k, a, b, exclude, *src_args)):
+                excluded[p] = (n, cum - n)
+            totals = totals - np.array([excluded.get(s, (0, 0))[0] for s in src_args], np.int64)
+        total = int(totals.sum())
+        if total <= 0:
+            return None  # only the excluded answer at this level
+        x = int(gen.integers(total))
+        if len(src_args) == 1:
+            p = src_args[0]
+        else:  # a mixture: pick the source by its count, then the answer within it
+            cum = np.cumsum(totals)
+            i = int(np.searchsorted(cum, x, side="right"))
+            x -= int(cum[i - 1]) if i else 0
+            p = src_args[i]
+        if p in excluded and x >= excluded[p][1]:
+            x += excluded[p][0]  # skip over the excluded answer's slot
+        rows = self._sql("SELECT q, n FROM counts WHERE kind=? AND a=? AND b=? AND p=? AND cum>? "
+                         "ORDER BY cum LIMIT 1", (k, a, b, p, x))
+        if not rows:
+            raise IntrospectError(f"{self.path}: inconsistent counts for pattern {p}; rebuild the database")
+        q, n = rows[0]
+        if len(src_args) > 1:
+            n = self._sql(f"SELECT SUM(n) FROM counts WHERE kind=? AND a=? AND b=? AND q=? AND p IN ({marks})",
+                          (k, a, b, q, *src_args))[0][0]
+        return Answer(int(q), level, float(n) / total, self.steps)
+
+    def _best(self, level, kind, a, b, sources, totals, exclude, prior_drum) -> Answer | None:
+        qs, ns = self.distribution(kind, a, b, sources)
+        if exclude is not None:
+            keep = qs != exclude
+            qs, ns = qs[keep], ns[keep]
+        if not len(qs):
+            return None
+        # Ties go to the pattern more common overall, then to the smaller hash (deterministic).
+        mq, mn = self._marginal[prior_drum]
+        pos = np.minimum(np.searchsorted(mq, qs.astype(np.uint64)), len(mq) - 1)
+        prior = np.where(mq[pos] == qs.astype(np.uint64), mn[pos], 0)
+        best = int(np.lexsort((qs, -prior, -ns))[0])
+        return Answer(int(qs[best]), level, float(ns[best] / ns.sum()), self.steps)
 
     def _answer(self, kind, a, b, pattern, exclude, rng, greedy) -> Answer:
         pattern = check_pattern(pattern, self.steps)
         if exclude is not None:
             exclude = check_pattern(exclude, self.steps)
-        for level, qs, ns in self.levels(kind, a, b, pattern):
-            if exclude is not None:
-                keep = qs != exclude
-                qs, ns = qs[keep], ns[keep]
-            if not len(qs):
-                continue  # only the excluded answer here: a wider level varies it
-            if greedy:
-                # Ties go to the pattern more common overall, then the smaller hash (deterministic).
-                mq, mn = self._marginal[b]
-                pos = np.searchsorted(mq, qs.astype(np.uint64))
-                pos = np.minimum(pos, max(len(mq) - 1, 0))
-                prior = np.where((len(mq) > 0) & (mq[pos] == qs.astype(np.uint64)), mn[pos], 0.0)
-                best = np.lexsort((qs, -prior, -ns))[0]
-            else:
-                gen = self.rng if rng is None else (rng if isinstance(rng, np.random.Generator)
-                                                    else np.random.default_rng(rng))
-                cum = np.cumsum(ns)
-                best = int(np.searchsorted(cum, gen.random() * cum[-1], side="right"))
-                best = min(best, len(qs) - 1)
-            return Answer(int(qs[best]), level, float(ns[best] / ns.sum()), self.steps)
+        if greedy:
+            gen = None
+        elif rng is None:
+            gen = self.rng
+        else:
+            gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        for level in self.levels(kind, a, b, pattern):
+            ans = self._best(*level, exclude, b) if greedy else self._draw(*level, exclude, gen)
+            if ans is not None:
+                return ans
         # Only reachable when the marginal holds nothing but the excluded pattern.
         return Answer(int(exclude), MARGINAL, 1.0, self.steps)
 
@@ -557,9 +630,15 @@ class PatternTable:
         ----------
         src, dst : drum names or indices (different drums)
         pattern : int hash or pattern string of ``self.steps`` steps
-        exclude : a pattern not to return (the previous answer, so repeated asks vary)
+        exclude : a pattern not to return (the previous answer, so repeated asks vary);
+            when a level holds nothing else, the next level answers
         rng : ``numpy.random.Generator`` or int seed; default: the table's own generator
         greedy : return the most probable pattern instead of a weighted draw
+
+        Returns
+        -------
+        Answer
+            With the level that answered and the answer's probability there.
 
         Examples
         --------
@@ -572,7 +651,7 @@ class PatternTable:
         return self._answer("pair", a, b, pattern, exclude, rng, greedy)
 
     def next_bar(self, drum, pattern, exclude=None, rng=None, greedy: bool = False) -> Answer:
-        """A pattern for the bar after one where ``drum`` plays ``pattern`` (same arguments as :meth:`ask`)."""
+        """A pattern for the bar after one where ``drum`` plays ``pattern`` (arguments as :meth:`ask`)."""
         d = drum_index(drum)
         return self._answer("next", d, d, pattern, exclude, rng, greedy)
 
@@ -582,7 +661,6 @@ class PatternTable:
         mq, mn = self._marginal[d]
         i = int(np.lexsort((mq, -mn))[0])
         return Answer(int(mq[i]), MARGINAL, float(mn[i] / mn.sum()), self.steps)
-
 
 # --------------------------------------------------------------------------- scores
 

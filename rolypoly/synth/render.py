@@ -128,8 +128,11 @@ class BlockRenderer:
         self.active[:] = 0
         self.states[:, S_DELAY] = 0.0
 
-    def trigger(self, sample_offset_in_block: int, drum: int, velocity: int) -> None:
-        """Start ``drum`` (0..8) at ``velocity`` (1..127), ``sample_offset_in_block`` into the next block."""
+    def trigger(self, sample_offset_in_block: int, drum: int, velocity: int, seed: int | None = None) -> None:
+        """Start ``drum`` (0..8) at ``velocity`` (1..127), ``sample_offset_in_block`` into the next block.
+
+        ``seed`` fixes the voice's noise (default: the next of the renderer's own sequence).
+        """
         if not 0 <= drum < len(DRUMS):
             raise SynthError(f"drum class {drum} outside 0..{len(DRUMS) - 1}")
         if not 1 <= velocity <= 127:
@@ -137,11 +140,13 @@ class BlockRenderer:
         if sample_offset_in_block < 0:
             raise SynthError(f"sample offset {sample_offset_in_block} is negative")
         self._clock += 1
-        self._seed = (self._seed * 1103515245 + 12345) & 0x7FFFFFFF
+        if seed is None:
+            self._seed = (self._seed * 1103515245 + 12345) & 0x7FFFFFFF
+            seed = self._seed
         bank_trigger(self.coefs, self.states, self.active, self.vgroup, self.vage, self._clock,
                      self.params, self.pans, self.groups, int(drum), float(velocity),
                      float(sample_offset_in_block), float(self.sr), self.polyphony,
-                     float(self.fade_samples), self._seed)
+                     float(self.fade_samples), int(seed) & 0x7FFFFFFF)
 
     def process(self, out: np.ndarray) -> None:
         """Fill ``out`` ((block_size, 2) float32, preallocated) with the next block, in place."""
@@ -151,6 +156,10 @@ class BlockRenderer:
     def voices(self) -> int:
         """How many voices are sounding or fading."""
         return int(self.active.sum())
+
+
+def _hit_seed(start: int, drum: int, vel: int) -> int:
+    return (start * 2654435761 + drum * 40503 + vel * 97) & 0x7FFFFFFF
 
 
 def _check_hits(hits) -> list[tuple[float, int, int]]:
@@ -208,7 +217,8 @@ def render(hits, kit: Kit, sr: int = 48000, tail_s: float | None = None, polypho
     end = 0
     while pos < total:
         while k < len(hits) and starts[k] < pos + block:
-            r.trigger(starts[k] - pos, hits[k][1], hits[k][2])
+            # each hit's noise depends only on the hit, not on what else the score holds
+            r.trigger(starts[k] - pos, hits[k][1], hits[k][2], seed=_hit_seed(starts[k], hits[k][1], hits[k][2]))
             k += 1
         r.process(out[pos:pos + block])
         pos += block

@@ -1,0 +1,271 @@
+"""Train-after-take: finetune the model on one duet and save a new model version (SPEC section 7).
+
+The take loss, over the take's rows::
+
+    L = (w_r*r + w_v*MSE(v_hat, v) + w_o*MSE(o_hat, g) + w_g*MSE(g_hat, g)) / (w_r + w_v + w_o + w_g)
+
+* ``v``: the score's velocities (drums in the score), ``v_hat`` the predicted ones;
+* ``g``: the musician's onset offset on rows with a matched onset; ``o_hat`` the predicted
+  drum offsets on rows with both a drum hit and an onset (the drums should meet the
+  musician); ``g_hat`` the predicted musician offset on rows with an onset;
+* ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over every predicted drum hit keeps the
+  drums' timing statistics near human drumming (``mu``, ``sigma``: GMD train, stored with the model).
+
+All terms are in model units (:mod:`rolypoly.features`).  Each row is trained as the
+last row of its own 16-row window, exactly as it is predicted live.  Defaults from the
+paper: 20 epochs, Adam, learning rate 0.003.
+
+Each finetune writes a new *model version* folder (weights, TorchScript, the take it came
+from, the loss table) atomically; the pretrained model is never touched, and a step that
+makes the loss non-finite is rejected (its update undone).
+
+Examples
+--------
+>>> version = train_after_take(cfg, "takes/20261122-101500")    # doctest: +SKIP
+>>> engine.message("load", str(version.torchscript))             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly import features as F
+from rolypoly.errors import ModelError, RolypolyError, TakeError
+
+WEIGHT_NAMES = ("w_v", "w_o", "w_g", "w_r")
+WINDOW = 16
+
+
+def parse_weights(values, cfg_finetune=None) -> dict[str, float]:
+    """Loss weights from ``train w_v w_o w_g [w_r]`` arguments (defaults from config).
+
+    Raises
+    ------
+    RolypolyError
+        Non-numeric, negative or non-finite weights, a wrong count, or all zero.
+    """
+    defaults = {k: float(getattr(cfg_finetune, k, 1.0)) if cfg_finetune is not None else 1.0 for k in WEIGHT_NAMES}
+    values = list(values or [])
+    if len(values) not in (0, 3, 4):
+        raise RolypolyError(f"train takes 3 or 4 weights (w_v w_o w_g [w_r]), got {len(values)}")
+    out = dict(defaults)
+    for name, v in zip(WEIGHT_NAMES, values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise RolypolyError(f"weight {name} must be a number, got {v!r}") from None
+        if not math.isfinite(f) or f < 0:
+            raise RolypolyError(f"weight {name} must be finite and >= 0, got {v!r}")
+        out[name] = f
+    if sum(out.values()) <= 0:
+        raise RolypolyError("at least one loss weight must be positive")
+    return out
+
+
+def take_arrays(take) -> dict[str, np.ndarray]:
+    """Model inputs and targets of a take: rows as played, the musician's offsets, masks."""
+    r = take.rows
+    n = len(r["k"])
+    if n == 0:
+        raise TakeError(f"{take.path}: the take has no rows")
+    tau = np.where(r["has_onset"], r["tau_g"], 0.0)
+    x = F.encode_rows(r["score_vel"], r["real_off"], r["bpm"], r["tsig"], r["phase"], tau)
+    return {"x": x, "v": (r["score_vel"] / F.VEL_SCALE).astype(np.float32),
+            "g": F.scale_off(tau).astype(np.float32), "onset": r["has_onset"].astype(bool),
+            "hit": (r["score_vel"] > 0)}
+
+
+def windows(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Rows ``window-1 .. N-1`` as the last row of their full window: ``(N-window+1, window, 22)``.
+
+    The first ``window-1`` rows have shorter histories; the model is causal, so one pass
+    over ``x[:window-1]`` predicts each of them exactly as live play does.
+    """
+    n = x.shape[0]
+    if n < window:
+        return np.zeros((0, window, x.shape[1]), x.dtype)
+    idx = np.arange(n - window + 1)[:, None] + np.arange(window)[None, :]
+    return x[idx]
+
+
+def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
+    """The weighted take loss and its terms for model outputs ``y`` (B, 19) of the batch's last rows."""
+    import torch
+    v_hat, o_hat, g_hat = y[:, F.OUT_VEL], y[:, F.OUT_OFF], y[:, F.OUT_G]
+    hit, onset, v, g = batch["hit"], batch["onset"], batch["v"], batch["g"]
+    zero = y.sum() * 0.0
+    lv = ((v_hat - v) ** 2)[hit].mean() if hit.any() else zero
+    both = hit & onset[:, None]
+    lo = ((o_hat - g[:, None]) ** 2)[both].mean() if both.any() else zero
+    lg = ((g_hat - g) ** 2)[onset].mean() if onset.any() else zero
+    if hit.sum() > 1:
+        oh = o_hat[hit]
+        r = (oh.mean() - mu / F.OFF_SCALE) ** 2 + (oh.std() - sigma / F.OFF_SCALE) ** 2
+    else:
+        r = zero
+    total_w = sum(weights.values())
+    loss = (weights["w_v"] * lv + weights["w_o"] * lo + weights["w_g"] * lg + weights["w_r"] * r) / total_w
+    return loss, {"loss": loss, "r": r, "vel": lv, "off": lo, "g": lg}
+
+
+@dataclass
+class ModelVersion:
+    path: Path
+    torchscript: Path
+    weights: Path
+    losses: list[dict]
+    seconds: float
+    rejected_steps: int
+
+
+def base_weights_for(model_path: str | os.PathLike) -> Path:
+    """The eager weights beside a TorchScript model (``X.pt`` -> ``X.ckpt`` or ``weights.ckpt``)."""
+    p = Path(model_path)
+    for cand in (p.with_suffix(".ckpt"), p.parent / "weights.ckpt", p):
+        if cand.suffix == ".ckpt" and cand.is_file():
+            return cand
+    raise ModelError(f"{p}: no eager weights beside it (expected {p.with_suffix('.ckpt')}); "
+                     "finetuning needs a rolypoly checkpoint")
+
+
+def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 20, lr: float = 3e-3,
+             batch_size: int = 64, seed: int = 0, on_epoch=None, threads: int = 0):
+    """Finetune ``model`` in place on ``take``; returns (loss table, rejected steps)."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    arr = take_arrays(take)
+    if not arr["onset"].any() and weights["w_v"] == 0 and weights["w_r"] == 0:
+        raise TakeError(f"{take.path}: no onsets in the take and no velocity/regulariser weight: nothing to learn")
+    head = min(WINDOW - 1, len(arr["x"]))
+    xw = torch.from_numpy(windows(arr["x"]))
+    x_head = torch.from_numpy(arr["x"][None, :head])
+    data = {"hit": torch.from_numpy(arr["hit"]), "onset": torch.from_numpy(arr["onset"]),
+            "v": torch.from_numpy(arr["v"]), "g": torch.from_numpy(arr["g"])}
+    mu = float(meta.get("offset_mu", -0.0019))
+    sigma = float(meta.get("offset_sigma", 0.0094))
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    n = xw.shape[0]
+    table, rejected = [], 0
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=gen)
+        sums = {k: 0.0 for k in ("loss", "r", "vel", "off", "g")}
+        steps = 0
+        # batch -1 is the take's first rows in one causal pass; the others are full windows
+        for i in [-1] + list(range(0, n, batch_size)):
+            if i < 0:
+                y = model(x_head)[0]
+                batch = {k: v[:head] for k, v in data.items()}
+            else:
+                idx = perm[i:i + batch_size]
+                y = model(xw[idx])[:, -1]
+                batch = {k: v[idx + WINDOW - 1] for k, v in data.items()}
+            loss, terms = take_loss(y, batch, weights, mu, sigma)
+            if not torch.isfinite(loss):
+                rejected += 1
+                continue
+            backup = [p.detach().clone() for p in model.parameters()]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                with torch.no_grad():  # undo a step that broke the weights
+                    for p, b in zip(model.parameters(), backup):
+                        p.copy_(b)
+                rejected += 1
+                continue
+            for k in sums:
+                sums[k] += float(terms[k])
+            steps += 1
+        row = {"epoch": epoch, **{k: (v / steps if steps else float("nan")) for k, v in sums.items()}}
+        table.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    model.eval()
+    return table, rejected
+
+
+def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None,
+                     weights: dict[str, float] | None = None, on_progress=None) -> ModelVersion:
+    """Finetune the model a take was played with on that take; write a new model version.
+
+    Parameters
+    ----------
+    cfg : composed config (``cfg.finetune``, ``cfg.models_dir``)
+    take_path : a take folder (see :mod:`rolypoly.takes`)
+    base_model : the TorchScript model to start from (default: the take's model, else ``cfg.engine.model``)
+    weights : loss weights (see :func:`parse_weights`)
+    on_progress : callable receiving one text line per epoch
+
+    Raises
+    ------
+    TakeError
+        Incomplete take or one with nothing to learn from.
+    ModelError
+        No usable base weights.
+    """
+    import torch
+
+    from rolypoly.export import export_torchscript
+    from rolypoly.model import load_checkpoint, save_checkpoint
+    from rolypoly.takes import load_take
+    t0 = time.perf_counter()
+    take = load_take(take_path)
+    weights = weights or parse_weights([], cfg.finetune)
+    base = base_model or take.settings.get("model") or cfg.engine.model
+    ckpt = base_weights_for(base)
+    model, meta = load_checkpoint(ckpt)
+    torch.manual_seed(int(cfg.seed))
+    fc = cfg.finetune
+    say = on_progress or (lambda text: None)
+
+    def epoch_report(row):
+        say(f"finetune epoch {row['epoch']}/{fc.epochs}: loss {row['loss']:.4f} (r {row['r']:.4f}, "
+            f"vel {row['vel']:.4f}, off {row['off']:.4f}, g {row['g']:.4f})")
+
+    table, rejected = finetune(model, meta, take, weights, epochs=int(fc.epochs), lr=float(fc.lr),
+                               batch_size=int(getattr(fc, "batch_size", 64)), seed=int(cfg.seed),
+                               on_epoch=epoch_report, threads=int(getattr(fc, "threads", 0)))
+    if not table or not all(math.isfinite(row["loss"]) for row in table[-1:]):
+        raise ModelError(f"finetune on {take.path} gave a non-finite loss; the previous model is kept")
+    # A new version folder, written under a temporary name and renamed into place.
+    root = Path(cfg.models_dir) / "versions"
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [int(p.name.split("-v")[-1]) for p in root.glob("*-v*") if p.name.split("-v")[-1].isdigit()]
+    number = max(existing, default=0) + 1
+    name = f"{Path(ckpt).stem if Path(ckpt).stem != 'weights' else 'rolypoly'}-v{number:03d}"
+    if Path(ckpt).stem == "weights":
+        name = f"{Path(ckpt).parent.name.rsplit('-v', 1)[0]}-v{number:03d}"
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        meta = dict(meta)
+        meta["version"] = name
+        meta["finetuned_from"] = str(ckpt)
+        meta["take"] = str(take.path)
+        meta["finetune"] = {"weights": weights, "epochs": int(fc.epochs), "lr": float(fc.lr)}
+        save_checkpoint(model, meta, tmp / "weights.ckpt")
+        export_torchscript(model, meta, tmp / "model.pt")
+        (tmp / "losses.json").write_text(json.dumps(table, indent=1))
+        (tmp / "take.txt").write_text(str(Path(take.path).resolve()) + "\n")
+        (tmp / "version.json").write_text(json.dumps({"version": name, "base": str(ckpt), "take": str(take.path),
+                                                      "weights": weights, "rejected_steps": rejected,
+                                                      "seconds": time.perf_counter() - t0}, indent=1))
+        os.replace(tmp, final)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"new model version {final}")
+    return ModelVersion(final, final / "model.pt", final / "weights.ckpt", table, time.perf_counter() - t0, rejected)

@@ -1,0 +1,185 @@
+"""The rolypoly object and its schedule: sample-accurate hits, fallback, loop, listening, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO, meter, note, tempo, write_midi
+from rolypoly.config import load_config
+from rolypoly.engine import Rolypoly
+from rolypoly.schedule import Schedule
+from rolypoly.score import read_score
+
+PPQ = 480
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A small random model exported under the real contract."""
+    import torch
+
+    from rolypoly.export import export_torchscript
+    from rolypoly.model import ModelConfig, RolypolyModel, save_checkpoint
+    torch.manual_seed(0)
+    model = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16, d_ff=32)).eval()
+    d = tmp_path_factory.mktemp("model")
+    meta = {"version": "tiny", "offset_mu": -0.002, "offset_sigma": 0.009}
+    save_checkpoint(model, meta, d / "tiny.ckpt")
+    return export_torchscript(model, meta, d / "tiny.pt")
+
+
+def make_engine(tmp_path, model=None, offline=True, extra=()):
+    over = [f"takes_dir={tmp_path / 'takes'}", f"models_dir={tmp_path / 'models'}"]
+    over += [f"engine.model={model}"] if model else ["engine.enable=false"]
+    eng = Rolypoly(load_config(over + list(extra)), offline=offline)
+    return eng
+
+
+def sparse_score(tmp_path, name="s.mid", bpm=120, extra_events=()):
+    ev = [tempo(0, bpm), meter(0, 4, 4)]
+    for i, p in enumerate([36, 38, 42, 36, 38]):
+        ev += note(i * 2 * PPQ, p, vel=60 + 10 * i)   # one hit every half bar
+    ev += note(10 * PPQ, 36, vel=100) + note(10 * PPQ, 42, vel=70)  # two drums on the last row
+    return write_midi(tmp_path / name, [ev + list(extra_events)])
+
+
+def run_offline(eng, audio=None):
+    from rolypoly.audio import perform_offline
+    return perform_offline(eng, audio)
+
+
+def test_every_hit_starts_exactly_where_scheduled(tmp_path, tiny_model):
+    eng = make_engine(tmp_path, tiny_model)
+    triggered = []
+    assert eng.message("read", str(sparse_score(tmp_path)))
+    res = run_offline(eng)
+    assert res.late_rows == 0
+    rows = eng.schedule if eng.schedule is not None else None
+    take_rows = np.load(res.take_dir / "rows.npz")
+    score = read_score(tmp_path / "s.mid")
+    expected = []
+    for k in range(score.n_rows):
+        for d in np.nonzero(take_rows["real_vel"][k])[0]:
+            t = score.times_ms[k] / 1000 * eng.sr + take_rows["real_off"][k, d] * score.bar_ms[k] / 1000 * eng.sr
+            expected.append((max(0, int(round(t))), int(d)))
+    got = sorted((h["sample"], h["drum"]) for h in res.hits)
+    assert got == sorted(expected)
+    # every drum of every row plays, first and last rows included
+    assert len(got) == int((score.vel > 0).sum())
+    # the audio of an isolated hit starts at its sample
+    mono = np.abs(res.drums).sum(1)
+    for sample, drum in got[1:4]:
+        assert mono[sample] > 0 and np.all(mono[sample - 200:sample] == 0)
+
+
+def test_offline_is_deterministic(tmp_path, tiny_model):
+    outs = []
+    for i in range(2):
+        eng = make_engine(tmp_path / str(i), tiny_model)
+        eng.message("read", str(REPO / "data" / "demo.mid"))
+        noise = np.random.default_rng(1).normal(0, 0.01, 48000 * 5).astype(np.float32)
+        outs.append(run_offline(eng, noise).drums.tobytes())
+    assert outs[0] == outs[1]
+
+
+def test_tempo_change_is_followed(tmp_path):
+    ev = [tempo(0, 120), tempo(4 * PPQ, 60)] + note(0, 36) + note(4 * PPQ, 36) + note(6 * PPQ, 38)
+    eng = make_engine(tmp_path)
+    eng.message("read", str(write_midi(tmp_path / "t.mid", [ev])))
+    res = run_offline(eng)
+    assert sorted(h["sample"] for h in res.hits) == [0, 2 * 48000, 4 * 48000]
+
+
+def test_slow_model_never_stalls_the_playhead(tmp_path):
+    """Rows the model has not predicted in time play as written and are counted."""
+    eng = make_engine(tmp_path, offline=True)
+    eng.message("read", str(sparse_score(tmp_path)))
+
+    class NeverReady:
+        version = "never"
+
+    eng.runtime = NeverReady()
+    eng.enable = True
+    eng._tick = lambda horizon: 0  # the worker never delivers
+    res = run_offline(eng)
+    score = read_score(tmp_path / "s.mid")
+    assert res.late_rows == score.n_rows
+    assert len(res.hits) == int((score.vel > 0).sum())
+    assert all(h["offset_ms"] == 0.0 for h in res.hits)
+
+
+def test_loop_repeats_seamlessly(tmp_path):
+    eng = make_engine(tmp_path, extra=["engine.loop=true"])
+    eng.message("read", str(sparse_score(tmp_path)))
+    score = read_score(tmp_path / "s.mid")
+    L = int(round(score.length_ms * 48))
+    from rolypoly.audio import perform_offline
+    silence = np.zeros(int(2.5 * L), np.float32)
+    res = perform_offline(eng, silence, tail_s=0)
+    samples = sorted(h["sample"] for h in res.hits)
+    first = [s for s in samples if s < L]
+    second = [s - L for s in samples if L <= s < 2 * L]
+    assert first == second and len(first) == int((score.vel > 0).sum())
+
+
+def test_onset_matching_rule():
+    class S:  # a minimal score: rows at 0, 500, 1000, 2000 ms, 4/4 at 120 bpm
+        n_rows = 4
+        times_ms = np.array([0.0, 500.0, 1000.0, 2000.0])
+        bar_ms = np.full(4, 2000.0)
+        length_ms = 4000.0
+        vel = np.zeros((4, 9), np.int16)
+        bpm = np.full(4, 120.0)
+        tsig = np.ones(4)
+        phase = np.array([0, 0.25, 0.5, 0.0])
+    sched = Schedule(S(), 1000)  # 1 sample = 1 ms
+    assert sched.match_onset(510.0) == 1 and sched.tau_g[1] == pytest.approx(10 / 2000)
+    assert sched.match_onset(505.0) == -1  # one onset per row
+    assert sched.match_onset(1160.0) == 2  # late side: gap to the next row 1000 ms, a third is 333
+    assert sched.tau_g[2] == pytest.approx(160 / 2000)
+    assert sched.match_onset(1400.0) == -1  # nearest is row 2, but 400 > 333
+    early = Schedule(S(), 1000)
+    assert early.match_onset(840.0) == 2  # early side: gap back to row 1 is 500 ms, a third is 166.7
+    assert early.tau_g[2] == pytest.approx(-160 / 2000)
+    too_early = Schedule(S(), 1000)
+    assert too_early.match_onset(830.0) == -1  # 170 > 166.7
+    assert too_early.match_onset(-5.0) == -1
+
+
+def test_stop_and_new_read_leave_no_stale_state(tmp_path, tiny_model):
+    eng = make_engine(tmp_path, tiny_model)
+    eng.message("read", str(REPO / "data" / "demo.mid"))
+    from rolypoly.audio import perform_offline
+    first = perform_offline(eng, np.zeros(48000, np.float32))
+    eng.message("read", str(sparse_score(tmp_path)))
+    second = perform_offline(eng)
+    assert len(second.hits) == int((read_score(tmp_path / "s.mid").vel > 0).sum())
+    assert second.take_dir != first.take_dir and second.rows == 6
+
+
+def test_bad_messages_go_to_the_error_outlet(tmp_path):
+    eng = make_engine(tmp_path)
+    errors = []
+    eng.connect("error", errors.append)
+    assert not eng.message("read", str(tmp_path / "missing.mid"))
+    assert not eng.message("start")  # no score
+    assert not eng.message("frobnicate")
+    assert not eng.message("set", "lookahead", "-5")
+    assert not eng.message("set", "filter_hits", "sometimes")
+    assert not eng.message("set", "nope", 1)
+    assert not eng.message("load", str(tmp_path / "missing.pt"))
+    assert not eng.message("train", "a", "b", "c")
+    assert len(errors) == 8 and "missing.mid" in errors[0] and "lookahead" in errors[3]
+    assert eng.message("set", "generate_vels", 0.2, 0.9) and eng.generate_vels == (0.2, 0.9)
+
+
+def test_filter_modes(tmp_path, tiny_model):
+    vels = {}
+    for mode in ("score_notes", "score_notes_and_vels"):
+        eng = make_engine(tmp_path / mode, tiny_model)
+        eng.message("read", str(sparse_score(tmp_path)))
+        eng.message("set", "filter_hits", mode)
+        vels[mode] = sorted((h["sample"], h["drum"], h["velocity"]) for h in run_offline(eng).hits)
+    score = read_score(tmp_path / "s.mid")
+    assert sorted(v for _, _, v in vels["score_notes_and_vels"]) == sorted(score.vel[score.vel > 0].tolist())
+    assert [d for _, d, _ in vels["score_notes"]] == [d for _, d, _ in vels["score_notes_and_vels"]]

@@ -1,0 +1,185 @@
+"""The listener: accuracy on virtual takes, streaming invariance, bad input, sound check, CLI."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rolypoly.errors import AudioError, ConfigError
+from rolypoly.listen import Listener, detect_onsets, onset_f_measure, soundcheck
+from rolypoly.musician import play, rhythm
+
+SR = 48000
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def take():
+    t, ph, bar = rhythm(6, bpm=112, seed=21)
+    return play(t, ph, bar, "laid_back", sr=SR, seed=22, level_db=-18)
+
+
+def test_f_measure_pairs_one_to_one():
+    r = onset_f_measure([0.50, 0.51, 1.0], [0.5, 1.02, 2.0], 0.025)
+    assert r["tp"] == 2 and r["n_detected"] == 3 and r["n_true"] == 3
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert r["delays"] == pytest.approx([0.0, -0.02])
+    assert onset_f_measure([], [], 0.05)["f"] == 0.0 or onset_f_measure([], [], 0.05)["recall"] == 1.0
+    assert onset_f_measure([0.3], [], 0.05)["precision"] == 0.0
+
+
+def test_detects_virtual_plucks(take):
+    audio, truth = take
+    lis = Listener(SR, 128)
+    det = detect_onsets(audio, SR, listener=lis)
+    r = onset_f_measure(det, truth, 0.025)
+    assert r["f"] >= 0.95
+    assert np.median(np.abs(r["delays"])) < 0.008
+    raw = r["delays"] + lis.latency_s
+    assert np.median(raw) <= 0.012 and lis.latency_s >= 0.0
+
+
+def test_block_size_does_not_matter(take):
+    audio, _ = take
+    a = detect_onsets(audio, SR, block=128)
+    b = detect_onsets(audio, SR, block=1000)
+    lis = Listener(SR, 128)
+    rng = np.random.default_rng(0)
+    c, i = [], 0
+    while i < audio.size:
+        n = int(rng.integers(1, 700))
+        c += lis.process(audio[i:i + n])
+        i += n
+    assert np.array_equal(a, b) and np.array_equal(a, np.asarray(c))
+
+
+def test_reset_restarts_time(take):
+    audio, _ = take
+    lis = Listener(SR, 128)
+    first = detect_onsets(audio, SR, listener=lis)
+    lis.reset()
+    second = detect_onsets(audio, SR, listener=lis)
+    assert np.array_equal(first, second)
+
+
+def test_stereo_is_downmixed(take):
+    audio, _ = take
+    stereo = np.stack([audio, audio], axis=1)
+    assert np.array_equal(detect_onsets(stereo, SR), detect_onsets(audio, SR))
+
+
+def test_quiet_player_is_heard():
+    t, ph, bar = rhythm(4, bpm=100, seed=4)
+    audio, truth = play(t, ph, bar, "on_grid", sr=SR, seed=4, level_db=-30)
+    assert onset_f_measure(detect_onsets(audio, SR), truth, 0.025)["f"] >= 0.95
+
+
+def test_silence_and_noise_make_no_storm():
+    rng = np.random.default_rng(1)
+    assert detect_onsets(np.zeros(SR * 3, np.float32), SR).size == 0
+    noise = (rng.standard_normal(SR * 5) * 0.1).astype(np.float32)
+    assert detect_onsets(noise, SR).size <= 5   # at most one a second in steady noise
+
+
+def test_nan_inf_dc_clipping_warn_once_and_no_storm(take):
+    audio, truth = take
+    bad = audio.copy()
+    bad[SR:SR + 5000] = np.nan
+    bad[2 * SR:2 * SR + 100] = np.inf
+    msgs = []
+    lis = Listener(SR, 128, on_warning=msgs.append)
+    det = detect_onsets(bad, SR, listener=lis)
+    assert sum("NaN" in m for m in msgs) == 1
+    assert det.size <= truth.size + 3
+    msgs.clear()
+    dc = np.full(SR * 2, 0.5, np.float32)
+    det = detect_onsets(dc, SR, listener=Listener(SR, 128, on_warning=msgs.append))
+    assert det.size <= 1 and any("DC" in m for m in msgs)
+    msgs.clear()
+    clipped = np.clip(audio * 100, -1, 1).astype(np.float32)
+    det = detect_onsets(clipped, SR, listener=Listener(SR, 128, on_warning=msgs.append))
+    assert any("clipping" in m for m in msgs)
+    assert onset_f_measure(det, truth, 0.025)["f"] >= 0.9
+
+
+def test_default_warning_goes_through_warnings():
+    with pytest.warns(RuntimeWarning):
+        Listener(SR, 128).process(np.full(256, np.nan, np.float32))
+
+
+def test_bad_settings_are_config_errors():
+    with pytest.raises(ConfigError):
+        Listener(SR, 128, method="psychic")
+    with pytest.raises(ConfigError):
+        Listener(SR, 128, thresold=0.2)
+    with pytest.raises(ConfigError):
+        Listener(SR, 128, instrument="theremin")
+    with pytest.raises(ConfigError):
+        Listener(100, 128)
+
+
+def test_from_config_and_settings_roundtrip():
+    from rolypoly.config import load_config
+    cfg = load_config(["listen.threshold=0.25"])
+    lis = Listener.from_config(cfg.listen, SR)
+    assert lis.settings["threshold"] == 0.25 and lis.settings["hop"] == 128
+    s = {k: v for k, v in lis.settings.items() if k not in ("sr", "hop")}
+    again = Listener(SR, 128, **s)
+    assert again.settings == lis.settings
+
+
+def test_aubio_baseline_runs(take):
+    pytest.importorskip("aubio")
+    audio, truth = take
+    lis = Listener(SR, 128, method="hfc")
+    det = detect_onsets(audio, SR, listener=lis)
+    assert onset_f_measure(det, truth, 0.05)["f"] > 0.8
+
+
+def test_soundcheck_sets_gain_and_threshold():
+    t, ph, bar = rhythm(3, bpm=110, seed=8)
+    quiet, truth = play(t, ph, bar, "on_grid", sr=SR, seed=8, level_db=-40, noise_db=-80)
+    s = soundcheck(quiet, SR, instrument="guitar")
+    assert s["gain_db"] > 10 and s["instrument"] == "guitar"
+    lis = Listener(SR, 128, **s)
+    assert onset_f_measure(detect_onsets(quiet, SR, listener=lis), truth, 0.025)["f"] >= 0.95
+    with pytest.raises(AudioError):
+        soundcheck(np.zeros(SR * 2), SR)
+    with pytest.raises(ConfigError):
+        soundcheck(quiet, SR, instrument="theremin")
+
+
+def test_onsets_command_json(tmp_path, capsys, take):
+    import soundfile as sf
+    from rolypoly.cli import main
+    audio, truth = take
+    path = tmp_path / "take.wav"
+    sf.write(path, audio, SR)
+    assert main(["onsets", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert onset_f_measure(out["onsets_s"], truth, 0.025)["f"] >= 0.95
+    assert main(["onsets", str(tmp_path / "missing.wav")]) == 2
+
+
+@pytest.mark.slow
+def test_real_recordings_beat_plain_aubio():
+    pytest.importorskip("aubio")
+    manifest = DATA / "real_onsets" / "manifest.json"
+    if not manifest.is_file():
+        pytest.skip("../shared/data/real_onsets is not here")
+    import soundfile as sf
+    from math import gcd
+    from scipy.signal import resample_poly
+    pooled = {}
+    for entry in json.loads(manifest.read_text())["files"]:
+        x, sr = sf.read(str(manifest.parent / entry["audio"]), dtype="float32")
+        g = gcd(SR, sr)
+        x = resample_poly(x, SR // g, sr // g).astype(np.float32)
+        truth = np.loadtxt(manifest.parent / entry["onsets"], ndmin=1)
+        for method in ("default", "hfc", "complex", "specflux", "energy"):
+            r = onset_f_measure(detect_onsets(x, SR, method=method), truth, 0.05)
+            acc = pooled.setdefault(method, [0, 0, 0])
+            acc[0] += r["tp"]; acc[1] += r["n_detected"]; acc[2] += r["n_true"]
+    f = {m: 2 * tp / (nd + nt) for m, (tp, nd, nt) in pooled.items()}
+    assert f["default"] >= max(v for m, v in f.items() if m != "default")
