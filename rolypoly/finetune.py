@@ -185,7 +185,7 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
                 rejected += 1
                 continue
             for k in sums:
-                sums[k] += float(terms[k])
+                sums[k] += float(terms[k].detach())
             steps += 1
         row = {"epoch": epoch, **{k: (v / steps if steps else float("nan")) for k, v in sums.items()}}
         table.append(row)

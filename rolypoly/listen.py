@@ -62,7 +62,7 @@ METHODS = ("default",) + AUBIO_METHODS
 DEFAULTS = dict(
     method="default",
     buf=1024,            # analysis window in samples at 48 kHz (scaled with sr)
-    threshold=0.3,       # flux above the running mean needed for an onset
+    threshold=0.15,      # flux above the running mean needed for an onset
     silence_db=-70.0,    # below this input level nothing is an onset
     min_ioi_ms=40.0,     # shortest time between two onsets
     latency_ms=None,     # None: measured; a number: forced compensation
@@ -71,14 +71,14 @@ DEFAULTS = dict(
     bands_per_octave=12,
     fmin=40.0,
     fmax=16000.0,
-    lag=2,               # hops between compared spectra
+    lag=4,               # hops between compared spectra
     compression=1000.0,  # lambda in log(1 + lambda * normalised magnitude)
     release_s=3.0,       # level follower: time for the tracked peak to fall 60 dB
     avg_ms=60.0,         # adaptive threshold: running mean over this past
     max_ms=30.0,         # the detection must be the largest flux over this past
-    ref_frames=1,        # reference spectrum: max over this many frames, lag hops back
+    ref_frames=3,        # reference spectrum: max over this many frames, lag hops back
     floor_rise_db=6.0,   # per-band noise floor: how fast it may rise (dB/s)
-    floor_weight=1.0,    # how much of the noise floor is taken off each band
+    floor_weight=0.0,    # share of the noise floor taken off each band (off: it hurt in noise)
 )
 
 # Instrument presets: starting points a sound check refines.
@@ -86,7 +86,7 @@ PRESETS = {
     "guitar": dict(),
     "bass": dict(highpass_hz=25.0, fmin=30.0, buf=2048),
     "keys": dict(),
-    "voice": dict(threshold=0.35, min_ioi_ms=60.0),
+    "voice": dict(threshold=0.2, min_ioi_ms=60.0),
     "percussion": dict(min_ioi_ms=30.0),
 }
 

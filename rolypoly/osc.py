@@ -83,7 +83,7 @@ def sent_addresses() -> tuple[str, ...]:
 
 # -- building and checking messages ---------------------------------------------------------------
 def encode(address: str, *args) -> bytes:
-    """One OSC message as bytes (ints as ``i``, floats as ``f``, strings as ``s``, bools as ``T``/``F``).
+    """One OSC message as bytes (ints ``i``, floats ``f``, strings ``s``, bools ``T``/``F``, bytes ``b``).
 
     Examples
     --------
@@ -102,6 +102,8 @@ def encode(address: str, *args) -> bytes:
             b.add_arg(float(a), "f")
         elif a is None:
             b.add_arg(None, "N")
+        elif isinstance(a, (bytes, bytearray)):
+            b.add_arg(bytes(a), "b")
         else:
             b.add_arg(str(a), "s")
     return b.build().dgram
@@ -258,7 +260,6 @@ class SoundDriver:
         self.stream = None
 
     def start(self) -> "SoundDriver":
-        import sounddevice as sd
         eng = self.engine
         B = eng.block_size
 
@@ -271,6 +272,7 @@ class SoundDriver:
             eng.process(indata[:, 0], outdata)
 
         try:
+            import sounddevice as sd  # PortAudio missing is an OSError at import
             self.stream = sd.Stream(samplerate=eng.sr, blocksize=B, device=eng.device,
                                     channels=(int(eng.cfg.audio.input_channels), 2), dtype="float32",
                                     callback=callback, latency="low")

@@ -166,6 +166,15 @@ class Score:
                      self.tsig.copy(), self.phase.copy(), self.bar.copy(), self.tau_g.copy(),
                      self.tempo, self.path, dict(self.unknown_pitches))
 
+    def crop_bars(self, n_bars: int) -> "Score":
+        """The first ``n_bars`` bars (rows with ``bar < n_bars``)."""
+        keep = self.bar < n_bars
+        if not keep.any():
+            raise ScoreError(f"{self.path}: no rows in the first {n_bars} bars")
+        return Score(self.times_ms[keep], self.vel[keep], self.off[keep], self.bpm[keep], self.tsig[keep],
+                     self.phase[keep], self.bar[keep], self.tau_g[keep], self.tempo, self.path,
+                     dict(self.unknown_pitches))
+
     def summary_rows(self) -> list[list]:
         """Rows for printing: time, bar, phase, bpm, meter and the drums with velocities."""
         out = []

@@ -258,3 +258,23 @@ def test_tuned_class_shares_a_channel(kit):
     # mid tom plays the low tom channel a few semitones up
     assert kit.class_channel(DRUMS.index("midtom")) == kit.class_channel(DRUMS.index("lowtom"))
     assert kit.class_patch(DRUMS.index("midtom")).oscFreq > kit.class_patch(DRUMS.index("lowtom")).oscFreq
+
+
+def test_blocks_allocate_nothing(kit):
+    import tracemalloc
+    r = BlockRenderer(kit, block_size=128)
+    out = np.zeros((128, 2), np.float32)
+    for d in range(9):
+        r.trigger(d * 3, d, 100)
+    r.process(out)
+    tracemalloc.start()
+    try:
+        for b in range(300):
+            if b % 10 == 0:
+                r.trigger(b % 128, b % 9, 90)
+            r.process(out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # one array per block would be >= 300 kB; Python ints for the triggers are all we allow
+    assert peak < 16_000

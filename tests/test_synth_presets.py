@@ -178,6 +178,7 @@ def test_kit_import_and_render_commands(tmp_path, capsys):
     assert "nonexistent" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_fidelity_to_the_original_engine():
     need(REFERENCE / "manifest.json")
     from rolypoly.synth.fidelity import fidelity_table

@@ -1,0 +1,135 @@
+"""Train-after-take: weights, the loss terms, versions, rejection of non-finite steps, learning."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from rolypoly.errors import ModelError, RolypolyError, TakeError
+from rolypoly.finetune import parse_weights, train_after_take
+from test_engine import make_engine, tiny_model  # noqa: F401  (fixture)
+
+
+def test_parse_weights():
+    assert parse_weights([]) == {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 1.0}
+    assert parse_weights(["0.5", 2, 0])["w_o"] == 2.0
+    for bad in (["a", 1, 1], [-1, 1, 1], [1, 1], ["nan", 1, 1], [0, 0, 0, 0]):
+        with pytest.raises(RolypolyError):
+            parse_weights(bad)
+
+
+@pytest.fixture(scope="module")
+def take_dir(tmp_path_factory, tiny_model):
+    from rolypoly.audio import perform_offline
+    from rolypoly.duet import groove_score, virtual_take
+    d = tmp_path_factory.mktemp("ft")
+    score = groove_score(12, 120.0)
+    path = score.write_midi(d / "groove.mid")
+    audio, rows, onsets = virtual_take(score, "laid_back", seed=2)
+    eng = make_engine(d, tiny_model)
+    eng.message("read", str(path))
+    res = perform_offline(eng, audio)
+    assert res.onsets > 0.8 * len(rows)
+    return res.take_dir, d, tiny_model
+
+
+def _cfg(d, model):
+    from rolypoly.config import load_config
+    return load_config([f"models_dir={d / 'models'}", f"engine.model={model}", "finetune.epochs=12"])
+
+
+def test_new_version_leaves_the_base_untouched(take_dir):
+    take, d, model = take_dir
+    ckpt = model.with_suffix(".ckpt")
+    before = hashlib.sha1(ckpt.read_bytes()).hexdigest(), hashlib.sha1(model.read_bytes()).hexdigest()
+    v1 = train_after_take(_cfg(d, model), take)
+    v2 = train_after_take(_cfg(d, model), take, base_model=v1.torchscript)
+    assert (hashlib.sha1(ckpt.read_bytes()).hexdigest(), hashlib.sha1(model.read_bytes()).hexdigest()) == before
+    assert v1.path != v2.path and v2.path.name.endswith("v002")
+    for v in (v1, v2):
+        for f in ("weights.ckpt", "model.pt", "losses.json", "take.txt", "version.json"):
+            assert (v.path / f).is_file()
+    table = json.loads((v1.path / "losses.json").read_text())
+    assert len(table) == 12 and set(table[0]) >= {"loss", "r", "vel", "off", "g"}
+    from rolypoly.export import load_runtime
+    assert load_runtime(v2.torchscript).version == v2.path.name
+    assert not list((d / "models" / "versions").glob(".tmp-*"))
+
+
+def test_finetune_moves_drums_towards_the_musician(take_dir):
+    """After training on a laid-back take, predicted offsets on the late rows move late."""
+    from rolypoly.export import load_runtime
+    from rolypoly.finetune import take_arrays, windows
+    from rolypoly.takes import load_take
+    take, d, model = take_dir
+    t = load_take(take)
+    arr = take_arrays(t)
+    xw = windows(arr["x"])
+    both = (arr["onset"] & arr["hit"].any(1))[15:]
+    g = arr["g"][15:][both]
+
+    def err(path):
+        rt = load_runtime(path)
+        pred = np.stack([rt.predict(w)[-1] for w in xw[both]])
+        hit = arr["hit"][15:][both]
+        return float(np.abs(pred[:, 9:18] - g[:, None])[hit].mean())
+
+    before = err(model)
+    version = train_after_take(_cfg(d, model), take, weights={"w_v": 0.1, "w_o": 1.0, "w_g": 1.0, "w_r": 0.0})
+    after = err(version.torchscript)
+    assert after < 0.7 * before
+
+
+def test_non_finite_loss_is_rejected_and_no_version_written(take_dir, tmp_path):
+    import shutil
+    take, d, model = take_dir
+    bad = tmp_path / "bad_take"
+    shutil.copytree(take, bad)
+    with np.load(bad / "rows.npz") as z:
+        rows = {k: z[k].copy() for k in z.files}
+    rows["tau_g"][:] = np.nan
+    rows["score_vel"] = rows["score_vel"].astype(np.float64)
+    rows["score_vel"][rows["score_vel"] > 0] = np.inf
+    np.savez(bad / "rows.npz", **rows)
+    cfg = _cfg(tmp_path, model)
+    with pytest.raises(ModelError, match="non-finite"):
+        train_after_take(cfg, bad)
+    assert not (tmp_path / "models" / "versions").exists() or not any((tmp_path / "models" / "versions").iterdir())
+
+
+def test_bad_takes(take_dir, tmp_path):
+    import shutil
+    take, d, model = take_dir
+    with pytest.raises(TakeError, match="no such take"):
+        train_after_take(_cfg(tmp_path, model), tmp_path / "nope")
+    partial = tmp_path / "partial"
+    shutil.copytree(take, partial)
+    (partial / "rows.npz").unlink()
+    with pytest.raises(TakeError, match="rows.npz"):
+        train_after_take(_cfg(tmp_path, model), partial)
+    # a take with no onsets and only onset-based weights: nothing to learn
+    silent = tmp_path / "silent"
+    shutil.copytree(take, silent)
+    with np.load(silent / "rows.npz") as z:
+        rows = {k: z[k].copy() for k in z.files}
+    rows["has_onset"][:] = False
+    np.savez(silent / "rows.npz", **rows)
+    with pytest.raises(TakeError, match="nothing to learn"):
+        train_after_take(_cfg(tmp_path, model), silent, weights={"w_v": 0, "w_o": 1, "w_g": 1, "w_r": 0})
+
+
+def test_train_message_loads_the_new_version(take_dir, tmp_path):
+    from rolypoly.audio import perform_offline
+    take, d, model = take_dir
+    eng = make_engine(tmp_path, model)
+    statuses = []
+    eng.connect("status", statuses.append)
+    eng.message("read", str(REPO / "data" / "demo.mid"))
+    perform_offline(eng, np.zeros(48000, np.float32))
+    assert eng.message("train", 1, 1, 1, 0.1)
+    eng.wait_for_training(60)
+    assert any(s.startswith("finetune epoch") for s in statuses)
+    assert "versions" in eng.model_path and eng.runtime.version.endswith("v001")
