@@ -119,9 +119,12 @@ class RealtimeStats:
 
 
 def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats | None = None,
-                  input_channels: int | None = None, on_block=None) -> RealtimeStats:
+                  input_channels: int | None = None, on_block=None,
+                  input_audio: np.ndarray | None = None) -> RealtimeStats:
     """Play the loaded score through a sounddevice duplex stream until its end, ``duration_s`` or Ctrl-C.
 
+    ``input_audio`` (mono float32) replaces what the device captures, block by block: a
+    recorded or virtual musician heard in real time (benchmarks and tests).
     The take is saved in every case (end, interruption, device failure).
     """
     import sounddevice as sd
@@ -132,15 +135,27 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
     cb_ms = np.zeros(1_000_000, dtype=np.float64)
     n_cb = [0]
     perf = time.perf_counter
+    inject = None
+    if input_audio is not None:  # padded to whole blocks so the callback only slices
+        n = (len(input_audio) + B - 1) // B * B + B
+        inject = np.zeros(n, dtype=np.float32)
+        inject[:len(input_audio)] = input_audio
+    pos = [0]
 
     def callback(indata, outdata, frames, t, status):
         t0 = perf()
-        if status:
+        if status.input_overflow or status.output_underflow:
             stats.xruns += 1
         if frames != B:  # PortAudio may hand an odd block: render silence rather than misalign
             outdata.fill(0)
             return
-        engine.process(indata[:, 0], outdata)
+        if inject is not None:
+            p = pos[0]
+            block = inject[p:p + B] if p + B <= inject.shape[0] else inject[-B:]
+            pos[0] = p + B
+            engine.process(block, outdata)
+        else:
+            engine.process(indata[:, 0], outdata)
         i = n_cb[0]
         if i < cb_ms.shape[0]:
             cb_ms[i] = (perf() - t0) * 1000.0
@@ -151,7 +166,13 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
                            channels=(in_ch, 2), dtype="float32", callback=callback, latency="low")
     except Exception as exc:
         raise AudioError(f"cannot open audio device {engine.device!r}: {exc}") from None
+    import sys
+    # The audio callback needs the GIL promptly: the default 5 ms switch interval is
+    # longer than a 128-frame block.
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
     if not engine.message("start"):
+        sys.setswitchinterval(old_switch)
         raise AudioError("could not start the performance")
     t_start = time.monotonic()
     try:
@@ -171,6 +192,7 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
         engine.emit("error", f"audio device failed: {exc}")
     finally:
         engine.message("stop")
+        sys.setswitchinterval(old_switch)
     stats.blocks = n_cb[0]
     stats.callback_ms = cb_ms[:n_cb[0]].tolist()
     return stats

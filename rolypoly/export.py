@@ -72,7 +72,9 @@ class Exported(torch.nn.Module):
 
 def _wrap(model, meta: dict):
     """A scriptable module holding ``model`` and the contract attributes."""
-    layout = dict(LAYOUT, block_size=int(model.block_size), model_config=meta.get("model_config", {}))
+    from dataclasses import asdict
+    conf = meta.get("model_config") or (asdict(model.config) if hasattr(model, "config") else {})
+    layout = dict(LAYOUT, block_size=int(model.block_size), model_config=conf)
     return Exported(model, str(meta.get("version", "unknown")), json.dumps(layout),
                     float(meta.get("offset_mu", DEFAULT_OFFSET_MU)), float(meta.get("offset_sigma", DEFAULT_OFFSET_SIGMA)),
                     int(model.block_size))

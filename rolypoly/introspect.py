@@ -420,6 +420,8 @@ class PatternTable:
                 raise IntrospectError(f"{self.path}: database schema {self.info.get('schema')!r}, "
                                       f"expected {SCHEMA_VERSION} (rebuild it)")
             self.steps = int(self.info["steps"])
+            # Every count, in primary-key order, for in-memory draws (a few MB).
+            rows = con.execute("SELECT kind, a, b, p, q, n, cum FROM counts ORDER BY kind, a, b, p, q").fetchall()
             marg = con.execute("SELECT a, q, n FROM counts WHERE kind=? ORDER BY a, q", (MARG,)).fetchall()
             nexts = con.execute("SELECT a, p, MAX(cum) FROM counts WHERE kind=? GROUP BY a, p", (NEXT,)).fetchall()
         except IntrospectError:
@@ -430,6 +432,8 @@ class PatternTable:
                 con.close()
             raise IntrospectError(f"{self.path}: corrupt pattern database ({exc})") from None
         self._con = con
+        self._groups = self._group(rows)
+        self._empty = (np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
         # In memory: each drum's marginal (its patterns are also the seen sources of the
         # pair distributions, its counts their totals) and the seen sources of the
         # next-bar distributions, so the Hamming search never touches SQL.
@@ -439,6 +443,21 @@ class PatternTable:
         self._next_index = [{int(p): i for i, p in enumerate(m[0])} for m in self._next_sources]
         if not any(len(m[0]) for m in self._marginal):
             raise IntrospectError(f"{self.path}: pattern database is empty")
+
+    @staticmethod
+    def _group(rows) -> dict:
+        """(kind, a, b) -> (sorted keys p << 32 | q, q, n, cum) arrays."""
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
+        if not len(arr):
+            return {}
+        gid = arr[:, 0] * N_DRUMS * N_DRUMS + arr[:, 1] * N_DRUMS + arr[:, 2]
+        cuts = np.flatnonzero(np.diff(gid)) + 1
+        groups = {}
+        for part in np.split(arr, cuts):
+            keys = (part[:, 3].astype(np.uint64) << np.uint64(32)) | part[:, 4].astype(np.uint64)
+            groups[(int(part[0, 0]), int(part[0, 1]), int(part[0, 2]))] = (
+                keys, part[:, 4].copy(), part[:, 5].copy(), part[:, 6].copy())
+        return groups
 
     @staticmethod
     def _split(rows, d):
@@ -559,38 +578,43 @@ class PatternTable:
         yield MARGINAL, "marginal", b, b, np.zeros(1, np.int64), np.array([mn.sum()], np.int64)
 
     def _draw(self, level, kind, a, b, sources, totals, exclude, gen) -> Answer | None:
-        k = _KIND[kind]
-        marks = ",".join("?" * len(sources))
-        src_args = tuple(int(s) for s in sources)
-        excluded = {}
+        # All in memory (loaded at open): a few binary searches, no SQL, no per-answer loop.
+        keys, q_of, n_of, cum_of = self._groups.get((_KIND[kind], a, b), self._empty)
+        src = np.asarray(sources, dtype=np.uint64)
+        lo = np.searchsorted(keys, src << np.uint64(32))
+        skip_at = skip_n = None
         if exclude is not None:
-            # How often each source answered the excluded pattern, and where it sits in its cum order.
-            for p, n, cum in self._sql(f"SELECT p, n, cum FROM counts WHERE kind=? AND a=? AND b=? AND q=? "
-                                       f"AND p IN ({marks})", (k, a, b, exclude, *src_args)):
-                excluded[p] = (n, cum - n)
-            totals = totals - np.array([excluded.get(s, (0, 0))[0] for s in src_args], np.int64)
+            # Where each source answered the excluded pattern (its slot in the running totals).
+            want = (src << np.uint64(32)) | np.uint64(exclude)
+            j = np.minimum(np.searchsorted(keys, want), max(len(keys) - 1, 0))
+            found = keys[j] == want if len(keys) else np.zeros(len(src), bool)
+            skip_n = np.where(found, n_of[j] if len(keys) else 0, 0)
+            skip_at = np.where(found, cum_of[j] - skip_n if len(keys) else 0, 0)
+            totals = totals - skip_n
         total = int(totals.sum())
         if total <= 0:
             return None  # only the excluded answer at this level
-        x = int(gen.integers(total))
-        if len(src_args) == 1:
-            p = src_args[0]
-        else:  # a mixture: pick the source by its count, then the answer within it
+        x = int(gen.random() * total)
+        if len(src) == 1:
+            i = 0
+        else:  # a pooled level is a mixture: pick the source by its count, then the answer within it
             cum = np.cumsum(totals)
             i = int(np.searchsorted(cum, x, side="right"))
             x -= int(cum[i - 1]) if i else 0
-            p = src_args[i]
-        if p in excluded and x >= excluded[p][1]:
-            x += excluded[p][0]  # skip over the excluded answer's slot
-        rows = self._sql("SELECT q, n FROM counts WHERE kind=? AND a=? AND b=? AND p=? AND cum>? "
-                         "ORDER BY cum LIMIT 1", (k, a, b, p, x))
-        if not rows:
-            raise IntrospectError(f"{self.path}: inconsistent counts for pattern {p}; rebuild the database")
-        q, n = rows[0]
-        if len(src_args) > 1:
-            n = self._sql(f"SELECT SUM(n) FROM counts WHERE kind=? AND a=? AND b=? AND q=? AND p IN ({marks})",
-                          (k, a, b, q, *src_args))[0][0]
-        return Answer(int(q), level, float(n) / total, self.steps)
+        if skip_at is not None and skip_n[i] and x >= skip_at[i]:
+            x += int(skip_n[i])  # step over the excluded answer's slot
+        start = int(lo[i])
+        end = start + int(np.searchsorted(keys[start:], (src[i] << np.uint64(32)) | np.uint64(0xFFFFFFFF),
+                                          side="right"))
+        j = start + int(np.searchsorted(cum_of[start:end], x, side="right"))
+        q = int(q_of[j])
+        if len(src) == 1:
+            n = int(n_of[j])
+        else:
+            want = (src << np.uint64(32)) | np.uint64(q)
+            jj = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+            n = int(np.where(keys[jj] == want, n_of[jj], 0).sum())
+        return Answer(q, level, n / total, self.steps)
 
     def _best(self, level, kind, a, b, sources, totals, exclude, prior_drum) -> Answer | None:
         qs, ns = self.distribution(kind, a, b, sources)

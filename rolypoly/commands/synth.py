@@ -12,7 +12,7 @@ def register(sub, common) -> None:
                     ".mtpreset works, e.g. `rolypoly render song.mid synth.kit=my.mtpreset -o song.wav`.")
     p.add_argument("score", help="MIDI file (.mid) holding the drum part")
     p.add_argument("-o", "--output", required=True, help="WAV file to write (stereo float32 -> PCM_24)")
-    p.add_argument("--sr", type=int, default=None, help="sample rate in Hz (default: audio.sr or 48000)")
+    p.add_argument("--sr", type=int, default=None, help="sample rate in Hz (default: audio.sample_rate)")
     p.add_argument("--tail", type=float, default=None,
                    help="seconds kept after the last hit (default: until every voice has ended)")
     p.set_defaults(func=render_cmd)
@@ -36,7 +36,7 @@ def _sr(args, cfg) -> int:
     if args.sr:
         return int(args.sr)
     try:
-        return int(cfg.audio.sr)
+        return int(cfg.audio.sample_rate)
     except Exception:  # the audio group may not define sr
         return 48000
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rolypoly.drums import DRUMS
 from rolypoly.errors import SynthError
 from rolypoly.synth.patch import SPECS, Patch
 
-DRUMS = ("kick", "snare", "hihat", "openhat", "lowtom", "midtom", "hightom", "crash", "ride")
 N_CHANNELS = 8
 # Microtonic-like default slot layout (channel numbers 1..8 in files, 0..7 here)
 DEFAULT_MAPPING = {"kick": 1, "snare": 2, "hihat": 3, "openhat": 4, "lowtom": 5, "midtom": 6,
@@ -112,6 +112,7 @@ def _toml_value(v) -> str:
             return "inf" if v > 0 else "-inf"
         return repr(v)
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    s = "".join(ch if ch >= " " else f"\\u{ord(ch):04x}" for ch in s)   # TOML forbids raw control chars
     return f'"{s}"'
 
 

@@ -35,7 +35,6 @@ SPECS: dict[str, tuple[float, float, str]] = {
     "level": (-math.inf, 24.0, "db"), "oscVel": (0.0, 200.0, "lin"), "nVel": (0.0, 200.0, "lin"),
     "modVel": (0.0, 200.0, "lin"),
 }
-ALIASES = {"name": None}  # keys accepted and ignored by from_dict (kept separately)
 
 
 @dataclass

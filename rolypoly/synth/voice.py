@@ -456,23 +456,23 @@ def voice_process(c, s, out, start, stop):
             g = env * noise_gain
             rng, u = _rng_next(rng)
             x = _noise(u)
-            lpl = lpa * (x + nxl) + lpb * lpl
-            nxl = x
-            x = lpl
             y = nb0 * x + nl1
             nl1 = nb1 * x - na1 * y + nl2
             nl2 = nb2 * x - na2 * y
-            nl = _softclip((bla * y + blb * sine) * g)
+            x = _softclip((bla * y + blb * sine) * g)
+            lpl = lpa * (x + nxl) + lpb * lpl
+            nxl = x
+            nl = lpl
             if stereo:
                 rng, u = _rng_next(rng)
                 x = _noise(u)
-                lpr = lpa * (x + nxr) + lpb * lpr
-                nxr = x
-                x = lpr
                 y = nb0 * x + nr1
                 nr1 = nb1 * x - na1 * y + nr2
                 nr2 = nb2 * x - na2 * y
-                nr = _softclip((bla * y + blb * sine) * g)
+                x = _softclip((bla * y + blb * sine) * g)
+                lpr = lpa * (x + nxr) + lpb * lpr
+                nxr = x
+                nr = lpr
         # mix, distortion, EQ, high-pass
         sl = _softclip(dg * _fast_sin(wn * nl + wo * osc))
         y = eb0 * sl + el1

@@ -1,0 +1,89 @@
+"""A real-time duet through PortAudio: xruns, callback time, late rows, model ticks.
+
+Plays a groove score in real time through sounddevice (a JACK server with the dummy
+backend stands in for a sound card: the benchmark starts one when none is running),
+with a virtual musician's take fed in as the input block by block.
+"""
+from __future__ import annotations
+
+HELP = "real-time duet via sounddevice/JACK: xruns, callback p99, late rows, tick p99"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--seconds", type=float, default=300.0, help="duet length in seconds (default 300)")
+    p.add_argument("--no-jack", action="store_true", help="use the current default device, do not start JACK")
+
+
+def start_jack(sr: int = 48000, period: int = 256):
+    """Start ``jackd -d dummy`` unless a server runs; returns the process (or None)."""
+    import shutil
+    import subprocess
+    import time
+    if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0 if shutil.which("jack_lsp") else False:
+        return None
+    if not shutil.which("jackd"):
+        from rolypoly.errors import AudioError
+        raise AudioError("jackd not found: install Debian's jackd2 (the test command does)")
+    proc = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(sr), "-p", str(period)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    return proc
+
+
+def run(cfg, args):
+    import math
+
+    import numpy as np
+
+    from rolypoly.audio import play_realtime
+    from rolypoly.duet import groove_score, virtual_take
+    from rolypoly.engine import Rolypoly
+    from rolypoly.report import Table
+    import tempfile
+    from pathlib import Path
+    jack = None if args.no_jack else start_jack(int(cfg.audio.sample_rate))
+    if jack is not None:
+        import sounddevice as sd
+        sd._terminate()
+        sd._initialize()  # PortAudio looks for JACK servers when it initialises
+    try:
+        work = Path(tempfile.mkdtemp(prefix="rolypoly-bench-rt-"))
+        bars = max(1, int(math.ceil(args.seconds / 2.0)))  # 120 bpm: 2 s a bar
+        score = groove_score(bars, 120.0)
+        path = score.write_midi(work / "groove.mid")
+        audio, rows, onsets = virtual_take(score, "laid_back", seed=5, sr=int(cfg.audio.sample_rate))
+        from rolypoly.duet import _with
+        eng = Rolypoly(_with(cfg, takes_dir=str(work / "takes")), offline=False)
+        errors = []
+        eng.connect("error", errors.append)
+        eng.message("read", str(path))
+        stats = play_realtime(eng, duration_s=args.seconds + 3.0, input_audio=audio)
+        import json
+        settings = json.loads((eng.last_take / "settings.json").read_text()) if eng.last_take else {}
+        cb = np.array(stats.callback_ms) if stats.callback_ms else np.zeros(1)
+        block_ms = 1000.0 * eng.block_size / eng.sr
+        t = Table("real-time duet", ["metric", "value", "target"])
+        t.add("duration s", round(stats.blocks * block_ms / 1000.0, 1), "")
+        t.add("blocks", stats.blocks, "")
+        t.add("xruns", stats.xruns, "0")
+        t.add("callback p50 ms", float(np.percentile(cb, 50)), "")
+        t.add("callback p99 ms", float(np.percentile(cb, 99)), "")
+        t.add("callback p99 / block", float(np.percentile(cb, 99)) / block_ms, "")
+        t.add("late rows", settings.get("late_rows"), "0")
+        t.add("rows played", settings.get("rows_played"), "")
+        t.add("onsets matched", settings.get("onsets"), f"of {len(rows)} played")
+        t.add("model tick p50 ms", settings.get("tick_ms_p50"), "")
+        t.add("model tick p99 ms", settings.get("tick_ms_p99"), "")
+        t.add("lookahead ms (effective)", settings.get("lookahead_effective_ms"), "")
+        t.notes.append(f"block {eng.block_size} frames at {eng.sr} Hz ({block_ms:.2f} ms); device: "
+                       f"{'JACK dummy (started by the bench)' if jack else 'existing server/default device'}")
+        if errors:
+            t.notes.append(f"errors: {errors[:3]}")
+        return [t], {"xruns": stats.xruns, "late_rows": settings.get("late_rows"),
+                     "callback_p99_share": float(np.percentile(cb, 99)) / block_ms}
+    finally:
+        if jack is not None:
+            import sounddevice as sd
+            sd._terminate()  # let go of JACK before the server goes away
+            jack.terminate()
+            jack.wait(5)

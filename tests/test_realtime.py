@@ -1,0 +1,76 @@
+"""Real time through PortAudio against a JACK server with the dummy backend."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from test_engine import make_engine
+
+pytestmark = pytest.mark.realtime
+
+
+@pytest.fixture(scope="module")
+def jack():
+    if not shutil.which("jackd"):
+        pytest.skip("jackd (Debian jackd2) is not installed")
+    running = subprocess.run(["jack_lsp"], capture_output=True).returncode == 0 if shutil.which("jack_lsp") else False
+    proc = None
+    if not running:
+        proc = subprocess.Popen(["jackd", "--no-realtime", "-n", "rolypoly-test", "-d", "dummy", "-r", "48000", "-p",
+                                 "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2.0)
+    import os
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    if proc is not None:
+        os.environ["JACK_DEFAULT_SERVER"] = "rolypoly-test"
+    yield proc
+    import sounddevice as sd
+    sd._terminate()  # PortAudio must let go of JACK before the server goes away
+    if proc is not None:
+        proc.terminate()
+        proc.wait(5)
+    if old is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+
+
+def test_realtime_duet_through_jack(tmp_path, jack):
+    import sounddevice as sd
+    sd._terminate()
+    sd._initialize()  # PortAudio must see the JACK server started above
+    if not any(h["name"].startswith("JACK") and h["devices"] for h in sd.query_hostapis()):
+        pytest.skip("PortAudio has no JACK devices")
+    from rolypoly.audio import play_realtime
+    from rolypoly.duet import groove_score, virtual_take
+    from rolypoly.takes import load_take
+    score = groove_score(3, 160.0)
+    path = score.write_midi(tmp_path / "g.mid")
+    audio, rows, onsets = virtual_take(score, "on_grid", seed=1)
+    eng = make_engine(tmp_path)
+    hits = []
+    eng.connect("hit", lambda *a: hits.append(a))
+    eng.message("read", str(path))
+    stats = play_realtime(eng, duration_s=20, input_audio=audio)
+    assert stats.blocks > 0 and eng.last_take is not None
+    take = load_take(eng.last_take)
+    assert take.settings["rows_played"] == score.n_rows
+    assert len(hits) == int((score.vel > 0).sum())
+    # hits arrive in time order at their scheduled samples
+    samples = [h[0] for h in hits]
+    assert samples == sorted(samples)
+    assert take.n_onsets >= 0.8 * len(rows)
+    assert np.isfinite(take.rows["tau_g"]).all()
+
+
+def test_missing_device_is_a_clear_error(tmp_path, jack):
+    from rolypoly.audio import play_realtime
+    from rolypoly.duet import groove_score
+    from rolypoly.errors import AudioError
+    eng = make_engine(tmp_path)
+    eng.message("read", str(groove_score(1).write_midi(tmp_path / "g.mid")))
+    eng.device = "no such device 42"
+    with pytest.raises(AudioError, match="no such device 42"):
+        play_realtime(eng, duration_s=1)
