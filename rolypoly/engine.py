@@ -119,6 +119,8 @@ class Rolypoly:
         self._next_playhead = 0
         self._model_ms = deque(maxlen=64)
         self._soundcheck = None
+        self._patterns = None
+        self._introspect_n = 0
         self.tick_ms: list[float] = []
         self.block_ms_budget = 1000.0 * self.block_size / self.sr
 
@@ -359,10 +361,16 @@ class Rolypoly:
         from rolypoly.introspect import PatternTable, generate_for_score
         a = drum_index(str(src))
         bs = [drum_index(str(d)) for d in dsts]
-        table = PatternTable.open(self.cfg)
-        self.score = generate_for_score(self.score, a, bs, table, seed=self.cfg.introspect.seed)
-        self.schedule = None if not self.playing else self.schedule
-        self.status(f"introspect: new {', '.join(str(d) for d in dsts)} part from {src}")
+        if self._patterns is None:  # opening checks the corpus hash: once per engine
+            self._patterns = PatternTable.open(self.cfg)
+        self._introspect_n += 1
+        seed = self.cfg.introspect.seed
+        seed = None if seed is None else int(seed) + self._introspect_n  # repeated asks vary, reproducibly
+        new = generate_for_score(self.score, a, bs, self._patterns, seed=seed)
+        if self.playing:
+            raise EngineError("introspect: stop first (the score cannot change under a running take)")
+        self.score, self.schedule = new, None
+        self.status(f"introspect: new {', '.join(str(d) for d in dsts)} part from {src}; send start to play it")
 
     def msg_soundcheck(self, seconds=4.0, instrument=None) -> None:
         seconds = _as_float("soundcheck seconds", seconds, 0.5, 60.0)

@@ -183,3 +183,51 @@ def test_filter_modes(tmp_path, tiny_model):
     score = read_score(tmp_path / "s.mid")
     assert sorted(v for _, _, v in vels["score_notes_and_vels"]) == sorted(score.vel[score.vel > 0].tolist())
     assert [d for _, d, _ in vels["score_notes"]] == [d for _, d, _ in vels["score_notes_and_vels"]]
+
+
+def test_onset_storm_and_silence_do_not_break_a_take(tmp_path):
+    from rolypoly.audio import perform_offline
+    from rolypoly.takes import load_take
+    score_path = sparse_score(tmp_path)
+    rng = np.random.default_rng(0)
+    for name, audio in (("noise", rng.uniform(-1, 1, 48000 * 7).astype(np.float32)),
+                        ("silence", np.zeros(48000 * 7, np.float32)),
+                        ("broken", np.full(48000 * 7, np.nan, np.float32))):
+        eng = make_engine(tmp_path / name)
+        eng.message("read", str(score_path))
+        res = perform_offline(eng, audio)
+        take = load_take(res.take_dir)
+        assert take.settings["rows_played"] == 6
+        assert take.n_onsets <= 6  # one onset per row at most, whatever the input
+        assert np.all(np.isfinite(res.drums))
+
+
+def test_model_that_fails_to_load_plays_the_score(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 definitely not a model")
+    eng = make_engine(tmp_path, model=bad)
+    errors = []
+    eng.connect("error", errors.append)
+    eng.message("read", str(sparse_score(tmp_path)))
+    res = run_offline(eng)
+    assert any("bad.pt" in e for e in errors)
+    assert len(res.hits) == 7 and res.take_dir is not None
+
+
+def test_introspect_message_rewrites_the_loaded_score(tmp_path, gmd_cfg):
+    from rolypoly.config import load_config
+    cfg = load_config([f"data.root={gmd_cfg.data.root}", f"cache_dir={gmd_cfg.cache_dir}",
+                       f"takes_dir={tmp_path}", "engine.enable=false", "introspect.seed=3",
+                       f"introspect.db={tmp_path / 'patterns.sqlite'}", "introspect.max_takes=8"])
+    eng = Rolypoly(cfg, offline=True)
+    errors = []
+    eng.connect("error", errors.append)
+    assert eng.message("read", str(REPO / "data" / "demo.mid"))
+    kick_before = eng.score.vel[:, 0].copy()
+    assert eng.message("introspect", "kick", "snare"), errors
+    assert np.array_equal(eng.score.vel[eng.score.vel[:, 0] > 0, 0] > 0, np.ones(int((eng.score.vel[:, 0] > 0).sum()), bool))
+    assert (eng.score.vel[:, 1] > 0).any()
+    assert not eng.message("introspect", "kick")  # no target
+    assert not eng.message("introspect", "kick", "tuba")
+    assert "tuba" in errors[-1]
+    assert int((kick_before > 0).sum()) == int((eng.score.vel[:, 0] > 0).sum())

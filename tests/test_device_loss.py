@@ -1,0 +1,54 @@
+"""A device that disappears mid-take: the performance stops cleanly and the take is saved."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.realtime
+
+
+def test_jack_server_killed_mid_take(tmp_path):
+    if not shutil.which("jackd"):
+        pytest.skip("jackd (Debian jackd2) is not installed")
+    name = f"rolypoly-loss-{os.getpid()}"
+    jack = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    script = textwrap.dedent(f"""
+        import sys
+        from rolypoly.config import load_config
+        from rolypoly.engine import Rolypoly
+        from rolypoly.audio import play_realtime
+        from rolypoly.duet import groove_score
+        eng = Rolypoly(load_config(["engine.enable=false", "takes_dir={tmp_path / 'takes'}"]))
+        eng.connect("error", lambda t: print("ERROR", t, flush=True))
+        eng.message("read", str(groove_score(20).write_midi("{tmp_path / 'g.mid'}")))
+        print("PLAYING", flush=True)
+        play_realtime(eng, duration_s=30)
+        print("TAKE", eng.last_take, flush=True)
+        import os; os._exit(0)  # PortAudio's JACK teardown asserts once the server is gone
+    """)
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "PLAYING" in line
+        time.sleep(2.5)
+        jack.kill()
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        jack.kill()
+        proc.kill()
+    assert "TAKE" in out, out
+    takes = list((tmp_path / "takes").iterdir())
+    assert len(takes) == 1 and (takes[0] / "settings.json").is_file()
+    assert "ERROR" in out  # the user is told the device went away

@@ -1,0 +1,117 @@
+"""The performance model: shapes, causality, dropout at inference, checkpoints and bad files."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rolypoly.errors import ModelError
+from rolypoly.model import ModelConfig, RolypolyModel, load_checkpoint, save_checkpoint
+
+SMALL = ModelConfig(n_enc_layers=2, n_dec_layers=2, n_heads=4, d_model=16, d_ff=32, block_size=16)
+
+
+@pytest.fixture()
+def model():
+    torch.manual_seed(0)
+    return RolypolyModel(SMALL).eval()
+
+
+def test_forward_shape_and_published_size():
+    torch.manual_seed(0)
+    m = RolypolyModel(SMALL).eval()
+    assert m(torch.rand(3, 16, 22)).shape == (3, 16, 19)
+    assert m(torch.rand(1, 5, 22)).shape == (1, 5, 19)
+    # The published configuration is about 0.7 M parameters (SPEC section 11).
+    from rolypoly.config import load_config
+    n = RolypolyModel(ModelConfig.from_cfg(load_config().model)).n_params()
+    assert 0.6e6 < n < 0.8e6
+
+
+def test_output_is_causal(model):
+    """Output t must not change when rows after t change, nor when row t's own played offsets change."""
+    x = torch.rand(2, 16, 22)
+    y = model(x)
+    x2 = x.clone()
+    x2[:, 9:] = torch.rand(2, 7, 22)          # everything after row 8
+    x2[:, 8, 9:18] = torch.rand(2, 9)          # row 8's own realised offsets
+    x2[:, 8, 21] = 0.3                         # row 8's own tau_g
+    y2 = model(x2)
+    assert torch.allclose(y[:, :9], y2[:, :9], atol=1e-6)
+    assert not torch.allclose(y[:, 9:], y2[:, 9:], atol=1e-4)
+
+
+def test_history_reaches_the_next_row(model):
+    """The decoder sees earlier rows' offsets and tau_g (the partner must be able to steer it)."""
+    x = torch.rand(1, 16, 22)
+    y = model(x)
+    for col in (9, 21):
+        x2 = x.clone()
+        x2[:, 7, col] += 0.5
+        assert not torch.allclose(model(x2)[:, 8], y[:, 8], atol=1e-6)
+
+
+def test_window_and_whole_sequence_agree_for_the_first_rows(model):
+    x = torch.rand(1, 16, 22)
+    assert torch.allclose(model(x)[:, :10], model(x[:, :10]), atol=1e-5)
+
+
+def test_dropout_off_in_eval_mode():
+    torch.manual_seed(0)
+    m = RolypolyModel(ModelConfig(**{**SMALL.__dict__, "dropout": 0.5}))
+    x = torch.rand(1, 16, 22)
+    m.eval()
+    assert torch.equal(m(x), m(x))
+    m.train()
+    assert not torch.equal(m(x), m(x))
+
+
+def test_checkpoint_roundtrip(tmp_path, model):
+    save_checkpoint(model, {"version": "t1", "offset_mu": -0.004, "offset_sigma": 0.012}, tmp_path / "m.ckpt")
+    loaded, meta = load_checkpoint(tmp_path / "m.ckpt")
+    x = torch.rand(2, 16, 22)
+    assert torch.allclose(loaded(x), model(x))
+    assert not loaded.training
+    assert meta["version"] == "t1" and meta["offset_mu"] == -0.004
+    assert meta["model_config"]["d_model"] == 16
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_truncated_checkpoint(tmp_path, model):
+    save_checkpoint(model, {"version": "t"}, tmp_path / "m.ckpt")
+    data = (tmp_path / "m.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="cut.ckpt"):
+        load_checkpoint(tmp_path / "cut.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path / "junk.ckpt")
+
+
+def test_other_architecture_checkpoint(tmp_path, model):
+    # Weights of another shape under a config that claims this one.
+    save_checkpoint(model, {"version": "t"}, tmp_path / "m.ckpt")
+    payload = torch.load(tmp_path / "m.ckpt", weights_only=False)
+    payload["meta"]["model_config"]["d_model"] = 32
+    torch.save(payload, tmp_path / "other.ckpt")
+    with pytest.raises(ModelError, match="do not match"):
+        load_checkpoint(tmp_path / "other.ckpt")
+    # A foreign state dict.
+    torch.save({"model": {"w": torch.zeros(3)}, "meta": {"model_config": SMALL.__dict__}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(ModelError, match="do not match"):
+        load_checkpoint(tmp_path / "foreign.ckpt")
+    # A plain tensor file.
+    torch.save(torch.zeros(3), tmp_path / "tensor.ckpt")
+    with pytest.raises(ModelError, match="not a rolypoly checkpoint"):
+        load_checkpoint(tmp_path / "tensor.ckpt")
+
+
+def test_bad_model_config():
+    with pytest.raises(ModelError, match="divisible"):
+        ModelConfig.from_cfg({"d_model": 30, "n_heads": 4})
+    with pytest.raises(ModelError, match="dropout"):
+        ModelConfig.from_cfg({"dropout": 1.5})
