@@ -1,0 +1,133 @@
+"""TorchScript export: the contract, loading without rolypoly, the swing model, bad modules."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rolypoly.errors import ModelError
+from rolypoly.export import export_torchscript, load_runtime, swing_module, write_swing
+from rolypoly.features import LAYOUT, OFF_SCALE
+from rolypoly.model import ModelConfig, RolypolyModel
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16, d_ff=32)).eval()
+    path = tmp_path_factory.mktemp("exp") / "m.pt"
+    export_torchscript(model, {"version": "test-1", "offset_mu": -0.005, "offset_sigma": 0.013}, path)
+    return model, path
+
+
+def test_runtime_matches_eager_and_carries_attributes(exported):
+    model, path = exported
+    rt = load_runtime(path)
+    x = np.random.default_rng(0).random((16, 22)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(rt.predict(x), ref, atol=1e-5)
+    assert rt.predict(x[:3]).shape == (3, 19)
+    assert rt.version == "test-1"
+    assert rt.offset_mu == pytest.approx(-0.005) and rt.offset_sigma == pytest.approx(0.013)
+    assert rt.layout["off_scale"] == OFF_SCALE and rt.layout["block_size"] == 16
+    assert rt.layout["model_config"]["d_model"] == 16
+
+
+def test_loads_in_a_process_that_never_imports_rolypoly(exported):
+    _, path = exported
+    code = (
+        "import json, sys, torch\n"
+        f"m = torch.jit.load({str(path)!r})\n"
+        "y = m(torch.zeros(1, 7, 22))\n"
+        "assert 'rolypoly' not in sys.modules\n"
+        "print(json.dumps({'shape': list(y.shape), 'version': m.version, 'mu': m.offset_mu,"
+        " 'layout': json.loads(m.layout_json)}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["shape"] == [1, 7, 19]
+    assert info["version"] == "test-1"
+    assert info["layout"]["vel_scale"] == LAYOUT["vel_scale"]
+
+
+def test_swing_model_follows_the_contract(tmp_path):
+    path = write_swing(tmp_path / "swing.pt")
+    rt = load_runtime(path)
+    x = np.zeros((4, 22), np.float32)
+    x[:, 2] = 0.6                              # closed hi-hat on every row
+    x[:, 20] = [0.0, 0.125, 0.25, 0.375]       # on-beat, off-beat, on-beat, off-beat 8ths
+    y = rt.predict(x)
+    late = y[:, 11] * OFF_SCALE                # hi-hat offset in bar fractions
+    assert late[1] > 0.03 and late[3] > 0.03
+    assert late[0] == 0 and late[2] == 0
+    np.testing.assert_allclose(y[:, :9], x[:, :9])   # score velocities
+    assert np.all(y[:, 9:11] == 0)                   # silent drums get no offset
+    assert "swing" in rt.version
+
+
+class _WrongShape(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :5]
+
+
+class _NotFinite(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], x.shape[1], 19), float("nan"))
+
+
+class _Crashes(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(x, torch.zeros(5, 19))
+
+
+@pytest.mark.parametrize("cls, message", [(_WrongShape, "wrong contract"), (_NotFinite, "not finite"),
+                                          (_Crashes, "forward on a")])
+def test_wrong_contract_is_rejected(tmp_path, cls, message):
+    path = tmp_path / "bad.pt"
+    torch.jit.save(torch.jit.script(cls()), str(path))
+    with pytest.raises(ModelError, match=message):
+        load_runtime(path)
+
+
+def test_foreign_module_with_the_contract_loads_with_defaults(tmp_path):
+    class Plain(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], x.shape[1], 19)
+    path = tmp_path / "plain.pt"
+    torch.jit.save(torch.jit.script(Plain()), str(path))
+    rt = load_runtime(path)
+    assert rt.block_size == 16 and "plain.pt" in rt.version and -0.05 < rt.offset_mu < 0.05
+
+
+def test_bad_files(tmp_path, exported):
+    with pytest.raises(ModelError, match="not found"):
+        load_runtime(tmp_path / "missing.pt")
+    data = exported[1].read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="cut.pt"):
+        load_runtime(tmp_path / "cut.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ModelError, match="not a TorchScript"):
+        load_runtime(tmp_path / "text.pt")
+    torch.save({"model": {}}, tmp_path / "eager.pt")
+    with pytest.raises(ModelError, match="not a TorchScript"):
+        load_runtime(tmp_path / "eager.pt")
+
+
+def test_predict_rejects_bad_shapes(exported):
+    rt = load_runtime(exported[1])
+    with pytest.raises(ModelError, match="22"):
+        rt.predict(np.zeros((16, 21), np.float32))
+
+
+def test_swing_module_is_scriptable_with_any_amount():
+    m = torch.jit.script(swing_module(0.02))
+    x = torch.zeros(1, 2, 22)
+    x[0, :, 0] = 1.0
+    x[0, 1, 20] = 0.625
+    assert float(m(x)[0, 1, 9]) == pytest.approx(0.02 / OFF_SCALE)
