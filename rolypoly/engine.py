@@ -210,7 +210,8 @@ class Rolypoly:
     def msg_kit(self, path=None) -> None:
         from rolypoly.synth import BlockRenderer, load_kit
         kit = load_kit(path)
-        renderer = BlockRenderer(kit, sr=self.sr, block_size=self.block_size, polyphony=int(self.cfg.synth.polyphony))
+        renderer = BlockRenderer(kit, sr=self.sr, block_size=self.block_size, polyphony=int(self.cfg.synth.polyphony),
+                                 steal_fade_ms=float(self.cfg.synth.steal_fade_ms))
         self.renderer, self.kit_path = renderer, path
         self.status(f"kit {getattr(kit, 'name', path)}")
 

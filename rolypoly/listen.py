@@ -77,9 +77,14 @@ DEFAULTS = dict(
     avg_ms=60.0,         # adaptive threshold: running mean over this past
     max_ms=30.0,         # the detection must be the largest flux over this past
     ref_frames=3,        # reference spectrum: max over this many frames, lag hops back
-    floor_rise_db=6.0,   # per-band noise floor: how fast it may rise (dB/s)
-    floor_weight=0.0,    # share of the noise floor taken off each band (off: it hurt in noise)
+    max_bands=1,         # vibrato suppression: reference is the max over +-this many bands
+    rearm=0.0,           # after an onset, re-arm once the flux falls under this share of its peak
+    gate_db=200.0,       # relative gate: ignore input this far under the recent playing level
+    gate_release_s=10.0, # the relative gate's level follower: time to fall 60 dB
 )
+
+# Settings older takes may carry that no longer mean anything; accepted and ignored.
+_RETIRED = ("floor_rise_db", "floor_weight")
 
 # Instrument presets: starting points a sound check refines.
 PRESETS = {
@@ -96,83 +101,120 @@ def _warn_default(message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------
-# per-hop kernels (numba: the audio thread calls them; no allocation, no locks)
+# the audio-thread kernel (numba): one call per block, no allocation, no locks.
 
 @njit(cache=True)
-def _highpass(x, out, coef, z):
-    """Biquad (transposed direct form II) over a block; ``z`` holds its state."""
-    b0, b1, b2, a1, a2 = coef[0], coef[1], coef[2], coef[3], coef[4]
-    z1, z2 = z[0], z[1]
-    for i in range(x.size):
-        xi = x[i]
-        y = b0 * xi + z1
-        z1 = b1 * xi - a1 * y + z2
-        z2 = b2 * xi - a2 * y
-        out[i] = y
-    z[0], z[1] = z1, z2
+def _fft(re, im, rev, cos_t, sin_t):
+    """In-place iterative radix-2 complex FFT (forward) of ``re + 1j*im``.
+
+    ``rev``: bit-reversal permutation; ``cos_t``/``sin_t``: cos/sin(2πk/n), k < n/2.
+    """
+    n = re.size
+    for i in range(n):
+        j = rev[i]
+        if j > i:
+            t = re[i]
+            re[i] = re[j]
+            re[j] = t
+            t = im[i]
+            im[i] = im[j]
+            im[j] = t
+    size = 2
+    while size <= n:
+        half = size // 2
+        step = n // size
+        for start in range(0, n, size):
+            k = 0
+            for j in range(start, start + half):
+                wr = cos_t[k]
+                wi = -sin_t[k]
+                m = j + half
+                tr = wr * re[m] - wi * im[m]
+                ti = wr * im[m] + wi * re[m]
+                re[m] = re[j] - tr
+                im[m] = im[j] - ti
+                re[j] += tr
+                im[j] += ti
+                k += step
+        size *= 2
 
 
 @njit(cache=True)
-def _flux_hop(mag, frame, lo, hi, wts, hist, nfloor, odf_hist, st, params):
-    """One hop of the default detector; returns the flux and writes 1.0 in ``st[4]`` on onset.
+def _rfft_mag(frame, win, re, im, rev, cos_t, sin_t, cos_n, sin_n, mag):
+    """|rfft(frame * win)| into ``mag`` (n_fft/2 + 1 bins), via a half-size complex FFT."""
+    n = re.size
+    for m in range(n):
+        re[m] = frame[2 * m] * win[2 * m]
+        im[m] = frame[2 * m + 1] * win[2 * m + 1]
+    _fft(re, im, rev, cos_t, sin_t)
+    for k in range(n + 1):
+        a = re[k % n]
+        b = im[k % n]
+        c = re[(n - k) % n]
+        d = -im[(n - k) % n]
+        er = 0.5 * (a + c)
+        ei = 0.5 * (b + d)
+        orr = 0.5 * (b - d)
+        oi = -0.5 * (a - c)
+        xr = er + cos_n[k] * orr + sin_n[k] * oi
+        xi = ei + cos_n[k] * oi - sin_n[k] * orr
+        mag[k] = math.sqrt(xr * xr + xi * xi)
 
-    ``mag``: magnitude spectrum of this hop's frame.  ``hist``: ring of past band
-    magnitudes (lag + 1 rows).  ``odf_hist``: ring of past flux values.  ``st``: hop
-    counter, level follower, last onset hop, ring positions, flags.  ``params``:
-    compression, threshold, release per hop, floor, lag, n_avg, n_max, min_ioi hops.
+
+@njit(cache=True)
+def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params):
+    """Detection function and peak picking for the hop just analysed; returns the flux.
+
+    Writes 1.0 to ``st[4]`` when this hop is an onset.  See :class:`Listener` for the
+    meaning of ``params`` (packed in ``Listener._setup_default``).
     """
     lam, thr, rel, floor = params[0], params[1], params[2], params[3]
     lag, n_avg, n_max, min_ioi = int(params[4]), int(params[5]), int(params[6]), int(params[7])
-    n_ref, rise, nfw = int(params[8]), params[9], params[10]
+    n_ref, width, rearm, gate = int(params[8]), int(params[9]), params[10], params[11]
+    loud_rel = params[12]
     n_bands = lo.size
     nh = hist.shape[0]
     pos = int(st[3])
-    # filterbank: triangular bands stored as (first bin, last bin, weights)
     for b in range(n_bands):
         acc = 0.0
         for k in range(lo[b], hi[b]):
             acc += mag[k] * wts[b, k - lo[b]]
-        # per-band noise floor: follows minima at once, rises slowly; what is left above
-        # it is what the player adds (room noise and hum stop counting as change)
-        f = nfloor[b] * rise
-        if acc < f:
-            f = acc
-        nfloor[b] = f
-        acc -= nfw * f
-        hist[pos, b] = acc if acc > 0.0 else 0.0
-    # input level: RMS over the analysis window, in full-scale units
+        hist[pos, b] = acc
     ms = 0.0
     for i in range(frame.size):
         ms += frame[i] * frame[i]
     rms = math.sqrt(ms / frame.size)
-    # level follower: instant attack, slow release; one gain for both compared frames
+    # level follower: instant attack, slow release; one gain for both compared frames so
+    # the normalisation itself never looks like a change
     level = st[1] * rel
     if rms > level:
         level = rms
     ref = st[1] if st[1] > floor else floor
     st[1] = level
+    # the loudest recent playing (slower release): the relative gate's reference
+    loud = st[9] * loud_rel
+    if rms > loud:
+        loud = rms
+    st[9] = loud
     g = lam / ref
     flux = 0.0
     if st[0] >= lag + n_ref:
         for b in range(n_bands):
-            now = math.log1p(g * hist[pos, b])
-            # reference: the largest of the neighbouring bands over n_ref frames lag back
             m = 0.0
+            lo_b = b - width if b >= width else 0
+            hi_b = b + width + 1 if b + width + 1 <= n_bands else n_bands
             for r in range(n_ref):
                 prev = (pos - lag - r) % nh
-                lo_b = b - 1 if b > 0 else 0
-                hi_b = b + 2 if b + 2 <= n_bands else n_bands
                 for bb in range(lo_b, hi_b):
                     if hist[prev, bb] > m:
                         m = hist[prev, bb]
-            d = now - math.log1p(g * m)
+            d = math.log1p(g * hist[pos, b]) - math.log1p(g * m)
             if d > 0.0:
                 flux += d
         flux /= n_bands
-    # silence gate: nothing below the floor is a note
-    if rms < floor:
+    # level gates: nothing under the absolute floor, nor far under the recent playing
+    if rms < floor or rms < gate * loud:
         flux = 0.0
-    # adaptive threshold over the past n_avg hops, and local max over n_max hops
     op = int(st[5])
     nodf = odf_hist.size
     mean = 0.0
@@ -185,15 +227,90 @@ def _flux_hop(mag, frame, lo, hi, wts, hist, nfloor, odf_hist, st, params):
     mean /= n_avg
     odf_hist[op] = flux
     st[5] = (op + 1) % nodf
+    # re-arm only once the detection function has fallen well below the peak of the last
+    # onset: a slow swell or a long attack is one rise, so one onset
+    if st[7] == 0.0:
+        if flux > st[8]:
+            st[8] = flux
+        if rearm <= 0.0 or flux < rearm * st[8]:
+            st[7] = 1.0
     onset = 0.0
-    # warm-up: the running mean and the level follower need n_avg hops of history
-    if st[0] >= n_avg and flux > thr + mean and flux >= mx and st[0] - st[2] >= min_ioi:
+    if (st[0] >= n_avg and st[7] != 0.0 and flux > thr + mean and flux >= mx
+            and st[0] - st[2] >= min_ioi):
         onset = 1.0
         st[2] = st[0]
+        st[7] = 0.0
+        st[8] = flux
     st[4] = onset
     st[3] = (pos + 1) % nh
     st[0] += 1.0
     return flux
+
+
+@njit(cache=True)
+def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
+                   lo, hi, wts, hist, odf_hist, out_hops, odf_out):
+    """Run the default detector over a block ``x`` of shape (n, channels), float32.
+
+    Channels are averaged, non-finite samples become 0 (counted in ``stats[0]``),
+    near-full-scale samples are counted in ``stats[1]``, the raw sum goes to ``stats[2]``.
+    Samples are trimmed, high-passed (biquad; ``hp`` = b0 b1 b2 a1 a2 z1 z2 on) and
+    gathered into hops; each full hop is analysed.  Onset hop numbers (1-based count of
+    hops since reset) go to ``out_hops``; the flux of every hop to ``odf_out`` when it is
+    large enough.  Returns (number of onsets, number of hops).
+    """
+    n, ch = x.shape
+    hop = pend.size
+    gain = params[13]
+    b0, b1, b2, a1, a2 = hp[0], hp[1], hp[2], hp[3], hp[4]
+    z1, z2 = hp[5], hp[6]
+    use_hp = hp[7] != 0.0
+    npend = int(st[6])
+    n_on = 0
+    n_hops = 0
+    nf = frame.size
+    cos_t = fft_tabs[0]
+    sin_t = fft_tabs[1]
+    cos_n = fft_tabs[2]
+    sin_n = fft_tabs[3]
+    for i in range(n):
+        v = 0.0
+        for c in range(ch):
+            s = x[i, c]
+            if not math.isfinite(s):
+                stats[0] += 1.0
+                s = 0.0
+            elif abs(s) >= 0.999:
+                stats[1] += 1.0
+            v += s
+        v /= ch
+        stats[2] += v
+        v *= gain
+        if use_hp:
+            y = b0 * v + z1
+            z1 = b1 * v - a1 * y + z2
+            z2 = b2 * v - a2 * y
+            v = y
+        pend[npend] = v
+        npend += 1
+        if npend == hop:
+            npend = 0
+            for k in range(nf - hop):
+                frame[k] = frame[k + hop]
+            for k in range(hop):
+                frame[nf - hop + k] = pend[k]
+            _rfft_mag(frame, win, re, im, rev, cos_t, sin_t, cos_n, sin_n, mag)
+            flux = _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params)
+            if n_hops < odf_out.size:
+                odf_out[n_hops] = flux
+            n_hops += 1
+            if st[4] > 0.0 and n_on < out_hops.size:
+                out_hops[n_on] = st[0]
+                n_on += 1
+    hp[5] = z1
+    hp[6] = z2
+    st[6] = npend
+    return n_on, n_hops
 
 
 def _filterbank(sr, n_fft, bands_per_octave, fmin, fmax):
@@ -269,6 +386,8 @@ class Listener:
                 raise ConfigError(f"listen.instrument: unknown preset {instrument!r}; "
                                   f"choose one of {', '.join(PRESETS)}")
             merged.update(PRESETS[instrument])
+        for key in _RETIRED:
+            settings.pop(key, None)
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
             raise ConfigError(f"listen: unknown setting(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
@@ -312,10 +431,22 @@ class Listener:
         s = self._s
         # the window keeps its duration whatever the sample rate
         n_fft = int(2 ** round(math.log2(max(self.hop, s["buf"] * self.sr / 48000.0))))
-        self.n_fft = max(n_fft, self.hop)
+        self.n_fft = max(n_fft, self.hop, 16)
         self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float64)
         # normalise so a full-scale sine peaks near 1 in its band
         self._window /= self._window.sum() / 2.0
+        half = self.n_fft // 2
+        bits = int(round(math.log2(half)))
+        idx = np.arange(half)
+        self._rev = np.array([int(format(i, f"0{bits}b")[::-1], 2) for i in idx], np.int64)
+        k_half = np.arange(half // 2 + 1) * 2.0 * np.pi / half
+        k_full = np.arange(half + 1) * 2.0 * np.pi / self.n_fft
+        tabs = np.zeros((4, half + 1))
+        tabs[0, :k_half.size] = np.cos(k_half)
+        tabs[1, :k_half.size] = np.sin(k_half)
+        tabs[2] = np.cos(k_full)
+        tabs[3] = np.sin(k_full)
+        self._fft_tabs = tabs
         self._lo, self._hi, self._wts = _filterbank(self.sr, self.n_fft, s["bands_per_octave"],
                                                     s["fmin"], s["fmax"])
         hop_s = self.hop / self.sr
@@ -326,10 +457,15 @@ class Listener:
             10.0 ** (-3.0 * hop_s / max(s["release_s"], 1e-3)),
             10.0 ** (s["silence_db"] / 20.0),
             s["lag"], n_avg, min(n_max, n_avg), max(1, int(round(s["min_ioi_ms"] / 1000.0 / hop_s))),
-            s["ref_frames"], 10.0 ** (s["floor_rise_db"] * hop_s / 20.0), s["floor_weight"],
+            s["ref_frames"], s["max_bands"], s["rearm"], 10.0 ** (-s["gate_db"] / 20.0),
+            10.0 ** (-3.0 * hop_s / max(s["gate_release_s"], 1e-3)),
+            10.0 ** (s["gain_db"] / 20.0),
         ])
         self._odf_len = n_avg + 1
-        self._hp_coef = _highpass_coef(self.sr, s["highpass_hz"]) if s["highpass_hz"] > 0 else None
+        self._hp = np.zeros(8)
+        if s["highpass_hz"] > 0:
+            self._hp[:5] = _highpass_coef(self.sr, s["highpass_hz"])
+            self._hp[7] = 1.0
 
     def _setup_aubio(self):
         try:
@@ -378,14 +514,21 @@ class Listener:
         self._dc = 0.0
         self._gain = 10.0 ** (self._s["gain_db"] / 20.0)
         if self._s["method"] == "default":
+            self._pend = np.zeros(self.hop, np.float64)
             self._frame = np.zeros(self.n_fft, np.float64)
-            self._hp_z = np.zeros(2)
-            self._hp_buf = np.zeros(self.hop, np.float64)
+            self._hp[5:7] = 0.0
+            half = self.n_fft // 2
+            self._re = np.zeros(half)
+            self._im = np.zeros(half)
+            self._mag = np.zeros(half + 1)
             self._hist = np.zeros((self._s["lag"] + self._s["ref_frames"], self._lo.size))
-            self._nfloor = np.full(self._lo.size, 1e9)
             self._odf_hist = np.zeros(self._odf_len)
-            self._st = np.zeros(6)
+            self._st = np.zeros(12)
             self._st[2] = -1e9
+            self._st[7] = 1.0
+            self._stats = np.zeros(4)
+            self._out_hops = np.zeros(64)
+            self._odf_out = np.zeros(0)
         else:
             import aubio
             o = aubio.onset(self._s["method"], self.n_fft, self.hop, self.sr)
@@ -403,36 +546,50 @@ class Listener:
             self._warned.add(key)
             self._warn(message)
 
-    def _sanitise(self, block) -> np.ndarray:
+    def _as_2d(self, block) -> np.ndarray:
         x = np.asarray(block)
-        if x.ndim == 2:
-            if x.shape[1] > 1:
-                x = x.mean(axis=1)
-            else:
-                x = x[:, 0]
-        elif x.ndim != 1:
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        elif x.ndim != 2:
             raise AudioError(f"listener input must be (n,) or (n, channels), got shape {x.shape}")
-        if x.dtype != np.float32:
-            x = x.astype(np.float32)
-        if not np.isfinite(x).all():
+        if x.dtype != np.float32 or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        return x
+
+    def _check_input(self, n: int, n_bad: float, n_clip: float, total: float) -> None:
+        """Warnings from the kernel's input statistics for the last block."""
+        if n_bad:
             self._warn_once("nan", "listener: input has NaN/inf samples (broken driver?); "
                                    "they are treated as silence")
-            x = np.where(np.isfinite(x), x, np.float32(0.0))
-        if x.size:
-            peak = float(np.max(np.abs(x)))
-            if peak >= 0.999:
-                self._clip_run += int(np.count_nonzero(np.abs(x) >= 0.999))
-                if self._clip_run > 0.01 * self.sr:
-                    self._warn_once("clip", "listener: input is clipping; turn the input gain down")
-            self._dc = 0.99 * self._dc + 0.01 * float(np.mean(x))
+        if n_clip:
+            self._clip_run += int(n_clip)
+            if self._clip_run > 0.01 * self.sr:
+                self._warn_once("clip", "listener: input is clipping; turn the input gain down")
+        if n:
+            self._dc = 0.99 * self._dc + 0.01 * total / n
             if abs(self._dc) > 0.05:
                 self._warn_once("dc", f"listener: input has a DC offset of {self._dc:+.2f} "
                                       "(removed before detection)")
-        return x
+
+    def _sanitise(self, block) -> np.ndarray:
+        """Mono float32 with non-finite samples zeroed (the aubio path's conditioning)."""
+        x = self._as_2d(block)
+        if x.shape[1] > 1 and "channels" not in self._warned:
+            self._warned.add("channels")
+        bad = ~np.isfinite(x)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            x = np.where(bad, np.float32(0.0), x)
+        mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+        self._check_input(mono.size, n_bad, int(np.count_nonzero(np.abs(x) >= 0.999)), float(np.sum(mono)))
+        return mono
 
     # -- processing ----------------------------------------------------------
     def process(self, block) -> list[float]:
         """Feed one block (any length); returns onset times (s since stream start).
+
+        Any split of the stream into blocks gives the same onsets: the default detector
+        works hop by hop on its own buffer.
 
         Parameters
         ----------
@@ -444,11 +601,38 @@ class Listener:
         list of float
             Latency-compensated onset times found while processing this block.
         """
-        x = self._sanitise(block)
+        if self._s["method"] != "default":
+            return self._process_aubio(self._sanitise(block))
+        x = self._as_2d(block)
+        n = x.shape[0]
+        max_hops = (n + self._n_pending) // self.hop + 1
+        if self._out_hops.size < max_hops:
+            self._out_hops = np.zeros(max_hops)
+        if self.odf is not None and self._odf_out.size < max_hops:
+            self._odf_out = np.zeros(max_hops)
+        stats = self._stats
+        stats[:] = 0.0
+        n_on, n_hops = _process_block(x, self._st, stats, self._params, self._hp, self._pend, self._frame,
+                                      self._window, self._fft_tabs, self._rev, self._re, self._im, self._mag,
+                                      self._lo, self._hi, self._wts, self._hist, self._odf_hist,
+                                      self._out_hops, self._odf_out if self.odf is not None else self._odf_out[:0])
+        self._n_pending = int(self._st[6])
+        self._hops += n_hops
+        if stats[0] or stats[1] or abs(stats[2]) > 0.05 * n or abs(self._dc) > 0.05:
+            self._check_input(n, stats[0], stats[1], stats[2])
+        if self.odf is not None and n_hops:
+            self.odf.extend(self._odf_out[:n_hops].tolist())
+        if not n_on:
+            return []
+        scale = self.hop / self.sr
+        return [max(0.0, h * scale - self.latency_s) for h in self._out_hops[:n_on]]
+
+    def _process_aubio(self, x) -> list[float]:
         out: list[float] = []
         i = 0
         n = x.size
         hop = self.hop
+        o = self._aubio
         while i < n:
             take = min(hop - self._n_pending, n - i)
             self._pending[self._n_pending:self._n_pending + take] = x[i:i + take]
@@ -457,35 +641,9 @@ class Listener:
             if self._n_pending == hop:
                 self._n_pending = 0
                 self._hops += 1
-                t = self._hop()
-                if t is not None:
-                    out.append(t)
+                if o(self._pending * np.float32(self._gain)):
+                    out.append(max(0.0, float(o.get_last_s())))
         return out
-
-    def _hop(self):
-        hop = self.hop
-        if self._s["method"] != "default":
-            o = self._aubio
-            if o(self._pending * np.float32(self._gain)):
-                return max(0.0, float(o.get_last_s()))
-            return None
-        xin = self._pending.astype(np.float64)
-        if self._gain != 1.0:
-            xin *= self._gain
-        if self._hp_coef is not None:
-            _highpass(xin, self._hp_buf, self._hp_coef, self._hp_z)
-            xin = self._hp_buf
-        f = self._frame
-        f[:-hop] = f[hop:]
-        f[-hop:] = xin
-        mag = np.abs(np.fft.rfft(f * self._window))
-        flux = _flux_hop(mag, f, self._lo, self._hi, self._wts, self._hist, self._nfloor, self._odf_hist, self._st,
-                         self._params)
-        if self.odf is not None:
-            self.odf.append(flux)
-        if self._st[4] > 0:
-            return max(0.0, self._hops * hop / self.sr - self.latency_s)
-        return None
 
 
 def detect_onsets(audio, sr: int, hop: int = 128, block: int | None = None, **settings) -> np.ndarray:
@@ -661,3 +819,4 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     settings["threshold"] = round(thr, 4)
     settings["instrument"] = instrument
     return settings
+

@@ -181,10 +181,18 @@ def _count(name: str, args: list, allowed: tuple[int, ...], usage: str) -> None:
 
 
 def native_path(text: str) -> Path:
-    """A path sent by a patch as a local path (``~`` expanded, Max's ``Volume:/...`` prefix dropped)."""
+    """A path sent by a patch as a local path (``~`` expanded, Max's ``Volume:/...`` prefix dropped).
+
+    Examples
+    --------
+    >>> str(native_path("Macintosh HD:/tmp/song.mid"))
+    '/tmp/song.mid'
+    """
     m = _MAX_VOLUME.match(text)
     if m and not os.path.exists(text):
-        text = m.group(1)
+        volume, rest = text.split(":", 1)[0], m.group(1)
+        other = Path("/Volumes") / volume / rest.lstrip("/")   # macOS: a volume other than the boot disk
+        text = str(other) if other.exists() else rest
     return Path(os.path.expanduser(text))
 
 

@@ -442,3 +442,19 @@ def test_serve_command_with_liblo_tools(serve_process, tmp_path):
     assert [(d, v) for d, v, _ in parsed] == [(d, v) for d, v, _ in expected]
     assert all(abs(t - te) < 3.0 for (_, _, t), (_, _, te) in zip(parsed, expected))
     assert proc.poll() is None, "the server died"
+
+
+def test_native_path_understands_max_paths(tmp_path):
+    from rolypoly.osc import native_path
+    target = tmp_path / "song.mid"
+    assert native_path(f"Macintosh HD:{target}") == target
+    assert native_path(str(target)) == target
+    assert native_path("~/x.mid") == Path.home() / "x.mid"
+
+
+def test_read_accepts_a_max_style_path(served, tmp_path):
+    _, client, _ = served
+    score, _ = duet_score(tmp_path / "max_style.mid")
+    client.drain()
+    client.send("/rolypoly/read", f"Macintosh HD:{score}")
+    assert "2 bars" in client.expect("/rolypoly/status")[0]

@@ -1,0 +1,124 @@
+"""Pretraining: batches, partner, schedule, resume, best checkpoint, DDP under torchrun, evaluation."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rolypoly.config import load_config
+from rolypoly.features import OFF_SCALE
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["model.n_enc_layers=1", "model.n_dec_layers=1", "model.n_heads=2", "model.d_model=16", "model.d_ff=32"]
+
+
+def _cfg(tmp_path, *extra):
+    return load_config(["train.data=synthetic", f"train.out_dir={tmp_path / 'run'}", "train.batch_size=8",
+                        "train.eval_batches=2", "train.log_every=1", "train.warmup_steps=2", "train.threads=1",
+                        *TINY, *extra])
+
+
+def test_rows_and_partner_batches():
+    from rolypoly.train import make_batch, rows_from_takes, synthetic_takes
+    takes = synthetic_takes(n_takes=4, rows=40)
+    data = rows_from_takes(takes, 16)
+    assert len(data) == 4 * (40 - 16 + 1)
+    # g is the mean offset of the row's hits, in model units.
+    a = takes.arrays
+    hit = a["vel"][5] > 0
+    assert data.g[5] == pytest.approx(a["off"][5][hit].mean() / OFF_SCALE, abs=1e-6)
+    rng = np.random.default_rng(0)
+    starts = rng.choice(data.win_starts, 200)
+    x, vel, off, g, hit = make_batch(data, starts, 16)
+    assert x.shape == (200, 16, 22) and np.all(x[:, :, 21] == 0)
+    x, *_ = make_batch(data, starts, 16, rng, partner_share=0.5, partner_row_prob=1.0, partner_noise_ms=0.0)
+    with_partner = np.any(x[:, :, 21] != 0, axis=1)
+    assert 0.3 < with_partner.mean() < 0.7
+    # Without noise the partner is exactly the row's mean offset.
+    np.testing.assert_allclose(x[with_partner, :, 21], g[with_partner], atol=1e-6)
+
+
+def test_learning_rate_schedule():
+    from rolypoly.train import lr_at
+    tc = load_config(["train.lr=0.01", "train.warmup_steps=10", "train.max_steps=110", "train.min_lr_ratio=0.1"]).train
+    assert lr_at(0, tc) == pytest.approx(0.001)
+    assert lr_at(9, tc) == pytest.approx(0.01)
+    assert lr_at(60, tc) == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    assert lr_at(110, tc) == pytest.approx(0.001)
+    assert all(lr_at(s, tc) >= lr_at(s + 1, tc) for s in range(10, 110))
+
+
+def test_pretrain_writes_resumes_and_keeps_best(tmp_path):
+    from rolypoly.model import load_checkpoint
+    from rolypoly.train import pretrain
+    cfg = _cfg(tmp_path, "train.max_steps=4", "train.eval_every=2", "train.checkpoint_every=2")
+    res = pretrain(cfg, log=lambda m: None)
+    run = tmp_path / "run"
+    assert res.resumed_from == 0 and res.best_step in (2, 4)
+    for name in ("last.pt", "best.pt", "loss.png", "history.json"):
+        assert (run / name).is_file(), name
+    model, meta = load_checkpoint(run / "best.pt")
+    assert meta["model_config"]["d_model"] == 16 and "offset_sigma" in meta and meta["seed"] == cfg.seed
+    # Asking for more steps resumes where the last run stopped.
+    logs = []
+    res2 = pretrain(_cfg(tmp_path, "train.max_steps=6", "train.eval_every=2", "train.checkpoint_every=2"),
+                    log=logs.append)
+    assert res2.resumed_from == 4 and any("resuming" in m for m in logs)
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["step"] == 6
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path):
+    from rolypoly.errors import ModelError
+    from rolypoly.train import pretrain
+    pretrain(_cfg(tmp_path, "train.max_steps=1", "train.eval_every=1", "train.checkpoint_every=1"), log=lambda m: None)
+    with pytest.raises(ModelError, match="out_dir"):
+        pretrain(_cfg(tmp_path, "train.max_steps=2", "model.d_model=32"), log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    """torchrun with 2 processes (gloo) trains a few steps and rank 0 writes the checkpoint."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "rolypoly", "pretrain", "train.data=synthetic", f"train.out_dir={out}", "train.max_steps=3",
+           "train.batch_size=4", "train.eval_every=3", "train.eval_batches=1", "train.threads=1",
+           "train.device=cpu", *TINY]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["step"] == 3 and state["meta"]["world_size"] == 2
+    assert (out / "best.pt").is_file()
+
+
+def test_evaluation_conditions_use_the_right_history():
+    """A predictor that copies the previous row's history shows which history each condition feeds."""
+    from rolypoly.evaluate import evaluate
+    from rolypoly.train import synthetic_takes
+    takes = synthetic_takes(n_takes=4, rows=40)
+    seen = {}
+
+    def copy_prev(x):
+        # Predict row t's offsets as row t-1's decoder offsets, g as row t-1's tau_g.
+        y = np.zeros(x.shape[:2] + (19,), np.float32)
+        y[:, 1:, 9:18] = x[:, :-1, 9:18]
+        y[:, 1:, 18] = x[:, :-1, 21]
+        y[:, :, 0:9] = x[:, :, 0:9]
+        seen.setdefault("max_tau", []).append(float(np.abs(x[:, :, 21]).max()))
+        return y
+
+    res = evaluate(copy_prev, takes, block=16)
+    tf, fr, pf = (res[c]["timing_ms"] for c in ("teacher-forced", "free-running", "partner-following"))
+    # Free-running with a copy-predictor only ever sees zeros: it equals the zero-offset error.
+    from rolypoly.metrics import timing_mae_ms
+    a = takes.arrays
+    zero = timing_mae_ms(np.zeros_like(a["off"]), a["off"], a["bar_ms"], a["vel"] > 0)
+    assert fr == pytest.approx(zero, rel=1e-6)
+    assert tf != pytest.approx(zero, rel=1e-3)
+    assert max(seen["max_tau"]) > 0       # the partner condition filled tau_g
+    assert res["teacher-forced"]["velocity"] == res["free-running"]["velocity"]
+    assert len(res["partner-following"]["per_drum"]) == 9 and np.isfinite(pf)
