@@ -145,8 +145,11 @@ class Rolypoly:
     def pump(self) -> int:
         """Deliver queued events to the outlets (never on the audio thread)."""
         n = 0
-        while self.events:
-            outlet, values = self.events.popleft()
+        while True:
+            try:  # popleft is atomic: several threads may pump at once
+                outlet, values = self.events.popleft()
+            except IndexError:
+                break
             if outlet == "hit":
                 self._hits.append({"sample": values[0], "drum": values[1], "velocity": values[2],
                                    "offset_ms": values[3]})

@@ -119,15 +119,23 @@ def _fft(re, im, rev, cos_t, sin_t):
             t = im[i]
             im[i] = im[j]
             im[j] = t
-    size = 2
+    # first stage: twiddles are 1
+    for s in range(0, n, 2):
+        a = re[s]
+        b = im[s]
+        re[s] = a + re[s + 1]
+        im[s] = b + im[s + 1]
+        re[s + 1] = a - re[s + 1]
+        im[s + 1] = b - im[s + 1]
+    size = 4
     while size <= n:
         half = size // 2
         step = n // size
-        for start in range(0, n, size):
-            k = 0
-            for j in range(start, start + half):
-                wr = cos_t[k]
-                wi = -sin_t[k]
+        # twiddle outermost: each is loaded once per stage
+        for k in range(half):
+            wr = cos_t[k * step]
+            wi = -sin_t[k * step]
+            for j in range(k, n, size):
                 m = j + half
                 tr = wr * re[m] - wi * im[m]
                 ti = wr * im[m] + wi * re[m]
@@ -135,7 +143,6 @@ def _fft(re, im, rev, cos_t, sin_t):
                 im[m] = im[j] - ti
                 re[j] += tr
                 im[j] += ti
-                k += step
         size *= 2
 
 

@@ -26,12 +26,13 @@ from numba import njit
 
 from rolypoly.errors import RolypolyError
 
-STYLES = ("pluck", "soft", "hard", "legato", "bass", "strum", "palm_mute")
+STYLES = ("pluck", "soft", "hard", "legato", "bass", "strum", "palm_mute", "wind", "tabla")
 FEELS = ("on_grid", "laid_back", "rushing", "swing")
 
 # Pitches in Hz the line is drawn from: a guitar's middle register and a bass's low one.
 _GUITAR_MIDI = np.arange(45, 72)      # A2 .. B4
 _BASS_MIDI = np.arange(28, 48)        # E1 .. B2
+_WIND_MIDI = np.arange(44, 77)        # a tenor saxophone's written range, roughly
 # Open-position chord shapes (MIDI notes, low to high) for strums.
 _CHORDS = (
     (40, 47, 52, 56, 59, 64),  # E major
@@ -240,7 +241,11 @@ def play(times_s, phases, bar_s, feel: Feel | str = "on_grid", sr: int = 48000, 
         click), ``legato`` (runs of ``legato_run`` notes where only the first is plucked
         and the others are slurred: the string's pitch changes with no new pluck),
         ``bass`` (E1–B2, fingerstyle), ``strum`` (chords, strings spread over
-        ``strum_ms``), ``palm_mute`` (short, muffled notes).
+        ``strum_ms``), ``palm_mute`` (short, muffled notes), ``wind`` (a breathy reed:
+        phrases that start with breath noise before the tone swells in, vibrato, and
+        notes inside a phrase joined by a light tongue or a pure slur), ``tabla``
+        (resonant open strokes that ring on under the next ones, a low drum with a
+        falling pitch, and damped ghost strokes 10–22 dB softer).
     level_db : float
         Peak level of the take in dBFS (before noise and hum).
     noise_db, hum_db : float or None
@@ -253,7 +258,8 @@ def play(times_s, phases, bar_s, feel: Feel | str = "on_grid", sr: int = 48000, 
     audio : np.ndarray
         float32 mono.
     true_onsets_s : np.ndarray
-        When each note really starts (first string of a strum; the pitch change of a slur),
+        When each note really starts (first string of a strum; the pitch change of a slur;
+        the start of the tone, not of the breath before it),
         in the order of ``times_s``.
 
     Examples
@@ -295,6 +301,10 @@ def play(times_s, phases, bar_s, feel: Feel | str = "on_grid", sr: int = 48000, 
     ends = np.append(starts[1:], n_total)
     if style == "legato":
         _render_legato(out, starts, ends, gains, rng, sr, legato_run)
+    elif style == "wind":
+        _render_wind(out, starts, ends, gains, rng, sr)
+    elif style == "tabla":
+        _render_tabla(out, starts, gains, rng, sr)
     else:
         for i, (s, e) in enumerate(zip(starts, ends)):
             if style == "strum":
@@ -386,3 +396,104 @@ def _render_legato(out, starts, ends, gains, rng, sr, run):
         losses = np.full(n, _t60_loss(float(_midi_hz(midi)), 2.5))
         y = _karplus_strong(exc, periods, losses, 0.5)
         _add_damped(out, y, s0, e_last, sr)
+
+
+def _render_wind(out, starts, ends, gains, rng, sr):
+    """A reed instrument, additively: one continuous tone per phrase.
+
+    A phrase begins after a rest (or with probability 0.3 anyway): 50–150 ms of breath
+    noise swell in before the tone, whose attack takes 10–30 ms.  Inside a phrase the
+    pitch glides to the next note in 5–12 ms; half the joins are tongued (the level
+    dips 8–14 dB just before the new note), half are pure slurs.  Vibrato (5–6 Hz,
+    15–35 cents) grows in after 150 ms of each note.  Breath noise stays under the tone.
+    """
+    n = out.size
+    f0 = np.zeros(n)
+    amp = np.zeros(n)
+    breath = np.zeros(n)
+    t = np.arange(n) / sr
+    midi = float(rng.choice(_WIND_MIDI))
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        new_phrase = i == 0 or (s - starts[i - 1]) > 0.6 * sr or rng.random() < 0.3
+        if i > 0:
+            midi = float(np.clip(midi + rng.choice([-5, -4, -3, -2, 2, 3, 4, 5, 7]), _WIND_MIDI[0], _WIND_MIDI[-1]))
+        hz = float(_midi_hz(midi))
+        seg = slice(s, e)
+        k = np.arange(e - s) / sr
+        vib = 1.0 + (2.0 ** (rng.uniform(15, 35) / 1200.0 * np.sin(2 * np.pi * rng.uniform(5.0, 6.0) * k)) - 1.0) \
+            * np.clip((k - 0.15) / 0.2, 0.0, 1.0)
+        glide = int(rng.uniform(0.005, 0.012) * sr)
+        prev = f0[s - 1] if s > 0 and f0[s - 1] > 0 else hz
+        track = np.full(e - s, hz)
+        if not new_phrase and glide > 0:
+            m = min(glide, e - s)
+            track[:m] = prev * (hz / prev) ** (np.arange(m) / m)
+        f0[seg] = track * vib
+        g = gains[i]
+        # release: a phrase's last note stops 60-120 ms before the next phrase
+        nxt_new = i + 1 < starts.size and ((starts[i + 1] - s) > 0.6 * sr)
+        stop = e - int(rng.uniform(0.06, 0.12) * sr) if nxt_new else e
+        stop = max(s + int(0.03 * sr), stop)
+        env = np.ones(e - s) * g
+        if new_phrase:
+            att = rng.uniform(0.010, 0.030)
+            env *= 1.0 - np.exp(-k / (att / 3.0))
+            pre = int(rng.uniform(0.05, 0.15) * sr)
+            a = max(0, s - pre)
+            breath[a:s] = np.maximum(breath[a:s], g * 0.1 * np.linspace(0.0, 1.0, s - a) ** 2)
+        elif rng.random() < 0.5:
+            # tongued: the reed is stopped briefly, the level dips into the new note
+            dip = 10.0 ** (-rng.uniform(8.0, 14.0) / 20.0)
+            m = int(0.015 * sr)
+            a = max(0, s - m)
+            amp[a:s] *= np.linspace(1.0, dip, s - a)
+            env *= dip + (1.0 - dip) * (1.0 - np.exp(-k / 0.006))
+        if stop < e:
+            r = np.arange(e - stop) / sr
+            env[stop - s:] *= np.exp(-r / 0.015)
+        amp[seg] = env
+        breath[seg] = np.maximum(breath[seg], env * 0.03)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = np.zeros(n)
+    for h in range(1, 13):
+        a = h ** -0.9 * (1.0 if h % 2 else 0.7)
+        # partials above 5 kHz are weak in a reed; none above Nyquist
+        fade = np.clip((0.45 * sr - h * f0) / (0.05 * sr), 0.0, 1.0) * np.exp(-h * f0 / 5000.0)
+        y += a * fade * np.sin(h * phase)
+    y *= amp
+    from scipy.signal import lfilter
+    noise = lfilter([1.0, -0.7], [1.0], rng.standard_normal(n))
+    y += breath * noise
+    out += y
+
+
+def _render_tabla(out, starts, gains, rng, sr):
+    """Tabla-like strokes: open and ringing, low and gliding, or damped ghosts.
+
+    Open strokes (45%) ring for 0.3–0.9 s at a fixed pitch (near-harmonic partials)
+    and are not stopped by the next stroke; low strokes (25%) glide down 15–25% in pitch;
+    damped strokes (30%) are 20–40 ms noise thuds, 10–22 dB softer.
+    """
+    from scipy.signal import lfilter
+    n = out.size
+    dayan = rng.uniform(280.0, 420.0)
+    for i, s in enumerate(starts):
+        kind = rng.random()
+        m = min(n - s, int(1.0 * sr))
+        k = np.arange(m) / sr
+        click = np.zeros(m)
+        c = min(m, int(0.003 * sr))
+        click[:c] = rng.uniform(-1, 1, c) * np.linspace(1.0, 0.0, c)
+        if kind < 0.45:
+            t60 = rng.uniform(0.3, 0.9)
+            y = sum(a * np.sin(2 * np.pi * dayan * r * k + rng.uniform(0, 6.3)) * np.exp(-6.9 * k / (t60 / r ** 0.5))
+                    for r, a in ((1.0, 1.0), (2.0, 0.6), (3.0, 0.4), (4.02, 0.25), (5.05, 0.15)))
+            y = y + 0.5 * click
+        elif kind < 0.7:
+            f = rng.uniform(90.0, 140.0) * (1.0 - rng.uniform(0.15, 0.25) * (1.0 - np.exp(-k / 0.08)))
+            y = np.sin(2 * np.pi * np.cumsum(f) / sr) * np.exp(-6.9 * k / rng.uniform(0.4, 0.7))
+            y = y + 0.4 * lfilter([0.3], [1.0, -0.7], click)
+        else:
+            y = lfilter([0.4], [1.0, -0.6], rng.standard_normal(m)) * np.exp(-k / rng.uniform(0.007, 0.013))
+            y *= 10.0 ** (-rng.uniform(10.0, 22.0) / 20.0) * 2.0
+        out[s:s + m] += y * gains[i]

@@ -309,6 +309,16 @@ def _audio_on(value) -> bool:
     raise OscError(f"config osc.audio: expected on or off, got {value!r}")
 
 
+def _port(key: str, value) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise OscError(f"config {key}: {value!r} is not a UDP port number") from None
+    if not 0 <= port <= 65535:
+        raise OscError(f"config {key}: {port} is not a UDP port (0-65535)")
+    return port
+
+
 class OscBridge:
     """The rolypoly object served over OSC/UDP (see module docs).
 
@@ -332,14 +342,12 @@ class OscBridge:
         osc = cfg.osc
         self.cfg = cfg
         self.host = str(host if host is not None else osc.host)
-        port = int(port if port is not None else osc.port)
-        if not 0 <= port <= 65535:
-            raise OscError(f"config osc.port: {port} is not a UDP port (0-65535)")
+        port = _port("osc.port", port if port is not None else osc.port)
         self.audio = _audio_on(osc.audio if audio is None else audio)
         self.max_packet = int(osc.get("max_packet_bytes", 8192))
         self.fixed_reply = None
         if osc.get("reply_port"):
-            self.fixed_reply = (str(osc.get("reply_host") or "127.0.0.1"), int(osc.reply_port))
+            self.fixed_reply = (str(osc.get("reply_host") or "127.0.0.1"), _port("osc.reply_port", osc.reply_port))
         self.reply_port = 0            # set by /rolypoly/reply_to
         self.target: tuple | None = self.fixed_reply
         self.write_roots = [Path(cfg.takes_dir), Path(cfg.models_dir)]
@@ -626,7 +634,21 @@ class OscBridge:
                 raise OscError(f"set {attribute}: value {v!r} is not a finite number")
             elif v is not None and not isinstance(v, (bool, int, float)):
                 raise OscError(f"set {attribute}: value must be a number or a string, got {_describe(v)}")
-        self._engine("set", attribute, *values)
+        old_device = self.engine.device
+        if self._engine("set", attribute, *values) and attribute == "device" and isinstance(self.driver, SoundDriver):
+            self._reopen_audio(old_device)
+
+    def _reopen_audio(self, old_device) -> None:
+        # the stream was opened on the old device: reopen it, or go back to the old one if the new one fails
+        with self.lock:
+            self.driver.close()
+            try:
+                self.driver = SoundDriver(self.engine).start()
+                self.send("status", f"audio device {self.engine.device!r}")
+            except AudioError as exc:
+                self._out_error(f"set device: {exc}; keeping {old_device!r}")
+                self.engine.device = old_device
+                self.driver = SoundDriver(self.engine).start()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -458,3 +458,18 @@ def test_read_accepts_a_max_style_path(served, tmp_path):
     client.drain()
     client.send("/rolypoly/read", f"Macintosh HD:{score}")
     assert "2 bars" in client.expect("/rolypoly/status")[0]
+
+
+def test_configured_reply_address_gets_the_replies(tmp_path):
+    from rolypoly.osc import OscBridge
+    listener = Client(("127.0.0.1", 9))
+    bridge = OscBridge(bridge_config(tmp_path, "osc.reply_host=127.0.0.1", f"osc.reply_port={listener.port}")).start()
+    client = Client(bridge.address)
+    try:
+        client.send("/rolypoly/ping", 21)
+        assert listener.expect("/rolypoly/pong", timeout=5.0) == [21]
+        assert client.drain() == []
+    finally:
+        client.close()
+        listener.close()
+        bridge.close()

@@ -35,9 +35,12 @@ def register(sub, common) -> None:
 
 
 def serve(args, cfg) -> int:
+    import logging
     import signal
 
     from rolypoly.osc import OscBridge, log
+    # python-osc logs odd argument types of bad packets as warnings; the bridge answers those itself
+    logging.basicConfig(level=logging.ERROR, format="rolypoly: %(message)s")
     bridge = OscBridge(cfg)
     if args.verbose or args.debug:
         bridge.engine.connect("status", lambda text: log(text))
@@ -52,6 +55,11 @@ def serve(args, cfg) -> int:
         if not bridge.engine.message("read", args.score):
             bridge.close()
             raise RolypolyError(bridge.engine.last_errors()[-1])
+    try:
+        bridge.start(serve=False)  # the audio driver first: a missing sound card fails before "listening"
+    except BaseException:
+        bridge.close()
+        raise
     host, port = bridge.address
     reply = (f"{bridge.fixed_reply[0]}:{bridge.fixed_reply[1]}" if bridge.fixed_reply
              else "the sender (or /rolypoly/reply_to)")
