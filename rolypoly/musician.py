@@ -3,7 +3,8 @@
 Tests, benchmarks and the demo need a musician who plays a score's rhythm the way a
 person would (late on the backbeat, rushing, swinging), and whose true note onsets are
 known to the sample.  :func:`play` renders such a take with Karplus–Strong plucked
-strings and returns the audio together with the true onset times.
+strings (or, for the ``wind`` and ``tabla`` styles, additive tones and damped
+resonances) and returns the audio together with the true onset times.
 
 Harder players for the listener (issue 9) are styles of the same function: soft and hard
 picking, legato (slurred notes whose pitch changes with no new pluck), bass register,
