@@ -11,9 +11,9 @@ The take loss, over the take's rows::
 * ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over every predicted drum hit keeps the
   drums' timing statistics near human drumming (``mu``, ``sigma``: GMD train, stored with the model).
 
-All terms are in model units (:mod:`rolypoly.features`).  Each row is trained as the
-last row of its own 16-row window, exactly as it is predicted live.  Defaults from the
-paper: 20 epochs, Adam, learning rate 0.003.
+All terms are in model units (:mod:`rolypoly.features`).  Rows are trained in causal
+16-row chunks (a new chunk phase each epoch), so every row costs one model pass per
+epoch.  Defaults from the paper: 20 epochs, Adam, learning rate 0.003.
 
 Each finetune writes a new *model version* folder (weights, TorchScript, the take it came
 from, the loss table) atomically; the pretrained model is never touched, and a step that
@@ -85,14 +85,34 @@ def take_arrays(take) -> dict[str, np.ndarray]:
 def windows(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
     """Rows ``window-1 .. N-1`` as the last row of their full window: ``(N-window+1, window, 22)``.
 
-    The first ``window-1`` rows have shorter histories; the model is causal, so one pass
-    over ``x[:window-1]`` predicts each of them exactly as live play does.
+    This is exactly how each row is predicted live (used to check a model on a take).
     """
     n = x.shape[0]
     if n < window:
         return np.zeros((0, window, x.shape[1]), x.dtype)
     idx = np.arange(n - window + 1)[:, None] + np.arange(window)[None, :]
     return x[idx]
+
+
+def chunks(n: int, shift: int, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+    """Cut rows ``0..n-1`` into causal chunks of ``window`` rows starting at ``shift - window*j``.
+
+    Returns ``(idx, valid)``, both ``(n_chunks, window)``: row indices (padding at the end
+    of a chunk repeats its last row) and which positions are real rows.  The model is
+    causal, so padding at a chunk's end never changes the predictions of its real rows;
+    each row is computed once per epoch with a history of 0..window-1 rows, and a new
+    ``shift`` each epoch varies which rows get the long histories.
+    """
+    starts = np.arange(-(shift % window), n, window)
+    pos = starts[:, None] + np.arange(window)[None, :]
+    valid = (pos >= 0) & (pos < n)
+    # left-trim the first chunk: shift its rows to the chunk start, padding at the end
+    first = pos[0][valid[0]]
+    pos[0] = np.concatenate([first, np.full(window - len(first), first[-1] if len(first) else 0)])
+    valid[0] = np.arange(window) < len(first)
+    idx = np.clip(pos, 0, n - 1)
+    keep = valid.any(1)
+    return idx[keep], valid[keep]
 
 
 def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
@@ -139,36 +159,42 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
              batch_size: int = 64, seed: int = 0, on_epoch=None, threads: int = 0):
     """Finetune ``model`` in place on ``take``; returns (loss table, rejected steps)."""
     import torch
-    if threads:
-        torch.set_num_threads(threads)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)  # live inference leaves it at 1
+    try:
+        return _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch):
+    import torch
     arr = take_arrays(take)
     if not arr["onset"].any() and weights["w_v"] == 0 and weights["w_r"] == 0:
         raise TakeError(f"{take.path}: no onsets in the take and no velocity/regulariser weight: nothing to learn")
-    head = min(WINDOW - 1, len(arr["x"]))
-    xw = torch.from_numpy(windows(arr["x"]))
-    x_head = torch.from_numpy(arr["x"][None, :head])
+    x_all = torch.from_numpy(arr["x"])
     data = {"hit": torch.from_numpy(arr["hit"]), "onset": torch.from_numpy(arr["onset"]),
             "v": torch.from_numpy(arr["v"]), "g": torch.from_numpy(arr["g"])}
     mu = float(meta.get("offset_mu", -0.0019))
     sigma = float(meta.get("offset_sigma", 0.0094))
     gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    n = xw.shape[0]
+    n = x_all.shape[0]
+    per_batch = max(1, batch_size // WINDOW)  # batch_size counts rows; a batch holds whole chunks
     table, rejected = [], 0
     for epoch in range(1, epochs + 1):
-        perm = torch.randperm(n, generator=gen)
+        idx, valid = chunks(n, int(rng.integers(0, WINDOW)))
+        idx, valid = torch.from_numpy(idx), torch.from_numpy(valid)
+        perm = torch.randperm(idx.shape[0], generator=gen)
         sums = {k: 0.0 for k in ("loss", "r", "vel", "off", "g")}
         steps = 0
-        # batch -1 is the take's first rows in one causal pass; the others are full windows
-        for i in [-1] + list(range(0, n, batch_size)):
-            if i < 0:
-                y = model(x_head)[0]
-                batch = {k: v[:head] for k, v in data.items()}
-            else:
-                idx = perm[i:i + batch_size]
-                y = model(xw[idx])[:, -1]
-                batch = {k: v[idx + WINDOW - 1] for k, v in data.items()}
+        for i in range(0, idx.shape[0], per_batch):
+            sel = perm[i:i + per_batch]
+            rows, ok = idx[sel], valid[sel]
+            y = model(x_all[rows])[ok]
+            batch = {k: v[rows][ok] for k, v in data.items()}
             loss, terms = take_loss(y, batch, weights, mu, sigma)
             if not torch.isfinite(loss):
                 rejected += 1

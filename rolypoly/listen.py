@@ -89,6 +89,11 @@ DEFAULTS = dict(
     rearm=0.5,           # after an onset, re-arm once the flux falls under this share of its peak
     gate_db=35.0,        # relative gate: ignore input this far under the recent playing level
     gate_release_s=10.0, # the relative gate's level follower: time to fall 60 dB
+    tonal=True,          # the tonal cue: onsets where a tone starts out of noise, or a pitch moves
+    voicing=0.75,        # periodicity (1 - YIN aperiodicity) that counts as a tone
+    slur_semitones=0.8,  # a stable pitch moving this far is a new note (vibrato stays under it)
+    pitch_fmin=70.0,     # lowest pitch the tonal cue follows (Hz)
+    tonal_merge_ms=60.0, # a tonal and a flux onset closer than this are one note
 )
 
 # Settings older takes may carry that no longer mean anything; accepted and ignored.
@@ -177,7 +182,7 @@ def _rfft_mag(frame, win, re, im, rev, cos_t, sin_t, cos_n, sin_n, mag):
 
 
 @njit(cache=True)
-def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params):
+def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
     """Detection function and peak picking for the hop just analysed; returns the flux.
 
     Writes 1.0 to ``st[4]`` when this hop is an onset.  See :class:`Listener` for the
@@ -229,8 +234,12 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params):
                 flux += math.log((1.0 + g * now) / (1.0 + g * m))
         flux /= n_bands
     # level gates: nothing under the absolute floor, nor far under the recent playing
+    st[13] = rms / loud if loud > 0.0 else 0.0
     if rms < floor or rms < gate * loud:
         flux = 0.0
+        st[12] = 0.0
+    else:
+        st[12] = 1.0
     op = int(st[5])
     nodf = odf_hist.size
     mean = 0.0
@@ -252,7 +261,7 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params):
             st[7] = 1.0
     onset = 0.0
     if (st[0] >= n_avg and st[7] != 0.0 and flux > thr + mean and flux >= mx
-            and st[0] - st[2] >= min_ioi):
+            and st[0] - st[2] >= min_ioi and st[0] + 1.0 - tp[16] - st[11] >= tp[15]):
         onset = 1.0
         st[2] = st[0]
         st[7] = 0.0
@@ -264,8 +273,126 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params):
 
 
 @njit(cache=True)
+def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
+    """The tonal cue for the hop just analysed (numba, no allocation).
+
+    A YIN-style aperiodicity on the decimated input (``dring``, a ring buffer) gives a
+    periodicity in [0, 1] and a pitch; an onset candidate (``ts[13]``, in hops of true
+    time, -1 when none) is raised where periodic sound starts after a stretch without it
+    (a blown or sung tone starting out of breath noise), or where a stable pitch moves to
+    another stable pitch by ``tp[9]`` semitones or more (a slur: no new attack at all).
+    Both are dated back to where the change entered the analysis window.
+    """
+    ts[13] = -1.0
+    w = int(tp[1])
+    tmin = int(tp[2])
+    tmax = int(tp[3])
+    nr = dring.size
+    pos = int(ts[2])
+    n = w + tmax
+    for i in range(n):
+        ybuf[i] = dring[(pos - n + i) % nr]
+    p = 0.0
+    semi = 0.0
+    if level_ok:
+        # difference function, cumulative-mean normalised (YIN), over lags 1..tmax
+        run = 0.0
+        best = 1e9
+        best_t = -1
+        for t in range(1, tmax + 1):
+            acc = 0.0
+            for j in range(w):
+                d = ybuf[tmax + j] - ybuf[tmax + j - t]
+                acc += d * d
+            run += acc
+            dp = acc * t / run if run > 0.0 else 1.0
+            dprime[t] = dp
+        # first dip under the absolute threshold, else the global minimum (lag >= tmin)
+        for t in range(tmin, tmax + 1):
+            if dprime[t] < tp[4]:
+                while t + 1 <= tmax and dprime[t + 1] < dprime[t]:
+                    t += 1
+                best_t = t
+                break
+        if best_t < 0:
+            for t in range(tmin, tmax + 1):
+                if dprime[t] < best:
+                    best = dprime[t]
+                    best_t = t
+        best = dprime[best_t]
+        p = 1.0 - best
+        if p < 0.0:
+            p = 0.0
+        # parabolic interpolation of the lag, then semitones re 1 Hz
+        tau = float(best_t)
+        if tmin < best_t < tmax:
+            a = dprime[best_t - 1]
+            b = dprime[best_t]
+            c = dprime[best_t + 1]
+            den = a - 2.0 * b + c
+            if den > 0.0:
+                tau += 0.5 * (a - c) / den
+        semi = 12.0 * math.log2(tp[0] / tau)
+    ts[3] = p
+    ts[4] = semi
+    # is the sound dying away?  (fast vs slow level in dB; a ringing drum's falling pitch is
+    # no new note, a slur on a held tone keeps its level)
+    ldb = 20.0 * math.log10(rel_level + 1e-9)
+    ts[16] = 0.5 * ts[16] + 0.5 * ldb
+    ts[17] = tp[19] * ts[17] + (1.0 - tp[19]) * ldb
+    dying = ts[16] < ts[17] - tp[20]
+    p_on, p_off = tp[5], tp[6]
+    confirm = int(tp[8])
+    tol = tp[10]
+    if p >= p_on:
+        if ts[6] == 0.0:
+            ts[7] = hop_no
+            ts[14] = ts[5]
+        ts[6] += 1.0
+        ts[5] = 0.0
+        # voicing onset: periodic sound after at least tp[7] hops without it
+        if ts[6] == confirm and ts[14] >= tp[7]:
+            ts[13] = ts[7] - tp[11]
+        # pitch: a stable reference, and a candidate that may replace it
+        if ts[9] == 0.0:
+            ts[8] = semi
+            ts[9] = 1.0
+            ts[12] = 0.0
+        elif abs(semi - ts[8]) <= tol:
+            ts[8] = 0.8 * ts[8] + 0.2 * semi
+            ts[9] += 1.0
+            ts[12] = 0.0
+            ts[15] = hop_no
+        else:
+            if ts[12] > 0.0 and abs(semi - ts[10]) <= tol:
+                ts[10] = 0.7 * ts[10] + 0.3 * semi
+                ts[12] += 1.0
+            else:
+                ts[10] = semi
+                ts[11] = hop_no
+                ts[12] = 1.0
+            if ts[12] >= confirm:
+                jump = abs(ts[10] - ts[8])
+                # octave slips of the pitch tracker are not notes
+                # a note moves fast; a bend or a drum's falling pitch glides; and a slur
+                # is played, not the tail of a note dying away
+                if (ts[9] >= confirm and jump >= tp[9] and abs(jump - 12.0) > 0.6
+                        and ts[11] - ts[15] <= tp[17] and rel_level >= tp[18] and not dying and ts[13] < 0.0):
+                    ts[13] = ts[11] - tp[12]
+                ts[8] = ts[10]
+                ts[9] = ts[12]
+                ts[12] = 0.0
+    else:
+        ts[6] = 0.0
+        if p < p_off:
+            ts[5] += 1.0
+            ts[9] = 0.0
+            ts[12] = 0.0
+
+
+@njit(cache=True)
 def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
-                   lo, hi, wts, hist, odf_hist, out_hops, odf_out):
+                   lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind):
     """Run the default detector over a block ``x`` of shape (n, channels), float32.
 
     Channels are averaged, non-finite samples become 0 (counted in ``stats[0]``),
@@ -289,6 +416,11 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
     sin_t = fft_tabs[1]
     cos_n = fft_tabs[2]
     sin_n = fft_tabs[3]
+    dec = int(tp[14])
+    tonal = tp[13] != 0.0
+    dacc = ts[0]
+    dn = int(ts[1])
+    nr = dring.size
     for i in range(n):
         v = 0.0
         for c in range(ch):
@@ -307,6 +439,16 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
             z1 = b1 * v - a1 * y + z2
             z2 = b2 * v - a2 * y
             v = y
+        if tonal:
+            # decimate for the periodicity analysis (box filter, then keep one in `dec`)
+            dacc += v
+            dn += 1
+            if dn == dec:
+                dp = int(ts[2])
+                dring[dp] = dacc / dec
+                ts[2] = (dp + 1) % nr
+                dacc = 0.0
+                dn = 0
         pend[npend] = v
         npend += 1
         if npend == hop:
@@ -316,15 +458,28 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
             for k in range(hop):
                 frame[nf - hop + k] = pend[k]
             _rfft_mag(frame, win, re, im, rev, cos_t, sin_t, cos_n, sin_n, mag)
-            flux = _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params)
+            flux = _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp)
             if n_hops < odf_out.size:
                 odf_out[n_hops] = flux
             n_hops += 1
             if st[4] > 0.0 and n_on < out_hops.size:
                 out_hops[n_on] = st[0]
+                out_kind[n_on] = 0.0
                 n_on += 1
+            if tonal:
+                _tonal_hop(dring, ybuf, dprime, ts, tp, st[0], st[12] != 0.0, st[13])
+                tb = ts[13]
+                # a tonal onset, unless the flux (percussive) cue already took this note
+                if (tb >= 0.0 and tb - (st[2] - tp[16]) >= tp[15] and tb - st[11] >= params[7]
+                        and n_on < out_hops.size):
+                    out_hops[n_on] = tb
+                    out_kind[n_on] = 1.0
+                    n_on += 1
+                    st[11] = tb
     hp[5] = z1
     hp[6] = z2
+    ts[0] = dacc
+    ts[1] = dn
     st[6] = npend
     return n_on, n_hops
 
@@ -424,6 +579,9 @@ class Listener:
         elif merged["method"] == "default":
             self.latency_s = measured_latency(self.sr, self.hop, {k: v for k, v in merged.items()
                                                                    if k != "latency_ms"})
+        if merged["method"] == "default":
+            # the flux cue's latency in hops, for merging it with the tonal cue
+            self._tp[16] = self.latency_s * self.sr / self.hop
         self.reset()
 
     # -- construction -----------------------------------------------------------
@@ -478,6 +636,22 @@ class Listener:
             10.0 ** (s["gain_db"] / 20.0),
         ])
         self._odf_len = n_avg + 1
+        # tonal cue: YIN on the input decimated to about 8 kHz
+        dec = max(1, int(round(self.sr / 8000.0)))
+        fs_d = self.sr / dec
+        w = int(round(0.025 * fs_d))
+        tmin = max(2, int(fs_d / 1000.0))
+        tmax = max(tmin + 2, int(math.ceil(fs_d / max(s["pitch_fmin"], 20.0))))
+        hop_d = self.hop / dec
+        # a change is seen once it fills about half the window; the hop count is the newest sample
+        back = (w / 2.0 + tmin) / hop_d
+        self._tp = np.array([
+            fs_d, w, tmin, tmax, 0.15, s["voicing"], 0.5, max(1, int(round(0.02 / hop_s))),
+            max(1, int(round(0.008 / hop_s))), s["slur_semitones"], 0.35, back, back,
+            1.0 if s["tonal"] else 0.0, dec, s["tonal_merge_ms"] / 1000.0 / hop_s, 1.0,
+            0.03 / hop_s, 10.0 ** (-24.0 / 20.0), math.exp(-hop_s / 0.03), 3.0,
+        ])
+        self._dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))
         self._hp = np.zeros(8)
         if s["highpass_hz"] > 0:
             self._hp[:5] = _highpass_coef(self.sr, s["highpass_hz"])
@@ -539,8 +713,14 @@ class Listener:
             self._mag = np.zeros(half + 1)
             self._hist = np.zeros((self._s["lag"] + self._s["ref_frames"], self._lo.size))
             self._odf_hist = np.zeros(self._odf_len)
-            self._st = np.zeros(12)
+            self._st = np.zeros(16)
             self._st[2] = -1e9
+            self._st[11] = -1e9
+            self._ts = np.zeros(24)
+            self._dring = np.zeros(self._dring_len)
+            self._ybuf = np.zeros(int(self._tp[1] + self._tp[3]))
+            self._dprime = np.zeros(int(self._tp[3]) + 2)
+            self._out_kind = np.zeros(64)
             self._st[7] = 1.0
             self._stats = np.zeros(4)
             self._out_hops = np.zeros(64)
@@ -622,8 +802,9 @@ class Listener:
         x = self._as_2d(block)
         n = x.shape[0]
         max_hops = (n + self._n_pending) // self.hop + 1
-        if self._out_hops.size < max_hops:
-            self._out_hops = np.zeros(max_hops)
+        if self._out_hops.size < 2 * max_hops:
+            self._out_hops = np.zeros(2 * max_hops)
+            self._out_kind = np.zeros(2 * max_hops)
         if self.odf is not None and self._odf_out.size < max_hops:
             self._odf_out = np.zeros(max_hops)
         stats = self._stats
@@ -631,7 +812,8 @@ class Listener:
         n_on, n_hops = _process_block(x, self._st, stats, self._params, self._hp, self._pend, self._frame,
                                       self._window, self._fft_tabs, self._rev, self._re, self._im, self._mag,
                                       self._lo, self._hi, self._wts, self._hist, self._odf_hist,
-                                      self._out_hops, self._odf_out if self.odf is not None else self._odf_out[:0])
+                                      self._out_hops, self._odf_out if self.odf is not None else self._odf_out[:0],
+                                      self._ts, self._tp, self._dring, self._ybuf, self._dprime, self._out_kind)
         self._n_pending = int(self._st[6])
         self._hops += n_hops
         if stats[0] or stats[1] or abs(stats[2]) > 0.05 * n or abs(self._dc) > 0.05:
@@ -641,7 +823,10 @@ class Listener:
         if not n_on:
             return []
         scale = self.hop / self.sr
-        return [max(0.0, h * scale - self.latency_s) for h in self._out_hops[:n_on]]
+        # flux onsets carry the detection hop (minus the measured latency); tonal onsets
+        # are already dated where the change entered the window
+        return [max(0.0, h * scale - (self.latency_s if k == 0.0 else 0.0))
+                for h, k in zip(self._out_hops[:n_on].tolist(), self._out_kind[:n_on].tolist())]
 
     def _process_aubio(self, x) -> list[float]:
         out: list[float] = []
@@ -815,8 +1000,10 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
                          f"{room_db:.0f} dBFS); play a few notes during the sound check")
     # trim: bring the player to about -20 dBFS RMS, never more than +30 dB, never down
     gain_db = float(np.clip(-20.0 - play_db, 0.0, 30.0))
-    # silence floor: 6 dB over the room, but at least 30 dB under the player
-    silence_db = float(np.clip(room_db + gain_db + 6.0, -90.0, play_db + gain_db - 30.0))
+    # silence floor: 6 dB over the room, and no lower than 35 dB under the player (on a
+    # recording with digital silence between takes the room alone would put it at -90 dB and
+    # every breath and key click would count), but at least 30 dB under the player
+    silence_db = float(np.clip(max(room_db + 6.0, play_db - 35.0) + gain_db, -90.0, play_db + gain_db - 30.0))
     settings.update(gain_db=round(gain_db, 1), silence_db=round(silence_db, 1))
     # threshold from this player's detection function: above its typical ripple
     probe = Listener(sr, hop, latency_ms=0.0, instrument=instrument,

@@ -112,8 +112,11 @@ class Schedule:
             x[t] = self.x_static[j % self.N]
             if j < k:
                 s = j % self.capacity
-                off = self.real_off[s] if self.committed[s] else F.unscale_off(self.pred[s, F.OUT_OFF])
-                x[t, F.OFF] = F.scale_off(off)
+                if self.committed[s]:  # what was played: zero for drums that did not sound
+                    x[t, F.OFF] = F.scale_off(self.real_off[s])
+                else:  # predicted, not yet played: only the drums the row will play, as in training
+                    pred = np.clip(self.pred[s, F.OUT_OFF], -F.OFF_CLIP, F.OFF_CLIP)
+                    x[t, F.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
                 x[t, F.TAU_G] = F.scale_off(self.tau_g[s]) if self.has_onset[s] else 0.0
         return k, x
 

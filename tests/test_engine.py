@@ -231,3 +231,28 @@ def test_introspect_message_rewrites_the_loaded_score(tmp_path, gmd_cfg):
     assert not eng.message("introspect", "kick", "tuba")
     assert "tuba" in errors[-1]
     assert int((kick_before > 0).sum()) == int((eng.score.vel[:, 0] > 0).sum())
+
+
+def test_model_history_only_carries_offsets_of_drums_that_play(tmp_path):
+    """Decoder history matches training data: silent drums have zero offset, played or predicted."""
+    class S:
+        n_rows = 3
+        times_ms = np.array([0.0, 250.0, 500.0])
+        bar_ms = np.full(3, 2000.0)
+        length_ms = 2000.0
+        vel = np.zeros((3, 9), np.int16)
+        bpm = np.full(3, 120.0)
+        tsig = np.ones(3)
+        phase = np.array([0, 0.125, 0.25])
+    S.vel[:, 0] = 100
+    sched = Schedule(S(), 1000)
+    k, _ = sched.next_window()
+    sched.set_prediction(k, np.full(19, 0.3, np.float32))   # predicts offsets for every drum
+    sched.commit_until(1.0)                                    # row 0 is played
+    k, _ = sched.next_window()
+    sched.set_prediction(k, np.full(19, 0.2, np.float32))    # row 1 predicted, not yet played
+    k, x = sched.next_window()
+    assert k == 2
+    assert x[0, 9] == pytest.approx(0.3) and np.all(x[0, 10:18] == 0)
+    assert x[1, 9] == pytest.approx(0.2) and np.all(x[1, 10:18] == 0)
+    assert np.all(x[2, 9:18] == 0)

@@ -38,7 +38,7 @@ def take_dir(tmp_path_factory, tiny_model):
 
 def _cfg(d, model):
     from rolypoly.config import load_config
-    return load_config([f"models_dir={d / 'models'}", f"engine.model={model}", "finetune.epochs=12"])
+    return load_config([f"models_dir={d / 'models'}", f"engine.model={model}", "finetune.epochs=12", "finetune.batch_size=64"])
 
 
 def test_new_version_leaves_the_base_untouched(take_dir):
