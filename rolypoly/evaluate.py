@@ -43,7 +43,9 @@ def predictor_from_model(model, chunk: int = 512) -> Predictor:
 
     def predict(x: np.ndarray) -> np.ndarray:
         outs = []
-        with torch.no_grad():
+        # Batches change size every step of a running evaluation; TorchScript's optimising
+        # executor would re-specialise for each shape, so run it unoptimised here.
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             for i in range(0, len(x), chunk):
                 y = model(torch.from_numpy(np.ascontiguousarray(x[i:i + chunk], dtype=np.float32)))
                 outs.append(y.detach().cpu().numpy())

@@ -25,9 +25,10 @@ import torch
 from rolypoly.errors import ModelError
 from rolypoly.features import LAYOUT, N_IN, N_OUT, OFF_SCALE
 
-#: Used when a compatible module carries no statistics of its own (GMD train, bar fractions).
-DEFAULT_OFFSET_MU = -0.0045
-DEFAULT_OFFSET_SIGMA = 0.0125
+#: Used when a compatible module carries no statistics of its own: GMD train drum offsets
+#: (16/triplet grid preparation, bar fractions), as measured by ``Takes.offset_stats``.
+DEFAULT_OFFSET_MU = -0.00192
+DEFAULT_OFFSET_SIGMA = 0.00942
 DEFAULT_BLOCK = 16
 
 

@@ -155,16 +155,34 @@ def base_weights_for(model_path: str | os.PathLike) -> Path:
                      "finetuning needs a rolypoly checkpoint")
 
 
+#: Parts of the model that read only the score; frozen by default when finetuning (the take
+#: teaches timing relative to the musician, which the decoder carries), halving the work.
+ENCODER_PARTS = ("enc_in", "enc_phase", "encoder", "ln_enc")
+
+
 def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 20, lr: float = 3e-3,
-             batch_size: int = 64, seed: int = 0, on_epoch=None, threads: int = 0):
-    """Finetune ``model`` in place on ``take``; returns (loss table, rejected steps)."""
+             batch_size: int = 0, seed: int = 0, on_epoch=None, threads: int = 0, train_encoder: bool = False):
+    """Finetune ``model`` in place on ``take``; returns (loss table, rejected steps).
+
+    ``batch_size`` counts rows per step (0 = the whole take per step: one step per epoch,
+    as in the paper).
+    """
     import torch
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)  # live inference leaves it at 1
+    frozen = []
+    if not train_encoder:
+        for name in ENCODER_PARTS:
+            for p in getattr(model, name).parameters() if hasattr(model, name) else ():
+                if p.requires_grad:
+                    p.requires_grad_(False)
+                    frozen.append(p)
     try:
         return _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch)
     finally:
         torch.set_num_threads(previous_threads)
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch):
@@ -179,10 +197,12 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
     sigma = float(meta.get("offset_sigma", 0.0094))
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
     model.train()
     n = x_all.shape[0]
-    per_batch = max(1, batch_size // WINDOW)  # batch_size counts rows; a batch holds whole chunks
+    # batch_size counts rows; a batch holds whole chunks (0 = the whole take)
+    per_batch = max(1, batch_size // WINDOW) if batch_size > 0 else n // WINDOW + 2
     table, rejected = [], 0
     for epoch in range(1, epochs + 1):
         idx, valid = chunks(n, int(rng.integers(0, WINDOW)))
@@ -199,14 +219,14 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             if not torch.isfinite(loss):
                 rejected += 1
                 continue
-            backup = [p.detach().clone() for p in model.parameters()]
+            backup = [p.detach().clone() for p in params]
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            if not all(torch.isfinite(p).all() for p in model.parameters()):
+            if not all(torch.isfinite(p).all() for p in params):
                 with torch.no_grad():  # undo a step that broke the weights
-                    for p, b in zip(model.parameters(), backup):
+                    for p, b in zip(params, backup):
                         p.copy_(b)
                 rejected += 1
                 continue
@@ -260,8 +280,9 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
             f"vel {row['vel']:.4f}, off {row['off']:.4f}, g {row['g']:.4f})")
 
     table, rejected = finetune(model, meta, take, weights, epochs=int(fc.epochs), lr=float(fc.lr),
-                               batch_size=int(getattr(fc, "batch_size", 64)), seed=int(cfg.seed),
-                               on_epoch=epoch_report, threads=int(getattr(fc, "threads", 0)))
+                               batch_size=int(getattr(fc, "batch_size", 0)), seed=int(cfg.seed),
+                               on_epoch=epoch_report, threads=int(getattr(fc, "threads", 0)),
+                               train_encoder=bool(getattr(fc, "train_encoder", False)))
     if not table or not all(math.isfinite(row["loss"]) for row in table[-1:]):
         raise ModelError(f"finetune on {take.path} gave a non-finite loss; the previous model is kept")
     # A new version folder, written under a temporary name and renamed into place.

@@ -28,6 +28,15 @@ Two families of detector sit behind the one interface:
     6. level gates: nothing under ``silence_db`` (absolute), nor more than ``gate_db``
        under the loudest recent playing (key clicks, breath, bleed between notes).
 
+    7. optionally (``tonal=True``; on in the ``voice`` preset) a tonal cue for notes with no
+       attack: a YIN aperiodicity on the input decimated to about 8 kHz gives a periodicity
+       and a pitch every hop; an onset fires where periodic sound starts after
+       ``periodicity < 0.5`` for 20 ms (a blown or sung tone out of breath noise) or where
+       a stable pitch moves by ``slur_semitones`` or more within 30 ms (a slur; slower
+       glides, octave slips of the tracker and the falling pitch of a dying note do not
+       count).  These onsets are dated back to where the change entered the analysis
+       window, and a tonal and a flux onset closer than ``tonal_merge_ms`` are one note.
+
     The whole chain runs in one numba kernel per block (a radix-2 real FFT included), so
     a 128-frame block costs one call and a 4096-frame block no more per frame; any split
     of the stream into blocks gives the same onsets.
@@ -89,7 +98,12 @@ DEFAULTS = dict(
     rearm=0.5,           # after an onset, re-arm once the flux falls under this share of its peak
     gate_db=35.0,        # relative gate: ignore input this far under the recent playing level
     gate_release_s=10.0, # the relative gate's level follower: time to fall 60 dB
-    tonal=True,          # the tonal cue: onsets where a tone starts out of noise, or a pitch moves
+    player_db=-30.0,     # expected playing level (dBFS RMS) before any is heard (sound check sets it)
+    quiet_db=12.0,       # an onset this far under the recent playing is held back ...
+    hold_ms=200.0,       # ... this long: if a note follows, it was breath or a scrape (0: off)
+    dip_ms=80.0,         # an onset rising out of a level dip is dated at its bottom, this far back at most
+    tonal=False,         # the tonal cue: onsets where a tone starts out of noise, or a pitch moves
+                         # (on for voice; off by default: real drums' pitch bends fool it)
     voicing=0.75,        # periodicity (1 - YIN aperiodicity) that counts as a tone
     slur_semitones=0.8,  # a stable pitch moving this far is a new note (vibrato stays under it)
     pitch_fmin=70.0,     # lowest pitch the tonal cue follows (Hz)
@@ -104,7 +118,7 @@ PRESETS = {
     "guitar": dict(),
     "bass": dict(highpass_hz=25.0, fmin=30.0, buf=2048),
     "keys": dict(),
-    "voice": dict(threshold=0.2, min_ioi_ms=60.0),
+    "voice": dict(threshold=0.2, min_ioi_ms=60.0, tonal=True),
     "percussion": dict(min_ioi_ms=30.0),
 }
 
@@ -195,11 +209,17 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
     n_bands = lo.size
     nh = hist.shape[0]
     pos = int(st[3])
+    slog = 0.0
+    ssum = 0.0
     for b in range(n_bands):
         acc = 0.0
         for k in range(lo[b], hi[b]):
             acc += mag[k] * wts[b, k - lo[b]]
         hist[pos, b] = acc
+        slog += math.log(acc + 1e-12)
+        ssum += acc
+    # spectral flatness of the bands: near 1 for noise (breath), small for a tone
+    st[16] = math.exp(slog / n_bands) / (ssum / n_bands + 1e-12)
     ms = 0.0
     for i in range(frame.size):
         ms += frame[i] * frame[i]
@@ -215,6 +235,10 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
     loud = st[9] * loud_rel
     if rms > loud:
         loud = rms
+    # never forget the expected playing level entirely: after a long rest the first breath
+    # or key click is still quiet next to the notes to come
+    if loud < params[14]:
+        loud = params[14]
     st[9] = loud
     g = lam / ref
     flux = 0.0
@@ -254,10 +278,13 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
     st[5] = (op + 1) % nodf
     # re-arm only once the detection function has fallen well below the peak of the last
     # onset: a slow swell or a long attack is one rise, so one onset
+    # (and not while the level is still climbing: a swell is one note however it wobbles)
+    rising = rms > 1.25 * st[10]
+    st[10] = 0.5 * st[10] + 0.5 * rms
     if st[7] == 0.0:
         if flux > st[8]:
             st[8] = flux
-        if rearm <= 0.0 or flux < rearm * st[8]:
+        if rearm <= 0.0 or (flux < rearm * st[8] and not rising):
             st[7] = 1.0
     onset = 0.0
     if (st[0] >= n_avg and st[7] != 0.0 and flux > thr + mean and flux >= mx
@@ -392,7 +419,7 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
 
 @njit(cache=True)
 def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
-                   lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind):
+                   lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring):
     """Run the default detector over a block ``x`` of shape (n, channels), float32.
 
     Channels are averaged, non-finite samples become 0 (counted in ``stats[0]``),
@@ -458,12 +485,73 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
             for k in range(hop):
                 frame[nf - hop + k] = pend[k]
             _rfft_mag(frame, win, re, im, rev, cos_t, sin_t, cos_n, sin_n, mag)
+            last, armed, peak = st[2], st[7], st[8]
             flux = _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp)
+            lring[int(st[0]) % lring.size] = st[13] * st[9]
+            fring[int(st[0]) % fring.size] = st[16]
             if n_hops < odf_out.size:
                 odf_out[n_hops] = flux
             n_hops += 1
-            if st[4] > 0.0 and n_on < out_hops.size:
-                out_hops[n_on] = st[0]
+            # A quiet onset (well under the recent playing) is held back, with its time, for
+            # up to tp[22] hops: breath before a blown note and the scrape before a bowed
+            # one are quiet and are followed by the note; if the note arrives the held onset
+            # was its run-up and is dropped, else it is reported as it was.
+            quiet = st[13] < tp[21]
+            emit = -1.0
+            if st[4] > 0.0:
+                if quiet and tp[22] > 0.0:
+                    if st[14] <= 0.0:
+                        st[14] = st[0]
+                        st[15] = st[13]
+                    st[2] = last
+                    st[7] = armed
+                    st[8] = peak
+                else:
+                    # a held quiet onset just before is this note's run-up (breath): the note
+                    # starts here, not at the bottom of the breath
+                    run_up = st[14] > 0.0
+                    st[14] = 0.0
+                    emit = st[0]
+                    # a note that swells out of a dip (a tongued or re-articulated tone)
+                    # starts at the bottom of the dip, not where the flux noticed it
+                    h = int(st[0])
+                    nl = lring.size
+                    m = lring[h % nl]
+                    cur = m
+                    hm = h
+                    for j in range(1, int(tp[23]) + 1):
+                        v = lring[(h - j) % nl]
+                        if v > 1.05 * m:
+                            break
+                        if v < m:
+                            m = v
+                            hm = h - j
+                    # a dip has a note before it too (a swell out of breath or silence has not)
+                    before = 0.0
+                    for j in range(1, int(tp[23]) + 1):
+                        if hm - j <= h - nl:
+                            break
+                        v = lring[(hm - j) % nl]
+                        if v > before:
+                            before = v
+                    # and the dip is in a tone (low flatness), not breath noise before one
+                    if (hm < h - 2 and cur >= 2.0 * m and before >= 2.0 * m and not run_up
+                            and fring[hm % nl] < 0.4):
+                        emit = hm + 1.0 + tp[16]
+            elif st[14] > 0.0:
+                if st[13] >= 2.0 * tp[21] and st[12] != 0.0 and st[13] > 3.0 * st[15]:
+                    # the note arrived (6 dB over the quiet line, 10 dB over the held onset)
+                    # without an onset of its own: it starts here
+                    emit = st[0]
+                    st[14] = 0.0
+                    st[2] = st[0] - 1.0
+                    st[7] = 0.0
+                    st[8] = flux
+                elif st[0] - st[14] >= tp[22]:
+                    emit = st[14]
+                    st[14] = 0.0
+            if emit >= 0.0 and n_on < out_hops.size:
+                out_hops[n_on] = emit
                 out_kind[n_on] = 0.0
                 n_on += 1
             if tonal:
@@ -600,6 +688,19 @@ class Listener:
             raise ConfigError(f"listen.buf ({s['buf']}) must be at least listen.hop ({self.hop})")
         if s["lag"] < 1:
             raise ConfigError("listen.lag must be >= 1")
+        v = s["player_db"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > 0:
+            raise ConfigError(f"listen.player_db: must be a level in dBFS (<= 0), got {v!r}")
+        for key in ("quiet_db", "hold_ms"):
+            v = s[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"listen.{key}: must be a non-negative number, got {v!r}")
+        for key in ("voicing", "slur_semitones", "pitch_fmin", "tonal_merge_ms"):
+            v = s[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"listen.{key}: must be a positive number, got {v!r}")
+        if not isinstance(s["tonal"], bool):
+            raise ConfigError(f"listen.tonal: must be true or false, got {s['tonal']!r}")
 
     def _setup_default(self):
         s = self._s
@@ -634,6 +735,7 @@ class Listener:
             s["ref_frames"], s["max_bands"], s["rearm"], 10.0 ** (-s["gate_db"] / 20.0),
             10.0 ** (-3.0 * hop_s / max(s["gate_release_s"], 1e-3)),
             10.0 ** (s["gain_db"] / 20.0),
+            10.0 ** ((s["player_db"] - 6.0) / 20.0),
         ])
         self._odf_len = n_avg + 1
         # tonal cue: YIN on the input decimated to about 8 kHz
@@ -650,6 +752,8 @@ class Listener:
             max(1, int(round(0.008 / hop_s))), s["slur_semitones"], 0.35, back, back,
             1.0 if s["tonal"] else 0.0, dec, s["tonal_merge_ms"] / 1000.0 / hop_s, 1.0,
             0.03 / hop_s, 10.0 ** (-24.0 / 20.0), math.exp(-hop_s / 0.03), 3.0,
+            10.0 ** (-s["quiet_db"] / 20.0), s["hold_ms"] / 1000.0 / hop_s,
+            max(1, int(round(s["dip_ms"] / 1000.0 / hop_s))),
         ])
         self._dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))
         self._hp = np.zeros(8)
@@ -713,7 +817,7 @@ class Listener:
             self._mag = np.zeros(half + 1)
             self._hist = np.zeros((self._s["lag"] + self._s["ref_frames"], self._lo.size))
             self._odf_hist = np.zeros(self._odf_len)
-            self._st = np.zeros(16)
+            self._st = np.zeros(24)
             self._st[2] = -1e9
             self._st[11] = -1e9
             self._ts = np.zeros(24)
@@ -721,7 +825,12 @@ class Listener:
             self._ybuf = np.zeros(int(self._tp[1] + self._tp[3]))
             self._dprime = np.zeros(int(self._tp[3]) + 2)
             self._out_kind = np.zeros(64)
+            self._lring = np.zeros(int(2 ** math.ceil(math.log2(2 * self._tp[23] + 4))))
+            self._fring = np.zeros(self._lring.size)
             self._st[7] = 1.0
+            # the playing level the relative gate and the hold start from: the sound check's
+            # measurement, else a working input level; real playing takes over at once
+            self._st[9] = 10.0 ** (self._s["player_db"] / 20.0)
             self._stats = np.zeros(4)
             self._out_hops = np.zeros(64)
             self._odf_out = np.zeros(0)
@@ -813,7 +922,8 @@ class Listener:
                                       self._window, self._fft_tabs, self._rev, self._re, self._im, self._mag,
                                       self._lo, self._hi, self._wts, self._hist, self._odf_hist,
                                       self._out_hops, self._odf_out if self.odf is not None else self._odf_out[:0],
-                                      self._ts, self._tp, self._dring, self._ybuf, self._dprime, self._out_kind)
+                                      self._ts, self._tp, self._dring, self._ybuf, self._dprime, self._out_kind,
+                                      self._lring, self._fring)
         self._n_pending = int(self._st[6])
         self._hops += n_hops
         if stats[0] or stats[1] or abs(stats[2]) > 0.05 * n or abs(self._dc) > 0.05:
@@ -1004,7 +1114,9 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     # recording with digital silence between takes the room alone would put it at -90 dB and
     # every breath and key click would count), but at least 30 dB under the player
     silence_db = float(np.clip(max(room_db + 6.0, play_db - 35.0) + gain_db, -90.0, play_db + gain_db - 30.0))
-    settings.update(gain_db=round(gain_db, 1), silence_db=round(silence_db, 1))
+    # the player's level: the relative gate and the hold of quiet onsets start from it
+    settings.update(gain_db=round(gain_db, 1), silence_db=round(silence_db, 1),
+                    player_db=round(float(min(0.0, play_db + gain_db)), 1))
     # threshold from this player's detection function: above its typical ripple
     probe = Listener(sr, hop, latency_ms=0.0, instrument=instrument,
                      **{k: v for k, v in settings.items() if k in DEFAULTS and k != "latency_ms"})

@@ -208,6 +208,15 @@ def corrupt_history(model, x, rng, self_share: float, zero_share: float):
     return x
 
 
+def _plain(node) -> dict:
+    """A config node as plain JSON-able Python (lists stay lists)."""
+    try:
+        from omegaconf import OmegaConf
+        return json.loads(json.dumps(OmegaConf.to_container(node, resolve=True), default=str))
+    except (ImportError, ValueError):
+        return json.loads(json.dumps(dict(node), default=str))
+
+
 @dataclass
 class TrainResult:
     out_dir: str
@@ -328,8 +337,7 @@ def pretrain(cfg, log=print) -> TrainResult:
     net = torch.nn.parallel.DistributedDataParallel(model) if is_ddp else model
     meta = {"version": f"{VERSION_PREFIX}-{cfg.model.get('name', 'custom')}", "model_config": asdict(conf),
             "model_name": str(cfg.model.get("name", "custom")), "offset_mu": mu, "offset_sigma": sigma,
-            "data": data_desc, "seed": seed, "train": {k: tc[k] for k in tc}, "world_size": world}
-    meta["train"] = json.loads(json.dumps(meta["train"], default=str))
+            "data": data_desc, "seed": seed, "train": _plain(tc), "world_size": world}
     if rank == 0:
         log(f"{data_desc}; {model.n_params()} parameters; device {device}; world {world}")
 

@@ -44,7 +44,7 @@ def run(cfg, args):
             per_take.add(feel, r["take"], r["quantised_ms"], r["pretrained_ms"], r["adapting_ms"], r["model"],
                          r["finetune_s"] if r["finetune_s"] is not None else "-")
         last = rows[-1]
-        ratio = last["adapting_ms"] / last["quantised_ms"]
+        ratio = last["adapting_ms"] / last["quantised_ms"] if last["quantised_ms"] > 0 else float("nan")
         diff = last["adapting_ms"] - last["pretrained_ms"]
         target = "<= +2 ms vs pretrained" if feel == "on_grid" else "<= 50 % of quantised"
         summary.add(feel, last["quantised_ms"], last["pretrained_ms"], last["adapting_ms"], ratio, diff, target)
