@@ -26,9 +26,20 @@ Two families of detector sit behind the one interface:
        ``max_ms``; then nothing for ``min_ioi_ms``, and nothing until the flux has fallen
        under ``rearm`` times the peak of that onset (a slow swell is one rise, one onset);
     6. level gates: nothing under ``silence_db`` (absolute), nor more than ``gate_db``
-       under the loudest recent playing (key clicks, breath, bleed between notes).
+       under the loudest recent playing (key clicks, breath, bleed between notes).  The
+       playing level starts at ``player_db`` (the sound check measures it) and is not
+       forgotten during silence;
+    7. run-ups: an onset more than ``quiet_db`` under the playing is held back (its time
+       kept) for up to ``hold_ms``.  If a note follows — a non-quiet onset more than 30 ms
+       later, or the level rising 6 dB over the quiet line and 10 dB over the held onset —
+       the held one was breath or a scrape before it and is dropped; otherwise it is
+       reported as it was (a ghost note: exact time, reported late);
+    8. dips: a note rising out of a level dip inside a tone (the band spectrum's flatness
+       under 0.4 at the bottom, a louder sound before it, 6 dB of rise) is dated at the
+       bottom of the dip, at most ``dip_ms`` back: a tongued or re-articulated wind note
+       starts there, not where the flux noticed its swell.
 
-    7. optionally (``tonal=True``; on in the ``voice`` preset) a tonal cue for notes with no
+    9. optionally (``tonal=True``; on in the ``voice`` preset) a tonal cue for notes with no
        attack: a YIN aperiodicity on the input decimated to about 8 kHz gives a periodicity
        and a pitch every hop; an onset fires where periodic sound starts after
        ``periodicity < 0.5`` for 20 ms (a blown or sung tone out of breath noise) or where
@@ -232,13 +243,12 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
     ref = st[1] if st[1] > floor else floor
     st[1] = level
     # the loudest recent playing (slower release): the relative gate's reference
-    loud = st[9] * loud_rel
+    # ... which is not forgotten in silence: after a long rest (or before the first note,
+    # when it is the expected level) a first breath or key click is still quiet next to
+    # the notes to come
+    loud = st[9] * loud_rel if rms >= floor else st[9]
     if rms > loud:
         loud = rms
-    # never forget the expected playing level entirely: after a long rest the first breath
-    # or key click is still quiet next to the notes to come
-    if loud < params[14]:
-        loud = params[14]
     st[9] = loud
     g = lam / ref
     flux = 0.0
@@ -418,6 +428,40 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
 
 
 @njit(cache=True)
+def _dip_start(lring, fring, h, nmax, centre):
+    """Where a note rising out of a level dip inside a tone began (hop), or -1.
+
+    ``lring``/``fring``: per-hop frame level and band flatness (rings).  Walks back from
+    hop ``h`` down the rise to its bottom (at most ``nmax`` hops); a dip needs 3 dB of
+    rise so far, a sound at least 6 dB louder before the bottom (a swell out of silence
+    or breath is no dip), a bottom that is a tone (flatness under 0.4), and more than 2
+    hops of rise (a pluck's attack is dated by the flux alone).  The level is that of a
+    whole analysis frame, so its bottom shows ``centre`` hops (half a frame) late.
+    """
+    nl = lring.size
+    m = lring[h % nl]
+    cur = m
+    hm = h
+    for j in range(1, nmax + 1):
+        v = lring[(h - j) % nl]
+        if v > 1.05 * m:
+            break
+        if v < m:
+            m = v
+            hm = h - j
+    before = 0.0
+    for j in range(1, nmax + 1):
+        if hm - j <= h - nl:
+            break
+        v = lring[(hm - j) % nl]
+        if v > before:
+            before = v
+    if hm < h - 2 and cur >= 1.41 * m and before >= 2.0 * m and fring[hm % nl] < 0.4:
+        return hm + 1.0 - centre
+    return -1.0
+
+
+@njit(cache=True)
 def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
                    lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring):
     """Run the default detector over a block ``x`` of shape (n, channels), float32.
@@ -503,52 +547,44 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
                     if st[14] <= 0.0:
                         st[14] = st[0]
                         st[15] = st[13]
+                        st[18] = st[16]
+                        # the time it will carry if it turns out to be a note
+                        d = _dip_start(lring, fring, int(st[0]), int(tp[23]), tp[25])
+                        st[19] = d + tp[16] if d >= 0.0 else st[0]
                     st[2] = last
                     st[7] = armed
                     st[8] = peak
                 else:
-                    # a held quiet onset just before is this note's run-up (breath): the note
-                    # starts here, not at the bottom of the breath
-                    run_up = st[14] > 0.0
-                    st[14] = 0.0
+                    # a held quiet onset just before is this note's run-up if it was noise
+                    # (breath): the note starts here, not at the bottom of the breath
+                    held = st[14] > 0.0
+                    run_up = held and st[18] >= 0.4
                     emit = st[0]
-                    # a note that swells out of a dip (a tongued or re-articulated tone)
-                    # starts at the bottom of the dip, not where the flux noticed it
-                    h = int(st[0])
-                    nl = lring.size
-                    m = lring[h % nl]
-                    cur = m
-                    hm = h
-                    for j in range(1, int(tp[23]) + 1):
-                        v = lring[(h - j) % nl]
-                        if v > 1.05 * m:
-                            break
-                        if v < m:
-                            m = v
-                            hm = h - j
-                    # a dip has a note before it too (a swell out of breath or silence has not)
-                    before = 0.0
-                    for j in range(1, int(tp[23]) + 1):
-                        if hm - j <= h - nl:
-                            break
-                        v = lring[(hm - j) % nl]
-                        if v > before:
-                            before = v
-                    # and the dip is in a tone (low flatness), not breath noise before one
-                    if (hm < h - 2 and cur >= 2.0 * m and before >= 2.0 * m and not run_up
-                            and fring[hm % nl] < 0.4):
-                        emit = hm + 1.0 + tp[16]
+                    if held and st[0] - st[14] <= tp[24]:
+                        # so soon after the held onset, this is the same note's attack
+                        # growing (a soft pluck): the held onset was the note
+                        emit = st[19]
+                    elif not run_up:
+                        d = _dip_start(lring, fring, int(st[0]), int(tp[23]), tp[25])
+                        if d >= 0.0:
+                            emit = d + tp[16]
+                    st[14] = 0.0
             elif st[14] > 0.0:
                 if st[13] >= 2.0 * tp[21] and st[12] != 0.0 and st[13] > 3.0 * st[15]:
                     # the note arrived (6 dB over the quiet line, 10 dB over the held onset)
-                    # without an onset of its own: it starts here
-                    emit = st[0]
+                    # without an onset of its own: it starts here, unless that is so soon
+                    # after the held onset that it was the note's own attack
+                    emit = st[0] if st[0] - st[14] > tp[24] else st[19]
+                    if emit == st[0] and st[18] < 0.4:
+                        d = _dip_start(lring, fring, int(st[0]), int(tp[23]), tp[25])
+                        if d >= 0.0:
+                            emit = d + tp[16]
                     st[14] = 0.0
                     st[2] = st[0] - 1.0
                     st[7] = 0.0
                     st[8] = flux
                 elif st[0] - st[14] >= tp[22]:
-                    emit = st[14]
+                    emit = st[19]
                     st[14] = 0.0
             if emit >= 0.0 and n_on < out_hops.size:
                 out_hops[n_on] = emit
@@ -735,7 +771,6 @@ class Listener:
             s["ref_frames"], s["max_bands"], s["rearm"], 10.0 ** (-s["gate_db"] / 20.0),
             10.0 ** (-3.0 * hop_s / max(s["gate_release_s"], 1e-3)),
             10.0 ** (s["gain_db"] / 20.0),
-            10.0 ** ((s["player_db"] - 6.0) / 20.0),
         ])
         self._odf_len = n_avg + 1
         # tonal cue: YIN on the input decimated to about 8 kHz
@@ -753,7 +788,8 @@ class Listener:
             1.0 if s["tonal"] else 0.0, dec, s["tonal_merge_ms"] / 1000.0 / hop_s, 1.0,
             0.03 / hop_s, 10.0 ** (-24.0 / 20.0), math.exp(-hop_s / 0.03), 3.0,
             10.0 ** (-s["quiet_db"] / 20.0), s["hold_ms"] / 1000.0 / hop_s,
-            max(1, int(round(s["dip_ms"] / 1000.0 / hop_s))),
+            max(1, int(round(s["dip_ms"] / 1000.0 / hop_s))), 0.03 / hop_s,
+            self.n_fft / 2.0 / self.hop,
         ])
         self._dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))
         self._hp = np.zeros(8)
@@ -1057,9 +1093,11 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     """Listen to a few seconds of the musician and choose listener settings.
 
     Starts from the ``instrument`` preset (or ``base``), then sets the input trim so
-    quiet players reach a working level, the silence floor a little above the measured
-    room noise, and the flux threshold from the spread of the detection function on
-    this player (the busier and noisier the input, the higher).
+    quiet players reach a working level, the player's level (``player_db``, where the
+    relative gate and the hold of quiet onsets start), the silence floor a little above
+    the measured room noise but no lower than 35 dB under the player, and the flux
+    threshold from the spread of the detection function on this player (the busier and
+    noisier the input, the higher).
 
     Parameters
     ----------
@@ -1074,7 +1112,7 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     -------
     dict
         Settings for :class:`Listener` (``Listener(sr, hop, **result)``): ``gain_db``,
-        ``silence_db``, ``threshold``, the preset's keys and ``instrument``.
+        ``silence_db``, ``player_db``, ``threshold``, the preset's keys and ``instrument``.
 
     Examples
     --------

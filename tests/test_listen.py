@@ -270,3 +270,57 @@ def test_soundcheck_floor_follows_the_player_not_digital_silence():
     fr = x[: x.size // n * n].reshape(-1, n).astype(np.float64)
     play_db = np.percentile(10 * np.log10(np.mean(fr ** 2, axis=1) + 1e-20), 95)
     assert s["silence_db"] >= play_db + s["gain_db"] - 35.5
+
+
+def _breath_then_tone(rng, breath_s=0.12, tone_at=1.0, f0=220.0):
+    """Silence, breath noise swelling in for ``breath_s``, then a tone (true onset ``tone_at``)."""
+    n = int(2.0 * SR)
+    x = np.zeros(n)
+    a, b = int((tone_at - breath_s) * SR), int(tone_at * SR)
+    x[a:b] = rng.standard_normal(b - a) * 0.003 * np.linspace(0.0, 1.0, b - a) ** 2
+    k = np.arange(n - b) / SR
+    tone = sum(np.sin(2 * np.pi * f0 * h * k) / h for h in range(1, 8))
+    x[b:] = 0.1 * tone * (1.0 - np.exp(-k / 0.005)) + rng.standard_normal(n - b) * 0.003
+    return x.astype(np.float32)
+
+
+def test_breath_before_a_tone_is_not_an_onset():
+    rng = np.random.default_rng(3)
+    x = _breath_then_tone(rng)
+    det = detect_onsets(x, SR)
+    assert det.size == 1 and abs(det[0] - 1.0) < 0.025
+    # without the hold the breath fires on its own, well before the tone
+    early = detect_onsets(x, SR, hold_ms=0.0)
+    assert np.any(early < 0.95)
+
+
+def test_a_lone_quiet_onset_is_kept_with_its_time():
+    # a ghost note 25 dB under the playing, with nothing after it: held back, then reported
+    t, ph, bar = rhythm(2, bpm=100, steps_per_bar=4, fill=1.0, seed=6)
+    audio, truth = play(t, ph, bar, "on_grid", sr=SR, seed=6, level_db=-12, tail_s=2.0)
+    ghost_at = truth[-1] + 1.0
+    g, _ = play([0.0], [0.0], 2.0, "on_grid", sr=SR, seed=7, level_db=-37, tail_s=0.5)
+    i = int(ghost_at * SR)
+    audio[i:i + g.size] += g[: audio.size - i]
+    det = detect_onsets(audio, SR)
+    assert np.sum(np.abs(det - ghost_at) < 0.01) == 1
+    assert onset_f_measure(det, np.append(truth, ghost_at), 0.025)["f"] >= 0.95
+
+
+def test_a_reattacked_tone_is_dated_at_its_dip():
+    # a held tone dips 20 dB and swells back over 40 ms (a repeated tongued wind note): it
+    # starts at the bottom of the dip, not where the swell is noticed
+    n = int(2.0 * SR)
+    env = np.ones(n)
+    a, bottom, c = int(0.98 * SR), int(1.0 * SR), int(1.04 * SR)
+    env[a:bottom] = np.linspace(1.0, 0.1, bottom - a)
+    env[bottom:c] = np.linspace(0.0, 1.0, c - bottom) ** 2 * 0.9 + 0.1
+    phase = 2 * np.pi * 233.0 * np.arange(n) / SR   # the same note again: only the level says so
+    tone = sum(np.sin(h * phase) / h ** 0.7 for h in range(1, 40))
+    x = (0.03 * env * tone).astype(np.float32)
+    det = detect_onsets(x, SR)
+    near = det[np.abs(det - 1.0) < 0.1]
+    assert near.size == 1 and abs(near[0] - 1.0) < 0.02
+    # without dating at the dip it is reported where the flux noticed the swell
+    late = detect_onsets(x, SR, dip_ms=0.1)
+    assert np.all(np.abs(late[np.abs(late - 1.0) < 0.1] - 1.0) > abs(near[0] - 1.0) + 0.005)

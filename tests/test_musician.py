@@ -71,3 +71,18 @@ def test_noise_and_hum_levels():
     audio, _ = play([], [], 2.0, sr=SR, noise_db=-40.0, tail_s=1.0)
     rms = np.sqrt(np.mean(audio.astype(np.float64) ** 2))
     assert 20 * np.log10(rms) == pytest.approx(-40.0, abs=0.5)
+
+
+def test_legato_slurs_sound_like_notes_not_a_dying_string():
+    # a slurred note on a guitar sounds a few dB under the picked one; it does not fade out
+    t, ph, bar = rhythm(4, bpm=100, steps_per_bar=4, fill=1.0, seed=12)
+    audio, onsets = play(t, ph, bar, "on_grid", sr=48000, seed=12, style="legato", legato_run=4)
+    x = audio.astype(np.float64)
+
+    def level(t0):
+        i = int(t0 * 48000)
+        return 10 * np.log10(np.mean(x[i:i + 2400] ** 2) + 1e-20)
+    for r0 in range(0, onsets.size - 3, 4):
+        picked = level(onsets[r0])
+        for k in range(1, 4):
+            assert picked - 24.0 < level(onsets[r0 + k]) < picked

@@ -228,8 +228,14 @@ def _run_real(cfg, args, sr, hop):
                             "but not to the real set: the real tabla's pitch bends fire it, and on the real sax "
                             "the annotated onsets sit at articulation dips it does not see; so it is off by "
                             "default and on in the voice preset")
-        pooled.notes.append("the sound check's silence floor now follows the player (>= player - 35 dB), "
-                            "not the room: on recordings with digital silence the room floor let breath through")
+        pooled.notes.append("the sound check's silence floor follows the player (>= player - 35 dB), not the "
+                            "room: on recordings with digital silence the room floor let breath through")
+        pooled.notes.append("what generalised from the virtual wind player to the real sax: holding quiet "
+                            "noisy onsets back until the note comes (breath before a tone), a playing level "
+                            "kept through silence, dating a note that swells out of a tonal dip at the dip. "
+                            "What did not: on the real sax many annotated notes are soft re-articulations of "
+                            "a held tone with no spectral change the flux sees, and the real tabla has "
+                            "unannotated strokes (counted as false positives here)")
         tables += [per_file, pooled]
 
     hard = Table("onsets: harder virtual takes (±25 ms)",
