@@ -18,6 +18,7 @@ import numpy as np
 from rolypoly.errors import AudioError
 
 TAIL_S = 2.0
+STALL_S = 1.0   # no audio block for this long while playing: the device is gone
 
 
 def read_audio(path, sr: int) -> np.ndarray:
@@ -175,24 +176,45 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
         sys.setswitchinterval(old_switch)
         raise AudioError("could not start the performance")
     t_start = time.monotonic()
+    last_n, last_progress = 0, time.monotonic()
     try:
-        with stream:
-            while engine.playing:
-                time.sleep(0.02)
-                if on_block is not None:
-                    on_block()
-                if duration_s is not None and time.monotonic() - t_start >= duration_s:
-                    break
-                if not stream.active:
-                    engine.emit("error", "audio device stopped")
-                    break
+        stream.start()
+        while engine.playing:
+            time.sleep(0.02)
+            if on_block is not None:
+                on_block()
+            now = time.monotonic()
+            if duration_s is not None and now - t_start >= duration_s:
+                break
+            if n_cb[0] != last_n:
+                last_n, last_progress = n_cb[0], now
+            if not stream.active or now - last_progress > STALL_S:
+                engine.emit("error", "audio device stopped delivering audio; the take so far is saved")
+                break
     except KeyboardInterrupt:
         engine.status("interrupted")
     except Exception as exc:  # a device that disappears mid-take
         engine.emit("error", f"audio device failed: {exc}")
     finally:
-        engine.message("stop")
+        engine.message("stop")  # saves the take before touching the device again
         sys.setswitchinterval(old_switch)
+        _close_quietly(stream)
     stats.blocks = n_cb[0]
     stats.callback_ms = cb_ms[:n_cb[0]].tolist()
     return stats
+
+
+def _close_quietly(stream, timeout_s: float = 2.0) -> None:
+    """Close a stream without hanging: PortAudio can block forever on a device that vanished."""
+    import threading
+
+    def close():
+        try:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+        except Exception:
+            pass
+
+    t = threading.Thread(target=close, name="rolypoly-close-stream", daemon=True)
+    t.start()
+    t.join(timeout_s)
