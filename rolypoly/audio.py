@@ -177,8 +177,10 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
         raise AudioError("could not start the performance")
     t_start = time.monotonic()
     last_n, last_progress = 0, time.monotonic()
+    started = False
     try:
         stream.start()
+        started = True
         while engine.playing:
             time.sleep(0.02)
             if on_block is not None:
@@ -198,7 +200,8 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
     finally:
         engine.message("stop")  # saves the take before touching the device again
         sys.setswitchinterval(old_switch)
-        _close_quietly(stream)
+        if started:  # PortAudio's JACK layer asserts when closing a stream that never started
+            _close_quietly(stream)
     stats.blocks = n_cb[0]
     stats.callback_ms = cb_ms[:n_cb[0]].tolist()
     return stats

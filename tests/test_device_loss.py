@@ -30,8 +30,13 @@ def test_jack_server_killed_mid_take(tmp_path):
         from rolypoly.duet import groove_score
         eng = Rolypoly(load_config(["engine.enable=false", "takes_dir={tmp_path / 'takes'}"]))
         eng.connect("error", lambda t: print("ERROR", t, flush=True))
+        heard = []
+        def first_hit(*a):
+            if not heard:
+                heard.append(a)
+                print("HIT", flush=True)  # the stream is running
+        eng.connect("hit", first_hit)
         eng.message("read", str(groove_score(20).write_midi("{tmp_path / 'g.mid'}")))
-        print("PLAYING", flush=True)
         play_realtime(eng, duration_s=30)
         print("TAKE", eng.last_take, flush=True)
         import os; os._exit(0)  # PortAudio's JACK teardown asserts once the server is gone
@@ -41,8 +46,8 @@ def test_jack_server_killed_mid_take(tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline()
-        assert "PLAYING" in line
-        time.sleep(2.5)
+        assert "HIT" in line, line
+        time.sleep(1.0)
         jack.kill()
         out, _ = proc.communicate(timeout=60)
     finally:
