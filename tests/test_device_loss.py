@@ -19,9 +19,12 @@ def test_jack_server_killed_mid_take(tmp_path):
     if not shutil.which("jackd"):
         pytest.skip("jackd (Debian jackd2) is not installed")
     name = f"rolypoly-loss-{os.getpid()}"
+    from rolypoly.bench.realtime import clean_stale_jack
+    clean_stale_jack()
     jack = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2.0)
+    from test_realtime import _wait_for_server
+    _wait_for_server(name)
     script = textwrap.dedent(f"""
         import sys
         from rolypoly.config import load_config
@@ -48,10 +51,12 @@ def test_jack_server_killed_mid_take(tmp_path):
         line = proc.stdout.readline()
         assert "HIT" in line, line
         time.sleep(1.0)
-        jack.kill()
+        jack.terminate()  # the server goes away (SIGTERM: it still cleans its shared memory)
         out, _ = proc.communicate(timeout=60)
     finally:
-        jack.kill()
+        if jack.poll() is None:
+            jack.terminate()
+        jack.wait(10)
         proc.kill()
     assert "TAKE" in out, out
     takes = list((tmp_path / "takes").iterdir())

@@ -14,19 +14,49 @@ def add_arguments(p) -> None:
     p.add_argument("--no-jack", action="store_true", help="use the current default device, do not start JACK")
 
 
-def start_jack(sr: int = 48000, period: int = 256):
+def clean_stale_jack() -> None:
+    """Remove JACK's shared-memory leftovers when no server runs.
+
+    A server that was killed (not stopped) leaves its registry entry behind; after a few
+    of those jackd refuses to start ("Too many servers already active").
+    """
+    import glob
+    import os
+    import shutil
+    import subprocess
+    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
+        return  # a live server owns these files
+    for path in glob.glob("/dev/shm/jack*"):
+        try:
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        except OSError:
+            pass
+
+
+def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0):
     """Start ``jackd -d dummy`` unless a server runs; returns the process (or None)."""
+    import os
     import shutil
     import subprocess
     import time
-    if subprocess.run(["jack_lsp"], capture_output=True).returncode == 0 if shutil.which("jack_lsp") else False:
+    env = dict(os.environ, JACK_NO_START_SERVER="1")  # asking must not start a server by itself
+
+    def answers() -> bool:
+        return shutil.which("jack_lsp") is not None and \
+            subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0
+
+    if answers():
         return None
+    clean_stale_jack()
     if not shutil.which("jackd"):
         from rolypoly.errors import AudioError
         raise AudioError("jackd not found: install Debian's jackd2 (the test command does)")
     proc = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(sr), "-p", str(period)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.5)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not answers():
+        time.sleep(0.2)
+    time.sleep(0.3)
     return proc
 
 
