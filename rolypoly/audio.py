@@ -142,11 +142,14 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
         inject = np.zeros(n, dtype=np.float32)
         inject[:len(input_audio)] = input_audio
     pos = [0]
+    last_flag = [-2]
 
     def callback(indata, outdata, frames, t, status):
         t0 = perf()
         if status.input_overflow or status.output_underflow:
-            stats.xruns += 1
+            if n_cb[0] - last_flag[0] > 1:  # one xrun may flag consecutive blocks: count it once
+                stats.xruns += 1
+            last_flag[0] = n_cb[0]
         if frames != B:  # PortAudio may hand an odd block: render silence rather than misalign
             outdata.fill(0)
             return
