@@ -80,7 +80,7 @@ def perform_offline(engine, input_audio: np.ndarray | None = None, tail_s: float
     if not engine.message("start"):
         raise AudioError("could not start: " + "; ".join(str(e) for e in engine.last_errors()))
     sched = engine.schedule
-    length = int(sched.length_samples) if not engine.loop else int(sched.length_samples)
+    length = int(sched.length_samples)
     n_in = 0 if input_audio is None else len(input_audio)
     total = max(length, n_in) + int(tail_s * sr)
     total = (total + B - 1) // B * B

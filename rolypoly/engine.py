@@ -361,6 +361,8 @@ class Rolypoly:
             raise EngineError("introspect: no score loaded")
         if src is None or not dsts:
             raise EngineError("introspect needs a source drum and one or more target drums, e.g. introspect kick snare")
+        if self.playing:
+            raise EngineError("introspect: stop first (the score cannot change under a running take)")
         from rolypoly.drums import drum_index
         from rolypoly.introspect import PatternTable, generate_for_score
         a = drum_index(str(src))
@@ -370,10 +372,8 @@ class Rolypoly:
         self._introspect_n += 1
         seed = self.cfg.introspect.seed
         seed = None if seed is None else int(seed) + self._introspect_n  # repeated asks vary, reproducibly
-        new = generate_for_score(self.score, a, bs, self._patterns, seed=seed)
-        if self.playing:
-            raise EngineError("introspect: stop first (the score cannot change under a running take)")
-        self.score, self.schedule = new, None
+        self.score = generate_for_score(self.score, a, bs, self._patterns, seed=seed)
+        self.schedule = None
         self.status(f"introspect: new {', '.join(str(d) for d in dsts)} part from {src}; send start to play it")
 
     def msg_soundcheck(self, seconds=4.0, instrument=None) -> None:
@@ -502,8 +502,10 @@ class Rolypoly:
         if sc["n"] >= sc["need"]:
             self._soundcheck = None
             self.events.append(("status", ("soundcheck: analysing",)))
-            threading.Thread(target=self._finish_soundcheck, args=(sc,), daemon=True).start() \
-                if not self.offline else self._finish_soundcheck(sc)
+            if self.offline:
+                self._finish_soundcheck(sc)
+            else:  # analysis allocates and may take a moment: never on the audio thread
+                threading.Thread(target=self._finish_soundcheck, args=(sc,), daemon=True).start()
 
     def _finish_soundcheck(self, sc) -> None:
         from rolypoly.listen import soundcheck

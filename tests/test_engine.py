@@ -256,3 +256,30 @@ def test_model_history_only_carries_offsets_of_drums_that_play(tmp_path):
     assert x[0, 9] == pytest.approx(0.3) and np.all(x[0, 10:18] == 0)
     assert x[1, 9] == pytest.approx(0.2) and np.all(x[1, 10:18] == 0)
     assert np.all(x[2, 9:18] == 0)
+
+
+def test_soundcheck_message_sets_listener_settings_saved_with_the_take(tmp_path):
+    from rolypoly.audio import perform_offline
+    from rolypoly.duet import groove_score, virtual_take
+    from rolypoly.takes import load_take
+    score = groove_score(2, 120.0)
+    audio, _, _ = virtual_take(score, "on_grid", seed=4, level_db=-30.0)
+    eng = make_engine(tmp_path)
+    statuses, errors = [], []
+    eng.connect("status", statuses.append)
+    eng.connect("error", errors.append)
+    assert eng.message("soundcheck", 2.0, "bass")
+    out = np.zeros((128, 2), np.float32)
+    for b0 in range(0, 2 * 48000 + 128, 128):  # the musician plays before the take starts
+        block = np.zeros(128, np.float32)
+        seg = audio[b0:b0 + 128]
+        block[:len(seg)] = seg
+        eng.process(block, out)
+    eng.pump()
+    assert not errors and any(s.startswith("soundcheck: {") for s in statuses)
+    eng.message("read", str(score.write_midi(tmp_path / "g.mid")))
+    res = perform_offline(eng, audio)
+    settings = load_take(res.take_dir).settings["listener"]
+    assert settings == eng.listener.settings and settings  # what the sound check chose is in the take record
+    from rolypoly.listen import Listener
+    assert settings != Listener.from_config(eng.cfg.listen, eng.sr).settings  # and it differs from the defaults
