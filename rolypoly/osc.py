@@ -65,7 +65,6 @@ OUTGOING = ("hit", "onset", "playhead", "status", "error", "pong")
 MAX_STRING = 4096          # characters in one string argument (paths included)
 MAX_ARGS = 16
 MAX_MESSAGES = 64          # messages in one packet (bundles included)
-MAX_MIDI_BYTES = 16 << 20  # a score larger than this is not a drum part
 _PATTERN_CHARS = set("*?[]{},")
 # Max sends paths as "Macintosh HD:/Users/..."; the volume prefix is not part of a POSIX path.
 _MAX_VOLUME = re.compile(r"^[^/:]+:(/.*)$")
@@ -531,20 +530,7 @@ class OscBridge:
     def _do_read(self, sender, address, *args) -> None:
         _count("read", list(args), (1,), "read <score.mid>")
         path = native_path(_string("read", "path", args[0]))
-        if not path.exists():
-            raise OscError(f"read: {path}: no such file")
-        if not path.is_file():
-            raise OscError(f"read: {path}: not a file")
-        size = path.stat().st_size
-        if size > MAX_MIDI_BYTES:
-            raise OscError(f"read: {path}: {size} bytes is too large for a MIDI score")
-        try:
-            with open(path, "rb") as f:
-                head = f.read(4)
-        except OSError as exc:
-            raise OscError(f"read: {path}: cannot open ({exc.strerror})") from None
-        if head != b"MThd":
-            raise OscError(f"read: {path}: not a MIDI file (no MThd header)")
+        # the score reader checks the file (exists, size, MIDI header) and names the problem
         self._engine("read", str(path))
 
     def _do_start(self, sender, address, *args) -> None:

@@ -31,6 +31,7 @@ from rolypoly.errors import ScoreError
 DEFAULT_BPM = 120.0
 DEFAULT_TSIG = (4, 4)
 MIN_BPM, MAX_BPM = 10.0, 1000.0
+MAX_MIDI_BYTES = 16 << 20  # a file larger than this is not a drum score
 _DRUM_TRACK_NAME = re.compile(r"drum|percussion|\bkit\b|\bperc\b", re.IGNORECASE)
 
 
@@ -259,8 +260,11 @@ def read_midi_notes(path: str | os.PathLike, include_all_channels: bool = False)
     path = Path(path)
     if not path.exists():
         raise ScoreError(f"{path}: no such file")
-    if path.is_dir():
-        raise ScoreError(f"{path}: is a directory, not a MIDI file")
+    if not path.is_file():
+        raise ScoreError(f"{path}: not a file ({'a directory' if path.is_dir() else 'a device or pipe'})")
+    size = path.stat().st_size
+    if size > MAX_MIDI_BYTES:
+        raise ScoreError(f"{path}: {size} bytes is too large for a MIDI score")
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

@@ -19,12 +19,8 @@ def test_jack_server_killed_mid_take(tmp_path):
     if not shutil.which("jackd"):
         pytest.skip("jackd (Debian jackd2) is not installed")
     name = f"rolypoly-loss-{os.getpid()}"
-    from rolypoly.bench.realtime import clean_stale_jack
-    clean_stale_jack()
-    jack = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from test_realtime import _wait_for_server
-    _wait_for_server(name)
+    from rolypoly.bench.realtime import start_jack
+    jack = start_jack(name=name)
     script = textwrap.dedent(f"""
         import sys
         from rolypoly.config import load_config

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -13,39 +11,15 @@ from test_engine import make_engine
 pytestmark = pytest.mark.realtime
 
 
-def _wait_for_server(name: str, timeout_s: float = 15.0) -> None:
-    """Block until the JACK server answers (a loaded machine can take several seconds)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if shutil.which("jack_lsp"):
-            env = dict(__import__("os").environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-            if subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0:
-                time.sleep(0.3)
-                return
-        else:
-            time.sleep(2.0)
-            return
-        time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def jack():
     if not shutil.which("jackd"):
         pytest.skip("jackd (Debian jackd2) is not installed")
-    env = dict(__import__("os").environ, JACK_NO_START_SERVER="1")
-    running = subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0 \
-        if shutil.which("jack_lsp") else False
-    proc = None
-    if not running:
-        from rolypoly.bench.realtime import clean_stale_jack
-        clean_stale_jack()
-        proc = subprocess.Popen(["jackd", "--no-realtime", "-n", "rolypoly-test", "-d", "dummy", "-r", "48000", "-p",
-                                 "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_for_server("rolypoly-test")
+    from rolypoly.bench.realtime import start_jack
+    proc = start_jack(name="rolypoly-test")
     import os
     old = os.environ.get("JACK_DEFAULT_SERVER")
-    if proc is not None:
-        os.environ["JACK_DEFAULT_SERVER"] = "rolypoly-test"
+    os.environ["JACK_DEFAULT_SERVER"] = "rolypoly-test"
     yield proc
     import sounddevice as sd
     sd._terminate()  # PortAudio must let go of JACK before the server goes away

@@ -35,13 +35,19 @@ def clean_stale_jack() -> None:
             pass
 
 
-def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0):
-    """Start ``jackd -d dummy`` unless a server runs; returns the process (or None)."""
+def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0, name: str | None = None):
+    """Start ``jackd -d dummy`` (named ``name``, else the default server) unless it already runs.
+
+    Returns the process, or None when a server of that name already answers.  Waits until
+    the server answers: a loaded machine can take seconds.
+    """
     import os
     import shutil
     import subprocess
     import time
     env = dict(os.environ, JACK_NO_START_SERVER="1")  # asking must not start a server by itself
+    if name:
+        env["JACK_DEFAULT_SERVER"] = name
 
     def answers() -> bool:
         return shutil.which("jack_lsp") is not None and \
@@ -56,7 +62,8 @@ def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0):
     # Real-time scheduling when the system allows it (the server's clients, our audio
     # callback among them, then run at real-time priority too); otherwise without.
     for mode in (["-R", "-P", "70"], ["--no-realtime"]):
-        proc = subprocess.Popen(["jackd", *mode, "-d", "dummy", "-r", str(sr), "-p", str(period)],
+        proc = subprocess.Popen(["jackd", *mode, *(["-n", name] if name else []), "-d", "dummy", "-r", str(sr),
+                                 "-p", str(period)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and proc.poll() is None and not answers():
