@@ -113,10 +113,12 @@ DEFAULTS = dict(
     quiet_db=12.0,       # an onset this far under the recent playing is held back ...
     hold_ms=200.0,       # ... this long: if a note follows, it was breath or a scrape (0: off)
     dip_ms=80.0,         # an onset rising out of a level dip is dated at its bottom, this far back at most
-    tonal=False,         # the tonal cue: onsets where a tone starts out of noise, or a pitch moves
-                         # (on for voice; off by default: real drums' pitch bends fool it)
+    slur=True,           # the slur cue: a steady pitch stepping to another steady pitch is a note
+    slur_semitones=0.6,  # ... when it moves this far (a vibrato is not steady, a glide neither)
+    tonal=False,         # the voicing cue: onsets where a tone starts out of breath noise
+                         # (on for voice; off by default: real drums' ringing fools it)
     voicing=0.75,        # periodicity (1 - YIN aperiodicity) that counts as a tone
-    slur_semitones=0.8,  # a stable pitch moving this far is a new note (vibrato stays under it)
+    pitch_window_ms=40.0,  # the pitch tracker's analysis window
     pitch_fmin=70.0,     # lowest pitch the tonal cue follows (Hz)
     tonal_merge_ms=60.0, # a tonal and a flux onset closer than this are one note
 )
@@ -130,7 +132,7 @@ PRESETS = {
     "bass": dict(highpass_hz=25.0, fmin=30.0, buf=2048),
     "keys": dict(),
     "voice": dict(threshold=0.2, min_ioi_ms=60.0, tonal=True),
-    "percussion": dict(min_ioi_ms=30.0),
+    "percussion": dict(min_ioi_ms=30.0, slur=False),
 }
 
 
@@ -310,15 +312,15 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
 
 
 @njit(cache=True)
-def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
-    """The tonal cue for the hop just analysed (numba, no allocation).
+def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok):
+    """Periodicity and pitch for the hop just analysed, and the voicing cue (numba).
 
     A YIN-style aperiodicity on the decimated input (``dring``, a ring buffer) gives a
-    periodicity in [0, 1] and a pitch; an onset candidate (``ts[13]``, in hops of true
-    time, -1 when none) is raised where periodic sound starts after a stretch without it
-    (a blown or sung tone starting out of breath noise), or where a stable pitch moves to
-    another stable pitch by ``tp[9]`` semitones or more (a slur: no new attack at all).
-    Both are dated back to where the change entered the analysis window.
+    periodicity in [0, 1] (``ts[3]``) and a pitch in semitones re 1 Hz (``ts[4]``).
+    With the voicing cue on (``tp[13]``), an onset candidate (``ts[13]``, in hops of
+    true time, -1 when none) is raised where periodic sound starts after a stretch
+    without it (a blown or sung tone starting out of breath noise), dated back to where
+    the change entered the analysis window.
     """
     ts[13] = -1.0
     w = int(tp[1])
@@ -326,25 +328,23 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
     tmax = int(tp[3])
     nr = dring.size
     pos = int(ts[2])
-    n = w + tmax
-    for i in range(n):
-        ybuf[i] = dring[(pos - n + i) % nr]
     p = 0.0
     semi = 0.0
     if level_ok:
+        n = w + tmax
+        for i in range(n):
+            ybuf[i] = dring[(pos - n + i) % nr]
         # difference function, cumulative-mean normalised (YIN), over lags 1..tmax
         run = 0.0
-        best = 1e9
-        best_t = -1
         for t in range(1, tmax + 1):
             acc = 0.0
             for j in range(w):
                 d = ybuf[tmax + j] - ybuf[tmax + j - t]
                 acc += d * d
             run += acc
-            dp = acc * t / run if run > 0.0 else 1.0
-            dprime[t] = dp
+            dprime[t] = acc * t / run if run > 0.0 else 1.0
         # first dip under the absolute threshold, else the global minimum (lag >= tmin)
+        best_t = -1
         for t in range(tmin, tmax + 1):
             if dprime[t] < tp[4]:
                 while t + 1 <= tmax and dprime[t + 1] < dprime[t]:
@@ -352,12 +352,12 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
                 best_t = t
                 break
         if best_t < 0:
+            best = 1e9
             for t in range(tmin, tmax + 1):
                 if dprime[t] < best:
                     best = dprime[t]
                     best_t = t
-        best = dprime[best_t]
-        p = 1.0 - best
+        p = 1.0 - dprime[best_t]
         if p < 0.0:
             p = 0.0
         # parabolic interpolation of the lag, then semitones re 1 Hz
@@ -372,16 +372,10 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
         semi = 12.0 * math.log2(tp[0] / tau)
     ts[3] = p
     ts[4] = semi
-    # is the sound dying away?  (fast vs slow level in dB; a ringing drum's falling pitch is
-    # no new note, a slur on a held tone keeps its level)
-    ldb = 20.0 * math.log10(rel_level + 1e-9)
-    ts[16] = 0.5 * ts[16] + 0.5 * ldb
-    ts[17] = tp[19] * ts[17] + (1.0 - tp[19]) * ldb
-    dying = ts[16] < ts[17] - tp[20]
-    p_on, p_off = tp[5], tp[6]
+    if tp[13] == 0.0:
+        return
     confirm = int(tp[8])
-    tol = tp[10]
-    if p >= p_on:
+    if p >= tp[5]:
         if ts[6] == 0.0:
             ts[7] = hop_no
             ts[14] = ts[5]
@@ -390,41 +384,114 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok, rel_level):
         # voicing onset: periodic sound after at least tp[7] hops without it
         if ts[6] == confirm and ts[14] >= tp[7]:
             ts[13] = ts[7] - tp[11]
-        # pitch: a stable reference, and a candidate that may replace it
-        if ts[9] == 0.0:
-            ts[8] = semi
-            ts[9] = 1.0
-            ts[12] = 0.0
-        elif abs(semi - ts[8]) <= tol:
-            ts[8] = 0.8 * ts[8] + 0.2 * semi
-            ts[9] += 1.0
-            ts[12] = 0.0
-            ts[15] = hop_no
-        else:
-            if ts[12] > 0.0 and abs(semi - ts[10]) <= tol:
-                ts[10] = 0.7 * ts[10] + 0.3 * semi
-                ts[12] += 1.0
-            else:
-                ts[10] = semi
-                ts[11] = hop_no
-                ts[12] = 1.0
-            if ts[12] >= confirm:
-                jump = abs(ts[10] - ts[8])
-                # octave slips of the pitch tracker are not notes
-                # a note moves fast; a bend or a drum's falling pitch glides; and a slur
-                # is played, not the tail of a note dying away
-                if (ts[9] >= confirm and jump >= tp[9] and abs(jump - 12.0) > 0.6
-                        and ts[11] - ts[15] <= tp[17] and rel_level >= tp[18] and not dying and ts[13] < 0.0):
-                    ts[13] = ts[11] - tp[12]
-                ts[8] = ts[10]
-                ts[9] = ts[12]
-                ts[12] = 0.0
     else:
         ts[6] = 0.0
-        if p < p_off:
+        if p < tp[6]:
             ts[5] += 1.0
-            ts[9] = 0.0
-            ts[12] = 0.0
+
+
+@njit(cache=True)
+def _median_small(buf, n):
+    """Median of ``buf[:n]`` (sorted in place; n is a handful)."""
+    for i in range(1, n):
+        v = buf[i]
+        j = i - 1
+        while j >= 0 and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+    if n % 2:
+        return buf[n // 2]
+    return 0.5 * (buf[n // 2 - 1] + buf[n // 2])
+
+
+@njit(cache=True)
+def _slur_hop(pring, lring, ts, tp, h, loud):
+    """The slur cue: a stable pitch that steps to another stable pitch (numba).
+
+    ``pring`` rows: periodicity, pitch (semitones), scratch; one column per hop.  At hop
+    ``h`` the last ``tp[17]`` hops (the new note) and ``tp[19]`` hops ending ``tp[18]``
+    hops before them (the old note) must both be periodic (``tp[27]``) and steady
+    (pitch spread under ``tp[10]`` semitones; the old note's under 0.5 over ``tp[33]``
+    hops more: a glide or a drum's falling pitch keeps moving, a held note does not), their
+    median pitches ``tp[9]`` semitones or more apart (not an octave: the tracker slips
+    by octaves; not more than 14: the tracker jumping between a drum's partials), and
+    the new note at playing level (not under the quiet line ``tp[21]``: a ringing tail
+    is no new note), and it must hold for ``tp[34]`` hops more (a bend goes on moving).
+    The onset (``ts[9]``, hops of true time, -1 when none) is where the
+    pitch had moved a quarter of the way, less half the analysis window.
+    """
+    ts[9] = -1.0
+    nrg = pring.shape[1]
+    nR = int(tp[17])
+    g = int(tp[18])
+    nO = int(tp[19])
+    nC = int(tp[34])
+    # judged nC hops late: the new pitch must hold (a bend keeps going)
+    h0 = h - nC
+    if h - ts[8] < tp[20] or h0 < nR + g + nO + int(tp[33]):
+        return
+    voic = tp[27]
+    lo_r = 1e9
+    hi_r = -1e9
+    for j in range(nR):
+        k = (h0 - j) % nrg
+        if pring[0, k] < voic:
+            return
+        v = pring[1, k]
+        lo_r = min(lo_r, v)
+        hi_r = max(hi_r, v)
+        pring[2, j] = v
+    if hi_r - lo_r > tp[10]:
+        return
+    m_new = _median_small(pring[2], nR)
+    lo_o = 1e9
+    hi_o = -1e9
+    for j in range(nO):
+        k = (h0 - nR - g - j) % nrg
+        if pring[0, k] < voic:
+            return
+        v = pring[1, k]
+        lo_o = min(lo_o, v)
+        hi_o = max(hi_o, v)
+        pring[2, j] = v
+    if hi_o - lo_o > tp[10]:
+        return
+    m_old = _median_small(pring[2], nO)
+    # ... and the old note was steady for a while before: a glide (a drum's falling
+    # pitch, a bend) keeps moving, a note held before a slur does not
+    for j in range(nO, nO + int(tp[33])):
+        k = (h0 - nR - g - j) % nrg
+        if pring[0, k] >= voic:
+            lo_o = min(lo_o, pring[1, k])
+            hi_o = max(hi_o, pring[1, k])
+    if hi_o - lo_o > 0.5:
+        return
+    d = m_new - m_old
+    ad = abs(d)
+    if ad < tp[9] or ad > 14.0 or abs(ad - 12.0) < 0.7:
+        return
+    nl = lring.size
+    for j in range(nR):
+        pring[2, j] = lring[(h0 - j) % nl]
+    if _median_small(pring[2], nR) < tp[21] * loud:
+        return
+    for j in range(nC):
+        k = (h - j) % nrg
+        if pring[0, k] < voic:
+            return
+        pring[2, j] = pring[1, k]
+    if abs(_median_small(pring[2], nC) - m_new) > 0.25 * ad:
+        return
+    # date it: the first hop after the old note where the pitch has moved a quarter of the way
+    target = m_old + 0.25 * d
+    at = h0 - nR + 1
+    for j in range(h0 - nR - g + 1, h0 - nR + 1):
+        if (pring[1, j % nrg] - target) * d > 0.0:
+            at = j
+            break
+    ts[8] = h
+    ts[9] = at - tp[12]
 
 
 @njit(cache=True)
@@ -463,7 +530,8 @@ def _dip_start(lring, fring, h, nmax, centre):
 
 @njit(cache=True)
 def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
-                   lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring):
+                   lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring,
+                   pring):
     """Run the default detector over a block ``x`` of shape (n, channels), float32.
 
     Channels are averaged, non-finite samples become 0 (counted in ``stats[0]``),
@@ -489,8 +557,12 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
     sin_n = fft_tabs[3]
     dec = int(tp[14])
     tonal = tp[13] != 0.0
-    dacc = ts[0]
+    slur = tp[26] != 0.0
+    pitched = tonal or slur
     dn = int(ts[1])
+    # anti-alias low-pass before decimation: two biquads with one set of coefficients
+    c0, c1, c2, c3, c4 = tp[28], tp[29], tp[30], tp[31], tp[32]
+    u1, u2, w1, w2 = ts[16], ts[17], ts[18], ts[19]
     nr = dring.size
     for i in range(n):
         v = 0.0
@@ -510,15 +582,19 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
             z1 = b1 * v - a1 * y + z2
             z2 = b2 * v - a2 * y
             v = y
-        if tonal:
-            # decimate for the periodicity analysis (box filter, then keep one in `dec`)
-            dacc += v
+        if pitched:
+            # decimate for the pitch analysis (low-pass, then keep one in `dec`)
+            y1 = c0 * v + u1
+            u1 = c1 * v - c3 * y1 + u2
+            u2 = c2 * v - c4 * y1
+            y2 = c0 * y1 + w1
+            w1 = c1 * y1 - c3 * y2 + w2
+            w2 = c2 * y1 - c4 * y2
             dn += 1
             if dn == dec:
                 dp = int(ts[2])
-                dring[dp] = dacc / dec
+                dring[dp] = y2
                 ts[2] = (dp + 1) % nr
-                dacc = 0.0
                 dn = 0
         pend[npend] = v
         npend += 1
@@ -586,23 +662,34 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
                 elif st[0] - st[14] >= tp[22]:
                     emit = st[19]
                     st[14] = 0.0
+            # one note, one onset: whichever cue reported it first keeps it
+            if emit >= 0.0 and abs(emit - tp[16] - st[20]) < params[7]:
+                emit = -1.0
             if emit >= 0.0 and n_on < out_hops.size:
                 out_hops[n_on] = emit
                 out_kind[n_on] = 0.0
                 n_on += 1
-            if tonal:
-                _tonal_hop(dring, ybuf, dprime, ts, tp, st[0], st[12] != 0.0, st[13])
-                tb = ts[13]
-                # a tonal onset, unless the flux (percussive) cue already took this note
-                if (tb >= 0.0 and tb - (st[2] - tp[16]) >= tp[15] and tb - st[11] >= params[7]
-                        and n_on < out_hops.size):
-                    out_hops[n_on] = tb
-                    out_kind[n_on] = 1.0
-                    n_on += 1
-                    st[11] = tb
+                st[20] = emit - tp[16]
+            if pitched:
+                h = st[0]
+                _tonal_hop(dring, ybuf, dprime, ts, tp, h, st[12] != 0.0)
+                k = int(h) % pring.shape[1]
+                pring[0, k] = ts[3]
+                pring[1, k] = ts[4]
+                if slur:
+                    _slur_hop(pring, lring, ts, tp, int(h), st[9])
+                for tb in (ts[13] if tonal else -1.0, ts[9] if slur else -1.0):
+                    # a tonal onset, unless the flux (percussive) cue already took this note
+                    if (tb >= 0.0 and tb - (st[2] - tp[16]) >= tp[15] and tb - st[11] >= params[7]
+                            and abs(tb - st[20]) >= params[7] and n_on < out_hops.size):
+                        out_hops[n_on] = tb
+                        out_kind[n_on] = 1.0
+                        n_on += 1
+                        st[11] = tb
+                        st[20] = tb
     hp[5] = z1
     hp[6] = z2
-    ts[0] = dacc
+    ts[16], ts[17], ts[18], ts[19] = u1, u2, w1, w2
     ts[1] = dn
     st[6] = npend
     return n_on, n_hops
@@ -631,6 +718,15 @@ def _filterbank(sr, n_fft, bands_per_octave, fmin, fmax):
     for i, r in enumerate(rows):
         wts[i, :r.size] = r
     return np.array(lo, np.int64), np.array(hi, np.int64), wts
+
+
+def _lowpass_coef(sr, fc):
+    """2nd-order Butterworth low-pass (bilinear transform), as b0 b1 b2 a1 a2."""
+    w = math.tan(math.pi * fc / sr)
+    q = math.sqrt(2.0)
+    n = 1.0 / (1.0 + q * w + w * w)
+    b0 = w * w * n
+    return np.array([b0, 2.0 * b0, b0, 2.0 * (w * w - 1.0) * n, (1.0 - q * w + w * w) * n])
 
 
 def _highpass_coef(sr, fc):
@@ -731,12 +827,13 @@ class Listener:
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"listen.{key}: must be a non-negative number, got {v!r}")
-        for key in ("voicing", "slur_semitones", "pitch_fmin", "tonal_merge_ms"):
+        for key in ("voicing", "slur_semitones", "pitch_fmin", "tonal_merge_ms", "pitch_window_ms"):
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"listen.{key}: must be a positive number, got {v!r}")
-        if not isinstance(s["tonal"], bool):
-            raise ConfigError(f"listen.tonal: must be true or false, got {s['tonal']!r}")
+        for key in ("tonal", "slur"):
+            if not isinstance(s[key], bool):
+                raise ConfigError(f"listen.{key}: must be true or false, got {s[key]!r}")
 
     def _setup_default(self):
         s = self._s
@@ -773,24 +870,36 @@ class Listener:
             10.0 ** (s["gain_db"] / 20.0),
         ])
         self._odf_len = n_avg + 1
-        # tonal cue: YIN on the input decimated to about 8 kHz
+        # pitch cues: YIN on the input decimated to about 8 kHz
         dec = max(1, int(round(self.sr / 8000.0)))
         fs_d = self.sr / dec
-        w = int(round(0.025 * fs_d))
+        w = int(round(s["pitch_window_ms"] / 1000.0 * fs_d))
         tmin = max(2, int(fs_d / 1000.0))
         tmax = max(tmin + 2, int(math.ceil(fs_d / max(s["pitch_fmin"], 20.0))))
         hop_d = self.hop / dec
         # a change is seen once it fills about half the window; the hop count is the newest sample
         back = (w / 2.0 + tmin) / hop_d
-        self._tp = np.array([
-            fs_d, w, tmin, tmax, 0.15, s["voicing"], 0.5, max(1, int(round(0.02 / hop_s))),
-            max(1, int(round(0.008 / hop_s))), s["slur_semitones"], 0.35, back, back,
+
+        def hops(ms):
+            return max(1, int(round(ms / 1000.0 / hop_s)))
+
+        self._tp = np.zeros(35)
+        self._tp[:26] = [
+            fs_d, w, tmin, tmax, 0.15, s["voicing"], 0.5, hops(20.0),
+            hops(8.0), s["slur_semitones"], 0.35, back, w / 2.0 / hop_d,
             1.0 if s["tonal"] else 0.0, dec, s["tonal_merge_ms"] / 1000.0 / hop_s, 1.0,
-            0.03 / hop_s, 10.0 ** (-24.0 / 20.0), math.exp(-hop_s / 0.03), 3.0,
+            hops(15.0), hops(25.0), hops(15.0), hops(80.0),
             10.0 ** (-s["quiet_db"] / 20.0), s["hold_ms"] / 1000.0 / hop_s,
-            max(1, int(round(s["dip_ms"] / 1000.0 / hop_s))), 0.03 / hop_s,
+            hops(s["dip_ms"]), 0.03 / hop_s,
             self.n_fft / 2.0 / self.hop,
-        ])
+        ]
+        # slur cue: on/off, the periodicity its notes need; anti-alias low-pass at 0.4 fs_d
+        self._tp[26] = 1.0 if s["slur"] else 0.0
+        self._tp[27] = 0.7
+        self._tp[28:33] = _lowpass_coef(self.sr, 0.4 * fs_d) if dec > 1 else [1.0, 0.0, 0.0, 0.0, 0.0]
+        self._tp[33] = hops(25.0)
+        self._tp[34] = hops(15.0)
+        self._pring_len = int(2 ** math.ceil(math.log2(hops(15.0) * 3 + hops(25.0) * 2 + 2)))
         self._dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))
         self._hp = np.zeros(8)
         if s["highpass_hz"] > 0:
@@ -856,6 +965,7 @@ class Listener:
             self._st = np.zeros(24)
             self._st[2] = -1e9
             self._st[11] = -1e9
+            self._st[20] = -1e9
             self._ts = np.zeros(24)
             self._dring = np.zeros(self._dring_len)
             self._ybuf = np.zeros(int(self._tp[1] + self._tp[3]))
@@ -863,6 +973,9 @@ class Listener:
             self._out_kind = np.zeros(64)
             self._lring = np.zeros(int(2 ** math.ceil(math.log2(2 * self._tp[23] + 4))))
             self._fring = np.zeros(self._lring.size)
+            self._pring = np.zeros((3, self._pring_len))
+            self._ts[8] = -1e9
+            self._ts[9] = -1.0
             self._st[7] = 1.0
             # the playing level the relative gate and the hold start from: the sound check's
             # measurement, else a working input level; real playing takes over at once
@@ -959,7 +1072,7 @@ class Listener:
                                       self._lo, self._hi, self._wts, self._hist, self._odf_hist,
                                       self._out_hops, self._odf_out if self.odf is not None else self._odf_out[:0],
                                       self._ts, self._tp, self._dring, self._ybuf, self._dprime, self._out_kind,
-                                      self._lring, self._fring)
+                                      self._lring, self._fring, self._pring)
         self._n_pending = int(self._st[6])
         self._hops += n_hops
         if stats[0] or stats[1] or abs(stats[2]) > 0.05 * n or abs(self._dc) > 0.05:

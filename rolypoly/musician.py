@@ -418,9 +418,11 @@ def _render_wind(out, starts, ends, gains, rng, sr):
 
     A phrase begins after a rest (or with probability 0.3 anyway): 50–150 ms of breath
     noise swell in before the tone, whose attack takes 10–30 ms.  Inside a phrase the
-    pitch glides to the next note in 5–12 ms; half the joins are tongued (the level
-    dips 8–14 dB just before the new note), half are pure slurs.  Vibrato (5–6 Hz,
-    15–35 cents) grows in after 150 ms of each note.  Breath noise stays under the tone.
+    pitch glides to the next note in 5–40 ms; steps of one or two semitones are as
+    common as wider leaps.  Half the joins are tongued (the level dips 8–14 dB just
+    before the new note), half are pure slurs, during which the level sags 1–6 dB (the
+    reed passes between two fingerings).  Vibrato (5–6 Hz, 15–35 cents) grows in after
+    150 ms of each note.  Breath noise stays under the tone.
     """
     n = out.size
     f0 = np.zeros(n)
@@ -431,13 +433,17 @@ def _render_wind(out, starts, ends, gains, rng, sr):
     for i, (s, e) in enumerate(zip(starts, ends)):
         new_phrase = i == 0 or (s - starts[i - 1]) > 0.6 * sr or rng.random() < 0.3
         if i > 0:
-            midi = float(np.clip(midi + rng.choice([-5, -4, -3, -2, 2, 3, 4, 5, 7]), _WIND_MIDI[0], _WIND_MIDI[-1]))
+            step = rng.choice([-2, -1, 1, 2]) if rng.random() < 0.5 else rng.choice([-5, -4, -3, 3, 4, 5, 7])
+            prev_midi = midi
+            midi = float(np.clip(midi + step, _WIND_MIDI[0], _WIND_MIDI[-1]))
+            if midi == prev_midi:  # at the edge of the range: step the other way
+                midi = prev_midi - step
         hz = float(_midi_hz(midi))
         seg = slice(s, e)
         k = np.arange(e - s) / sr
         vib = 1.0 + (2.0 ** (rng.uniform(15, 35) / 1200.0 * np.sin(2 * np.pi * rng.uniform(5.0, 6.0) * k)) - 1.0) \
             * np.clip((k - 0.15) / 0.2, 0.0, 1.0)
-        glide = int(rng.uniform(0.005, 0.012) * sr)
+        glide = int(rng.uniform(0.005, 0.040) * sr)
         prev = f0[s - 1] if s > 0 and f0[s - 1] > 0 else hz
         track = np.full(e - s, hz)
         if not new_phrase and glide > 0:
@@ -463,6 +469,11 @@ def _render_wind(out, starts, ends, gains, rng, sr):
             a = max(0, s - m)
             amp[a:s] *= np.linspace(1.0, dip, s - a)
             env *= dip + (1.0 - dip) * (1.0 - np.exp(-k / 0.006))
+        else:
+            # slurred: the level sags while the fingering changes
+            sag = 10.0 ** (-rng.uniform(1.0, 6.0) / 20.0)
+            m = min(max(glide, int(0.02 * sr)), e - s)
+            env[:m] *= 1.0 - (1.0 - sag) * (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(m) / m))
         if stop < e:
             r = np.arange(e - stop) / sr
             env[stop - s:] *= np.exp(-r / 0.015)
