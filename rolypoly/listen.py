@@ -39,14 +39,20 @@ Two families of detector sit behind the one interface:
        bottom of the dip, at most ``dip_ms`` back: a tongued or re-articulated wind note
        starts there, not where the flux noticed its swell.
 
-    9. optionally (``tonal=True``; on in the ``voice`` preset) a tonal cue for notes with no
-       attack: a YIN aperiodicity on the input decimated to about 8 kHz gives a periodicity
-       and a pitch every hop; an onset fires where periodic sound starts after
-       ``periodicity < 0.5`` for 20 ms (a blown or sung tone out of breath noise) or where
-       a stable pitch moves by ``slur_semitones`` or more within 30 ms (a slur; slower
-       glides, octave slips of the tracker and the falling pitch of a dying note do not
-       count).  These onsets are dated back to where the change entered the analysis
-       window, and a tonal and a flux onset closer than ``tonal_merge_ms`` are one note.
+    9. the slur cue (``slur=True``; off in the ``percussion`` preset) for notes with no
+       attack at all: a YIN pitch track (``pitch_window_ms`` window on the input
+       low-passed and decimated to about 8 kHz) gives a periodicity and a pitch every
+       hop; an onset fires where a steady pitch steps to another steady pitch by
+       ``slur_semitones`` or more (15 ms of each, 25 ms apart; the old note steady for
+       25 ms more and the new one holding for 15 ms more, so a vibrato, a bend or a
+       drum's falling pitch does not count; octave slips of the tracker do not; the new
+       note must be at playing level).  It is dated where the pitch had moved a quarter
+       of the way, so it is exact but reported about 60 ms late;
+    10. optionally (``tonal=True``; on in the ``voice`` preset) the voicing cue: an onset
+       where periodic sound starts after ``periodicity < 0.5`` for 20 ms (a blown or sung
+       tone out of breath noise), dated back to where the change entered the window.
+       A flux onset and a pitch onset closer than ``tonal_merge_ms`` (or ``min_ioi_ms``)
+       are one note: whichever was reported first stands.
 
     The whole chain runs in one numba kernel per block (a radix-2 real FFT included), so
     a 128-frame block costs one call and a 4096-frame block no more per frame; any split

@@ -417,7 +417,7 @@ def _render_wind(out, starts, ends, gains, rng, sr):
     """A reed instrument, additively: one continuous tone per phrase.
 
     A phrase begins after a rest (or with probability 0.3 anyway): 50–150 ms of breath
-    noise swell in before the tone, whose attack takes 10–30 ms.  Inside a phrase the
+    noise swell in before the tone, whose attack takes 10–80 ms.  Inside a phrase the
     pitch glides to the next note in 5–40 ms; steps of one or two semitones are as
     common as wider leaps.  Half the joins are tongued (the level dips 8–14 dB just
     before the new note), half are pure slurs, during which the level sags 1–6 dB (the
@@ -457,7 +457,7 @@ def _render_wind(out, starts, ends, gains, rng, sr):
         stop = max(s + int(0.03 * sr), stop)
         env = np.ones(e - s) * g
         if new_phrase:
-            att = rng.uniform(0.010, 0.030)
+            att = rng.uniform(0.010, 0.080)
             env *= 1.0 - np.exp(-k / (att / 3.0))
             pre = int(rng.uniform(0.05, 0.15) * sr)
             a = max(0, s - pre)
