@@ -33,7 +33,10 @@ Two families of detector sit behind the one interface:
        kept) for up to ``hold_ms``.  If a note follows — a non-quiet onset more than 30 ms
        later, or the level rising 6 dB over the quiet line and 10 dB over the held onset —
        the held one was breath or a scrape before it and is dropped; otherwise it is
-       reported as it was (a ghost note: exact time, reported late);
+       reported as it was (a ghost note: exact time, reported late).  A note that
+       arrives by swelling (no onset of its own) is dated where the pitch tracker
+       found it periodic, less half its window, when that is recent (a tone swelling
+       out of breath starts with the tone, not where it got loud);
     8. dips: a note rising out of a level dip inside a tone (the band spectrum's flatness
        under 0.4 at the bottom, a louder sound before it, 6 dB of rise) is dated at the
        bottom of the dip, at most ``dip_ms`` back: a tongued or re-articulated wind note
@@ -318,10 +321,36 @@ def _detect_hop(frame, mag, lo, hi, wts, hist, odf_hist, st, params, tp):
 
 
 @njit(cache=True)
+def _yin_update(dring, pos, dsum, w, tmax, exact):
+    """Slide the YIN difference function one decimated sample (the one just written at
+    ``pos``): ``dsum[t]`` = sum over the last ``w`` samples of (y[n] - y[n-t])^2.
+
+    Two multiply-adds per lag instead of ``w``; ``exact`` recomputes the sums from the
+    ring (done every few windows, so rounding never accumulates).
+    """
+    nr = dring.size
+    if exact:
+        for t in range(1, tmax + 1):
+            acc = 0.0
+            for j in range(w):
+                d = dring[(pos - j) % nr] - dring[(pos - j - t) % nr]
+                acc += d * d
+            dsum[t] = acc
+        return
+    y_new = dring[pos]
+    y_old = dring[(pos - w) % nr]
+    for t in range(1, tmax + 1):
+        a = y_new - dring[(pos - t) % nr]
+        b = y_old - dring[(pos - w - t) % nr]
+        v = dsum[t] + a * a - b * b
+        dsum[t] = v if v > 0.0 else 0.0
+
+
+@njit(cache=True)
 def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok):
     """Periodicity and pitch for the hop just analysed, and the voicing cue (numba).
 
-    A YIN-style aperiodicity on the decimated input (``dring``, a ring buffer) gives a
+    A YIN-style aperiodicity (difference function ``ybuf``, see :func:`_yin_update`) gives a
     periodicity in [0, 1] (``ts[3]``) and a pitch in semitones re 1 Hz (``ts[4]``).
     With the voicing cue on (``tp[13]``), an onset candidate (``ts[13]``, in hops of
     true time, -1 when none) is raised where periodic sound starts after a stretch
@@ -329,24 +358,15 @@ def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok):
     the change entered the analysis window.
     """
     ts[13] = -1.0
-    w = int(tp[1])
     tmin = int(tp[2])
     tmax = int(tp[3])
-    nr = dring.size
-    pos = int(ts[2])
     p = 0.0
     semi = 0.0
     if level_ok:
-        n = w + tmax
-        for i in range(n):
-            ybuf[i] = dring[(pos - n + i) % nr]
-        # difference function, cumulative-mean normalised (YIN), over lags 1..tmax
+        # difference function (kept sliding in ``ybuf``), cumulative-mean normalised (YIN)
         run = 0.0
         for t in range(1, tmax + 1):
-            acc = 0.0
-            for j in range(w):
-                d = ybuf[tmax + j] - ybuf[tmax + j - t]
-                acc += d * d
+            acc = ybuf[t]
             run += acc
             dprime[t] = acc * t / run if run > 0.0 else 1.0
         # first dip under the absolute threshold, else the global minimum (lag >= tmin)
@@ -535,6 +555,19 @@ def _dip_start(lring, fring, h, nmax, centre):
 
 
 @njit(cache=True)
+def _voiced_start(pring, h, nmax, thr):
+    """First hop of the run of periodic hops (periodicity >= ``thr``) that ends at hop
+    ``h``, or -1 when hop ``h`` is not periodic or the run is longer than ``nmax``."""
+    n = pring.shape[1]
+    if h < 0 or pring[0, h % n] < thr:
+        return -1.0
+    for j in range(1, min(nmax, n - 1) + 1):
+        if pring[0, (h - j) % n] < thr:
+            return float(h - j + 1)
+    return -1.0
+
+
+@njit(cache=True)
 def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
                    lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring,
                    pring):
@@ -602,6 +635,8 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
                 dring[dp] = y2
                 ts[2] = (dp + 1) % nr
                 dn = 0
+                ts[20] += 1.0
+                _yin_update(dring, dp, ybuf, int(tp[1]), int(tp[3]), ts[20] % (8.0 * tp[1]) == 0.0)
         pend[npend] = v
         npend += 1
         if npend == hop:
@@ -657,6 +692,11 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
                     # without an onset of its own: it starts here, unless that is so soon
                     # after the held onset that it was the note's own attack
                     emit = st[0] if st[0] - st[14] > tp[24] else st[19]
+                    if emit == st[0] and pitched:
+                        # a tone swelling out of breath starts where it became periodic
+                        v = _voiced_start(pring, int(st[0]) - 1, int(tp[23]), tp[6])
+                        if v >= 0.0:
+                            emit = v - tp[11] + tp[16]
                     if emit == st[0] and st[18] < 0.4:
                         d = _dip_start(lring, fring, int(st[0]), int(tp[23]), tp[25])
                         if d >= 0.0:
@@ -974,7 +1014,7 @@ class Listener:
             self._st[20] = -1e9
             self._ts = np.zeros(24)
             self._dring = np.zeros(self._dring_len)
-            self._ybuf = np.zeros(int(self._tp[1] + self._tp[3]))
+            self._ybuf = np.zeros(int(self._tp[3]) + 2)
             self._dprime = np.zeros(int(self._tp[3]) + 2)
             self._out_kind = np.zeros(64)
             self._lring = np.zeros(int(2 ** math.ceil(math.log2(2 * self._tp[23] + 4))))

@@ -348,3 +348,36 @@ def test_a_reattacked_tone_is_dated_at_its_dip():
     # without dating at the dip it is reported where the flux noticed the swell
     late = detect_onsets(x, SR, dip_ms=0.1)
     assert np.all(np.abs(late[np.abs(late - 1.0) < 0.1] - 1.0) > abs(near[0] - 1.0) + 0.005)
+
+
+def test_sliding_yin_difference_function_matches_direct_sums():
+    from rolypoly.listen import _yin_update
+    rng = np.random.default_rng(5)
+    w, tmax, nr = 40, 30, 128
+    ring = np.zeros(nr)
+    dsum = np.zeros(tmax + 2)
+    y = rng.standard_normal(700)
+    for n, v in enumerate(y):
+        ring[n % nr] = v
+        _yin_update(ring, n % nr, dsum, w, tmax, (n + 1) % 320 == 0)
+    hist = np.concatenate([np.zeros(nr), y])
+    end = hist.size
+    direct = [np.sum((hist[end - w:end] - hist[end - w - t:end - t]) ** 2) for t in range(1, tmax + 1)]
+    assert np.allclose(dsum[1:tmax + 1], direct, rtol=1e-9)
+
+
+def test_tone_swelling_out_of_breath_is_dated_at_the_tone():
+    # 120 ms of breath noise, then a tone swelling in over 80 ms: the note starts with the tone
+    sr = SR
+    rng = np.random.default_rng(3)
+    t = np.arange(int(1.2 * sr)) / sr
+    start = 0.5
+    breath = 0.01 * rng.standard_normal(t.size) * ((t > start - 0.12) & (t < start + 0.3))
+    env = np.clip((t - start) / 0.08, 0, 1) ** 2 * np.clip((1.1 - t) / 0.05, 0, 1)
+    y = sum(h ** -1.0 * np.sin(2 * np.pi * 196.0 * h * t) for h in range(1, 8))
+    x = (breath + 0.1 * env * y / np.max(np.abs(y))).astype(np.float32)
+    found = detect_onsets(x, sr)
+    assert found.size == 1 and abs(found[0] - start) < 0.025
+    # without the pitch tracker the swell is only noticed once it is loud
+    late = detect_onsets(x, sr, slur=False)
+    assert late.size == 1 and late[0] - start > found[0] - start + 0.01
