@@ -67,3 +67,19 @@ def test_missing_device_is_a_clear_error(tmp_path, jack):
     eng.device = "no such device 42"
     with pytest.raises(AudioError, match="no such device 42"):
         play_realtime(eng, duration_s=1)
+
+
+def test_bench_names_the_rows_that_played_late(tmp_path):
+    # the benchmark reads late rows back from the saved take: which rows, and when
+    from conftest import note, write_midi
+    from rolypoly.bench.realtime import _late_rows
+    from rolypoly.takes import ROW_FIELDS, save_take
+    score = write_midi(tmp_path / "s.mid", [note(0, 36) + note(480, 38)])
+    n = 5
+    rows = {f: np.zeros(n) for f in ROW_FIELDS}
+    rows["k"] = np.arange(n)
+    rows["time_ms"] = np.arange(n) * 250.0
+    rows["late"] = np.array([False, False, True, False, True])
+    take = save_take(tmp_path / "takes", {}, rows, [], [], None, 48000, str(score))
+    assert _late_rows(take) == [(2, 500.0), (4, 1000.0)]
+    assert _late_rows(None) == []

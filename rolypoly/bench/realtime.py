@@ -35,6 +35,18 @@ def clean_stale_jack() -> None:
             pass
 
 
+def _late_rows(take_dir) -> list[tuple[int, float]]:
+    """(row number, nominal time in ms) of each row that played late in a saved take."""
+    if take_dir is None:
+        return []
+    import numpy as np
+
+    from rolypoly.takes import load_take
+    rows = load_take(take_dir).rows
+    late = np.nonzero(np.asarray(rows["late"]).astype(bool))[0]
+    return [(int(rows["k"][i]), float(rows["time_ms"][i])) for i in late]
+
+
 def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0, name: str | None = None):
     """Start ``jackd -d dummy`` (named ``name``, else the default server) unless it already runs.
 
@@ -147,6 +159,10 @@ def run(cfg, args):
         t.add("callback p99 ms", float(np.percentile(cb, 99)), "")
         t.add("callback p99 / block", float(np.percentile(cb, 99)) / block_ms, "")
         t.add("late rows", settings.get("late_rows"), "0")
+        late_at = _late_rows(eng.last_take)
+        if late_at:
+            # which rows: the first rows (before the first tick) and a stalled worker look different
+            t.notes.append("late rows (k, time s): " + ", ".join(f"{k} at {ms / 1000.0:.1f}" for k, ms in late_at[:10]))
         t.add("rows played", settings.get("rows_played"), "")
         t.add("onsets matched", settings.get("onsets"), f"of {len(rows)} played")
         t.add("model tick p50 ms", settings.get("tick_ms_p50"), "")
@@ -159,6 +175,7 @@ def run(cfg, args):
         if errors:
             t.notes.append(f"errors: {errors[:3]}")
         return [t], {"xruns": stats.xruns, "xruns_empty_callback": base_events, "late_rows": settings.get("late_rows"),
+                     "late_rows_at": [{"k": k, "time_ms": ms} for k, ms in late_at],
                      "callback_p99_share": float(np.percentile(cb, 99)) / block_ms}
     finally:
         if jack is not None:
