@@ -347,7 +347,7 @@ def _yin_update(dring, pos, dsum, w, tmax, exact):
 
 
 @njit(cache=True)
-def _tonal_hop(dring, ybuf, dprime, ts, tp, hop_no, level_ok):
+def _tonal_hop(ybuf, dprime, ts, tp, hop_no, level_ok):
     """Periodicity and pitch for the hop just analysed, and the voicing cue (numba).
 
     A YIN-style aperiodicity (difference function ``ybuf``, see :func:`_yin_update`) gives a
@@ -432,6 +432,24 @@ def _median_small(buf, n):
 
 
 @njit(cache=True)
+def _pitch_window(pring, end, n, voic):
+    """(median, min, max) of the pitch over the ``n`` hops ending at hop ``end``; the
+    median is NaN when any of them is not periodic (under ``voic``)."""
+    nrg = pring.shape[1]
+    lo = 1e9
+    hi = -1e9
+    for j in range(n):
+        k = (end - j) % nrg
+        if pring[0, k] < voic:
+            return math.nan, lo, hi
+        v = pring[1, k]
+        lo = min(lo, v)
+        hi = max(hi, v)
+        pring[2, j] = v
+    return _median_small(pring[2], n), lo, hi
+
+
+@njit(cache=True)
 def _slur_hop(pring, lring, ts, tp, h, loud):
     """The slur cue: a stable pitch that steps to another stable pitch (numba).
 
@@ -458,32 +476,12 @@ def _slur_hop(pring, lring, ts, tp, h, loud):
     if h - ts[8] < tp[20] or h0 < nR + g + nO + int(tp[33]):
         return
     voic = tp[27]
-    lo_r = 1e9
-    hi_r = -1e9
-    for j in range(nR):
-        k = (h0 - j) % nrg
-        if pring[0, k] < voic:
-            return
-        v = pring[1, k]
-        lo_r = min(lo_r, v)
-        hi_r = max(hi_r, v)
-        pring[2, j] = v
-    if hi_r - lo_r > tp[10]:
+    m_new, lo_r, hi_r = _pitch_window(pring, h0, nR, voic)
+    if m_new != m_new or hi_r - lo_r > tp[10]:
         return
-    m_new = _median_small(pring[2], nR)
-    lo_o = 1e9
-    hi_o = -1e9
-    for j in range(nO):
-        k = (h0 - nR - g - j) % nrg
-        if pring[0, k] < voic:
-            return
-        v = pring[1, k]
-        lo_o = min(lo_o, v)
-        hi_o = max(hi_o, v)
-        pring[2, j] = v
-    if hi_o - lo_o > tp[10]:
+    m_old, lo_o, hi_o = _pitch_window(pring, h0 - nR - g, nO, voic)
+    if m_old != m_old or hi_o - lo_o > tp[10]:
         return
-    m_old = _median_small(pring[2], nO)
     # ... and the old note was steady for a while before: a glide (a drum's falling
     # pitch, a bend) keeps moving, a note held before a slur does not
     for j in range(nO, nO + int(tp[33])):
@@ -502,12 +500,8 @@ def _slur_hop(pring, lring, ts, tp, h, loud):
         pring[2, j] = lring[(h0 - j) % nl]
     if _median_small(pring[2], nR) < tp[21] * loud:
         return
-    for j in range(nC):
-        k = (h - j) % nrg
-        if pring[0, k] < voic:
-            return
-        pring[2, j] = pring[1, k]
-    if abs(_median_small(pring[2], nC) - m_new) > 0.25 * ad:
+    m_held, _, _ = _pitch_window(pring, h, nC, voic)
+    if m_held != m_held or abs(m_held - m_new) > 0.25 * ad:
         return
     # date it: the first hop after the old note where the pitch has moved a quarter of the way
     target = m_old + 0.25 * d
@@ -718,7 +712,7 @@ def _process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re
                 st[20] = emit - tp[16]
             if pitched:
                 h = st[0]
-                _tonal_hop(dring, ybuf, dprime, ts, tp, h, st[12] != 0.0)
+                _tonal_hop(ybuf, dprime, ts, tp, h, st[12] != 0.0)
                 k = int(h) % pring.shape[1]
                 pring[0, k] = ts[3]
                 pring[1, k] = ts[4]
