@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rolypoly.drums import DRUM_LABELS, N_DRUMS
+from rolypoly.score.drums import DRUM_LABELS, N_DRUMS
 
 STEPS = 16
 SAME_TAKE_MIN_S = 20.0

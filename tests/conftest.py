@@ -28,7 +28,7 @@ def gmd_cfg():
 
 @pytest.fixture(scope="session")
 def gmd16(gmd_cfg):
-    from rolypoly.gmd import load_gmd
+    from rolypoly.score.gmd import load_gmd
     return load_gmd(gmd_cfg, grid="16", show_progress=False)
 
 

@@ -9,7 +9,6 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.realtime
@@ -24,9 +23,9 @@ def test_jack_server_killed_mid_take(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from rolypoly.config import load_config
-        from rolypoly.engine import Rolypoly
-        from rolypoly.audio import play_realtime
-        from rolypoly.duet import groove_score
+        from rolypoly.live.engine import Rolypoly
+        from rolypoly.live.drivers import play_realtime
+        from rolypoly.sim.duet import groove_score
         eng = Rolypoly(load_config(["engine.enable=false", "takes_dir={tmp_path / 'takes'}"]))
         eng.connect("error", lambda t: print("ERROR", t, flush=True))
         heard = []

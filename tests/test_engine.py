@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import REPO, meter, note, tempo, write_midi
+
 from rolypoly.config import load_config
-from rolypoly.engine import Rolypoly
-from rolypoly.schedule import Schedule
-from rolypoly.score import read_score
+from rolypoly.live.engine import Rolypoly
+from rolypoly.live.schedule import Schedule
+from rolypoly.score.midi import read_score
 
 PPQ = 480
 
@@ -18,8 +18,8 @@ def tiny_model(tmp_path_factory):
     """A small random model exported under the real contract."""
     import torch
 
-    from rolypoly.export import export_torchscript
-    from rolypoly.model import ModelConfig, RolypolyModel, save_checkpoint
+    from rolypoly.model.export import export_torchscript
+    from rolypoly.model.transformer import ModelConfig, RolypolyModel, save_checkpoint
     torch.manual_seed(0)
     model = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16, d_ff=32)).eval()
     d = tmp_path_factory.mktemp("model")
@@ -44,7 +44,7 @@ def sparse_score(tmp_path, name="s.mid", bpm=120, extra_events=()):
 
 
 def run_offline(eng, audio=None):
-    from rolypoly.audio import perform_offline
+    from rolypoly.live.drivers import perform_offline
     return perform_offline(eng, audio)
 
 
@@ -113,7 +113,7 @@ def test_loop_repeats_seamlessly(tmp_path):
     eng.message("read", str(sparse_score(tmp_path)))
     score = read_score(tmp_path / "s.mid")
     L = int(round(score.length_ms * 48))
-    from rolypoly.audio import perform_offline
+    from rolypoly.live.drivers import perform_offline
     silence = np.zeros(int(2.5 * L), np.float32)
     res = perform_offline(eng, silence, tail_s=0)
     samples = sorted(h["sample"] for h in res.hits)
@@ -149,7 +149,7 @@ def test_onset_matching_rule():
 def test_stop_and_new_read_leave_no_stale_state(tmp_path, tiny_model):
     eng = make_engine(tmp_path, tiny_model)
     eng.message("read", str(REPO / "data" / "demo.mid"))
-    from rolypoly.audio import perform_offline
+    from rolypoly.live.drivers import perform_offline
     first = perform_offline(eng, np.zeros(48000, np.float32))
     eng.message("read", str(sparse_score(tmp_path)))
     second = perform_offline(eng)
@@ -186,8 +186,8 @@ def test_filter_modes(tmp_path, tiny_model):
 
 
 def test_onset_storm_and_silence_do_not_break_a_take(tmp_path):
-    from rolypoly.audio import perform_offline
-    from rolypoly.takes import load_take
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.live.takes import load_take
     score_path = sparse_score(tmp_path)
     rng = np.random.default_rng(0)
     for name, audio in (("noise", rng.uniform(-1, 1, 48000 * 7).astype(np.float32)),
@@ -259,9 +259,9 @@ def test_model_history_only_carries_offsets_of_drums_that_play(tmp_path):
 
 
 def test_soundcheck_message_sets_listener_settings_saved_with_the_take(tmp_path):
-    from rolypoly.audio import perform_offline
-    from rolypoly.duet import groove_score, virtual_take
-    from rolypoly.takes import load_take
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.live.takes import load_take
+    from rolypoly.sim.duet import groove_score, virtual_take
     score = groove_score(2, 120.0)
     audio, _, _ = virtual_take(score, "on_grid", seed=4, level_db=-30.0)
     eng = make_engine(tmp_path)
@@ -281,5 +281,5 @@ def test_soundcheck_message_sets_listener_settings_saved_with_the_take(tmp_path)
     res = perform_offline(eng, audio)
     settings = load_take(res.take_dir).settings["listener"]
     assert settings == eng.listener.settings and settings  # what the sound check chose is in the take record
-    from rolypoly.listen import Listener
+    from rolypoly.ears.listener import Listener
     assert settings != Listener.from_config(eng.cfg.listen, eng.sr).settings  # and it differs from the defaults

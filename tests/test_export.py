@@ -10,9 +10,14 @@ import pytest
 import torch
 
 from rolypoly.errors import ModelError
-from rolypoly.export import export_torchscript, load_runtime, swing_module, write_swing
-from rolypoly.features import LAYOUT, OFF_SCALE
-from rolypoly.model import ModelConfig, RolypolyModel
+from rolypoly.model.export import (
+    export_torchscript,
+    load_runtime,
+    swing_module,
+    write_swing,
+)
+from rolypoly.model.transformer import ModelConfig, RolypolyModel
+from rolypoly.score.features import LAYOUT, OFF_SCALE
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REPO
-from rolypoly.errors import ModelError, RolypolyError, TakeError
-from rolypoly.finetune import parse_weights, train_after_take
 from test_engine import make_engine, tiny_model  # noqa: F401  (fixture)
+
+from rolypoly.errors import ModelError, RolypolyError, TakeError
+from rolypoly.learn.finetune import parse_weights, train_after_take
 
 
 def test_parse_weights():
@@ -23,8 +23,8 @@ def test_parse_weights():
 
 @pytest.fixture(scope="module")
 def take_dir(tmp_path_factory, tiny_model):
-    from rolypoly.audio import perform_offline
-    from rolypoly.duet import groove_score, virtual_take
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.sim.duet import groove_score, virtual_take
     d = tmp_path_factory.mktemp("ft")
     score = groove_score(12, 120.0)
     path = score.write_midi(d / "groove.mid")
@@ -54,16 +54,16 @@ def test_new_version_leaves_the_base_untouched(take_dir):
             assert (v.path / f).is_file()
     table = json.loads((v1.path / "losses.json").read_text())
     assert len(table) == 12 and set(table[0]) >= {"loss", "r", "vel", "off", "g"}
-    from rolypoly.export import load_runtime
+    from rolypoly.model.export import load_runtime
     assert load_runtime(v2.torchscript).version == v2.path.name
     assert not list((d / "models" / "versions").glob(".tmp-*"))
 
 
 def test_finetune_moves_drums_towards_the_musician(take_dir):
     """After training on a laid-back take, predicted offsets on the late rows move late."""
-    from rolypoly.export import load_runtime
-    from rolypoly.finetune import take_arrays, windows
-    from rolypoly.takes import load_take
+    from rolypoly.learn.finetune import take_arrays, windows
+    from rolypoly.live.takes import load_take
+    from rolypoly.model.export import load_runtime
     take, d, model = take_dir
     t = load_take(take)
     arr = take_arrays(t)
@@ -122,7 +122,7 @@ def test_bad_takes(take_dir, tmp_path):
 
 
 def test_train_message_loads_the_new_version(take_dir, tmp_path):
-    from rolypoly.audio import perform_offline
+    from rolypoly.live.drivers import perform_offline
     take, d, model = take_dir
     eng = make_engine(tmp_path, model)
     statuses = []

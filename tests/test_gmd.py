@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import GMD_ROOT, meter, note, shared, tempo, write_midi
+
 from rolypoly.errors import DataError
-from rolypoly.gmd import prepare, quantise_take, read_info
+from rolypoly.score.gmd import prepare, quantise_take, read_info
 
 PPQ = 480
 

@@ -8,10 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rolypoly.drums import DRUM_INDEX, N_DRUMS
 from rolypoly.errors import IntrospectError, RolypolyError
-from rolypoly.introspect import (PatternTable, bar_patterns, build_table, corpus_from_patterns, format_pattern,
-                                 generate_for_score, parse_pattern)
+from rolypoly.patterns.introspect import (
+    PatternTable,
+    bar_patterns,
+    build_table,
+    corpus_from_patterns,
+    format_pattern,
+    generate_for_score,
+    parse_pattern,
+)
+from rolypoly.score.drums import DRUM_INDEX, N_DRUMS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -199,7 +206,7 @@ def test_query_errors(small_table, tmp_path):
 # ---------------------------------------------------------------- scores
 
 def _score_file(tmp_path, kick=A, bars=4, extra_snare=True):
-    from rolypoly.score import Note, TempoMap, score_from_notes
+    from rolypoly.score.midi import Note, TempoMap, score_from_notes
     tm = TempoMap(480, [0], [500000.0], [0], [(4, 4)])
     notes = []
     for bar in range(bars):
@@ -218,7 +225,7 @@ def _score_file(tmp_path, kick=A, bars=4, extra_snare=True):
 
 
 def test_generate_for_score(small_table, tmp_path):
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
     score = read_score(_score_file(tmp_path))
     out = generate_for_score(score, "kick", "snare", small_table, seed=0)
     path = out.write_midi(tmp_path / "out.mid")
@@ -239,7 +246,7 @@ def test_generate_for_score(small_table, tmp_path):
 
 
 def test_generate_for_score_errors(small_table, tmp_path):
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
     score = read_score(_score_file(tmp_path))
     with pytest.raises(IntrospectError, match="also the source"):
         generate_for_score(score, "kick", "snare,kick", small_table)
@@ -286,7 +293,7 @@ def test_cli_ask_and_score(gmd_overrides, tmp_path, capsys):
     import json
 
     from rolypoly.cli import main
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
     assert main(["introspect", "build", "--json", *gmd_overrides]) == 0
     assert "pattern database" in json.loads(capsys.readouterr().out)
     assert main(["introspect", "ask", "--from", "kick", "--to", "snare,hihat", "--pattern", A, "--count", "3",

@@ -1,14 +1,13 @@
 """The listener: accuracy on virtual takes, streaming invariance, bad input, sound check, CLI."""
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rolypoly.ears.listener import Listener, detect_onsets, onset_f_measure, soundcheck
 from rolypoly.errors import AudioError, ConfigError
-from rolypoly.listen import Listener, detect_onsets, onset_f_measure, soundcheck
-from rolypoly.musician import play, rhythm
+from rolypoly.sim.musician import play, rhythm
 
 SR = 48000
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -61,7 +60,7 @@ def test_large_blocks_match_small_blocks(take):
 
 
 def test_kernel_fft_matches_numpy():
-    from rolypoly.listen import _rfft_mag
+    from rolypoly.ears.listener import _rfft_mag
     lis = Listener(SR, 128)
     rng = np.random.default_rng(5)
     frame = rng.standard_normal(lis.n_fft)
@@ -198,6 +197,7 @@ def test_soundcheck_sets_gain_and_threshold():
 
 def test_onsets_command_json(tmp_path, capsys, take):
     import soundfile as sf
+
     from rolypoly.cli import main
     audio, truth = take
     path = tmp_path / "take.wav"
@@ -214,8 +214,9 @@ def test_real_recordings_beat_plain_aubio():
     manifest = DATA / "real_onsets" / "manifest.json"
     if not manifest.is_file():
         pytest.skip("../shared/data/real_onsets is not here")
-    import soundfile as sf
     from math import gcd
+
+    import soundfile as sf
     from scipy.signal import resample_poly
     pooled = {}
     for entry in json.loads(manifest.read_text())["files"]:
@@ -351,7 +352,7 @@ def test_a_reattacked_tone_is_dated_at_its_dip():
 
 
 def test_sliding_yin_difference_function_matches_direct_sums():
-    from rolypoly.listen import _yin_update
+    from rolypoly.ears.listener import _yin_update
     rng = np.random.default_rng(5)
     w, tmax, nr = 40, 30, 128
     ring = np.zeros(nr)

@@ -1,12 +1,16 @@
 """The performance model: shapes, causality, dropout at inference, checkpoints and bad files."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from rolypoly.errors import ModelError
-from rolypoly.model import ModelConfig, RolypolyModel, load_checkpoint, save_checkpoint
+from rolypoly.model.transformer import (
+    ModelConfig,
+    RolypolyModel,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 SMALL = ModelConfig(n_enc_layers=2, n_dec_layers=2, n_heads=4, d_model=16, d_ff=32, block_size=16)
 

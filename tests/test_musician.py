@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rolypoly.errors import RolypolyError
-from rolypoly.musician import STYLES, Feel, play, rhythm
+from rolypoly.sim.musician import STYLES, Feel, play, rhythm
 
 SR = 48000
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import meter, note, tempo, write_midi
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +22,7 @@ BPM = 240.0
 
 def duet_score(path: Path) -> tuple[Path, list[tuple[int, int, float]]]:
     """Write the test score; return it with its expected hits (drum, velocity, time ms), from first principles."""
-    from rolypoly.drums import PITCH_TO_DRUM
+    from rolypoly.score.drums import PITCH_TO_DRUM
     beat_ms = 60000.0 / BPM
     events, expected = [tempo(0, BPM), meter(0, 4, 4)], []
     for eighth in range(16):
@@ -56,7 +55,7 @@ class Client:
         self.port = self.sock.getsockname()[1]
 
     def send(self, address: str, *args) -> None:
-        from rolypoly.osc import encode
+        from rolypoly.bridges.osc import encode
         self.sock.sendto(encode(address, *args), self.dest)
 
     def raw(self, data: bytes) -> None:
@@ -64,7 +63,7 @@ class Client:
 
     def messages(self, timeout: float):
         """Yield (address, args) until ``timeout`` seconds pass with nothing arriving."""
-        from rolypoly.osc import decode
+        from rolypoly.bridges.osc import decode
         self.sock.settimeout(timeout)
         while True:
             try:
@@ -104,7 +103,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from rolypoly.osc import OscBridge
+    from rolypoly.bridges.osc import OscBridge
     tmp = tmp_path_factory.mktemp("osc")
     bridge = OscBridge(bridge_config(tmp)).start()
     client = Client(bridge.address)
@@ -114,16 +113,21 @@ def served(tmp_path_factory):
 
 
 def test_every_engine_message_is_served():
-    from rolypoly.engine import MESSAGES, OUTLETS
-    from rolypoly.osc import INCOMING, OUTGOING, sent_addresses, served_addresses
+    from rolypoly.bridges.osc import (
+        INCOMING,
+        OUTGOING,
+        sent_addresses,
+        served_addresses,
+    )
+    from rolypoly.live.engine import MESSAGES, OUTLETS
     assert set(MESSAGES) <= set(INCOMING)
     assert set(OUTLETS) <= set(OUTGOING)
     assert all(a.startswith("/rolypoly/") for a in served_addresses() + sent_addresses())
 
 
 def test_listens_on_loopback_by_default():
+    from rolypoly.bridges.osc import OscBridge
     from rolypoly.config import load_config
-    from rolypoly.osc import OscBridge
     cfg = load_config(["osc.port=0", "osc.audio=off"])
     assert cfg.osc.host == "127.0.0.1"
     bridge = OscBridge(cfg)
@@ -304,7 +308,7 @@ def test_write_cannot_escape_through_a_symlink(served, tmp_path):
 
 
 def _seed_packets(score: str) -> list[bytes]:
-    from rolypoly.osc import encode
+    from rolypoly.bridges.osc import encode
     return [encode(*m) for m in (
         ("/rolypoly/ping", 1), ("/rolypoly/start",), ("/rolypoly/stop",), ("/rolypoly/read", "/no/such.mid"),
         ("/rolypoly/set", "latency", 12.0), ("/rolypoly/set", "generate_vels", 0.1, 0.9),
@@ -316,7 +320,7 @@ def _seed_packets(score: str) -> list[bytes]:
 
 def test_fuzz_10000_random_and_mutated_packets(tmp_path):
     """No crash, no hang: every packet handled and the bridge still answers a ping afterwards."""
-    from rolypoly.osc import OscBridge
+    from rolypoly.bridges.osc import OscBridge
     rng = random.Random(1234)
     bad_score = tmp_path / "garbage.mid"
     bad_score.write_bytes(b"MThd" + bytes(rng.randrange(256) for _ in range(60)))  # MIDI header, junk body
@@ -384,7 +388,7 @@ def _wait_port(port: int, timeout: float = 60.0) -> None:
 @pytest.fixture
 def serve_process(tmp_path):
     """``rolypoly serve`` in its own process, audio off."""
-    from rolypoly.osc import free_port
+    from rolypoly.bridges.osc import free_port
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "rolypoly", "serve", "--verbose", f"osc.port={port}",
@@ -405,7 +409,7 @@ def serve_process(tmp_path):
 @pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,
                     reason="liblo-tools (oscsend, oscdump) not installed")
 def test_serve_command_with_liblo_tools(serve_process, tmp_path):
-    from rolypoly.osc import free_port
+    from rolypoly.bridges.osc import free_port
     port, proc = serve_process
     reply = free_port()
     dump = subprocess.Popen(["oscdump", "-L", str(reply)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -452,7 +456,7 @@ def test_serve_command_with_liblo_tools(serve_process, tmp_path):
 
 
 def test_native_path_understands_max_paths(tmp_path):
-    from rolypoly.osc import native_path
+    from rolypoly.bridges.osc import native_path
     target = tmp_path / "song.mid"
     assert native_path(f"Macintosh HD:{target}") == target
     assert native_path(str(target)) == target
@@ -468,7 +472,7 @@ def test_read_accepts_a_max_style_path(served, tmp_path):
 
 
 def test_configured_reply_address_gets_the_replies(tmp_path):
-    from rolypoly.osc import OscBridge
+    from rolypoly.bridges.osc import OscBridge
     listener = Client(("127.0.0.1", 9))
     bridge = OscBridge(bridge_config(tmp_path, "osc.reply_host=127.0.0.1", f"osc.reply_port={listener.port}")).start()
     client = Client(bridge.address)

@@ -7,7 +7,6 @@ import subprocess
 import threading
 
 import pytest
-
 from test_osc import REPO, duet_score, serve_process  # noqa: F401  (serve_process is a fixture)
 
 pytestmark = pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (pd) not installed")
@@ -31,7 +30,7 @@ def _lines_until(proc, done, timeout: float) -> list[str]:
 
 
 def test_pd_duet_over_osc(serve_process, tmp_path):  # noqa: F811
-    from rolypoly.osc import free_port
+    from rolypoly.bridges.osc import free_port
     port, server = serve_process
     reply = free_port()
     score, expected = duet_score(tmp_path / "two_bars.mid")

@@ -90,7 +90,7 @@ def _max_addresses(maxpat) -> tuple[set[str], set[str]]:
 
 
 def test_maxpat_addresses_are_served(maxpat):
-    from rolypoly.osc import sent_addresses, served_addresses
+    from rolypoly.bridges.osc import sent_addresses, served_addresses
     sent, routed = _max_addresses(maxpat)
     assert sent and routed
     assert sent <= set(served_addresses()), sent - set(served_addresses())
@@ -162,7 +162,7 @@ def test_pd_patch_connections_refer_to_existing_boxes():
 
 
 def test_pd_patch_uses_vanilla_osc_objects_and_served_addresses():
-    from rolypoly.osc import INCOMING, OUTGOING
+    from rolypoly.bridges.osc import INCOMING, OUTGOING
     boxes, _ = parse_pd(PDPAT)
     objs = [" ".join(w) for k, w in boxes if k == "obj"]
     for needed in ("netsend -u -b", "netreceive -u -b", "oscparse", "noteout 10"):

@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from test_engine import make_engine
 
 pytestmark = pytest.mark.realtime
@@ -36,9 +35,9 @@ def test_realtime_duet_through_jack(tmp_path, jack):
     sd._initialize()  # PortAudio must see the JACK server started above
     if not any(h["name"].startswith("JACK") and h["devices"] for h in sd.query_hostapis()):
         pytest.skip("PortAudio has no JACK devices")
-    from rolypoly.audio import play_realtime
-    from rolypoly.duet import groove_score, virtual_take
-    from rolypoly.takes import load_take
+    from rolypoly.live.drivers import play_realtime
+    from rolypoly.live.takes import load_take
+    from rolypoly.sim.duet import groove_score, virtual_take
     score = groove_score(3, 160.0)
     path = score.write_midi(tmp_path / "g.mid")
     audio, rows, onsets = virtual_take(score, "on_grid", seed=1)
@@ -59,9 +58,9 @@ def test_realtime_duet_through_jack(tmp_path, jack):
 
 
 def test_missing_device_is_a_clear_error(tmp_path, jack):
-    from rolypoly.audio import play_realtime
-    from rolypoly.duet import groove_score
     from rolypoly.errors import AudioError
+    from rolypoly.live.drivers import play_realtime
+    from rolypoly.sim.duet import groove_score
     eng = make_engine(tmp_path)
     eng.message("read", str(groove_score(1).write_midi(tmp_path / "g.mid")))
     eng.device = "no such device 42"
@@ -72,8 +71,9 @@ def test_missing_device_is_a_clear_error(tmp_path, jack):
 def test_bench_names_the_rows_that_played_late(tmp_path):
     # the benchmark reads late rows back from the saved take: which rows, and when
     from conftest import note, write_midi
+
     from rolypoly.bench.realtime import _late_rows
-    from rolypoly.takes import ROW_FIELDS, save_take
+    from rolypoly.live.takes import ROW_FIELDS, save_take
     score = write_midi(tmp_path / "s.mid", [note(0, 36) + note(480, 38)])
     n = 5
     rows = {f: np.zeros(n) for f in ROW_FIELDS}

@@ -7,10 +7,10 @@ import warnings
 import mido
 import numpy as np
 import pytest
-
 from conftest import meter, note, shared, tempo, write_midi
+
 from rolypoly.errors import ScoreError
-from rolypoly.score import bar_ms, read_score
+from rolypoly.score.midi import bar_ms, read_score
 
 PPQ = 480
 

@@ -194,6 +194,7 @@ def test_fidelity_metric_tells_patches_apart():
     # the metric itself: a different patch must score far worse than the same one
     need(REFERENCE / "manifest.json")
     import soundfile as sf
+
     from rolypoly.synth.fidelity import mel_distance
     kick, sr = sf.read(REFERENCE / "default_1_v127.flac")
     hat, _ = sf.read(REFERENCE / "default_3_v127.flac")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rolypoly.config import load_config
-from rolypoly.features import OFF_SCALE
+from rolypoly.score.features import OFF_SCALE
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.n_enc_layers=1", "model.n_dec_layers=1", "model.n_heads=2", "model.d_model=16", "model.d_ff=32"]
@@ -23,7 +23,7 @@ def _cfg(tmp_path, *extra):
 
 
 def test_rows_and_partner_batches():
-    from rolypoly.train import make_batch, rows_from_takes, synthetic_takes
+    from rolypoly.model.pretrain import make_batch, rows_from_takes, synthetic_takes
     takes = synthetic_takes(n_takes=4, rows=40)
     data = rows_from_takes(takes, 16)
     assert len(data) == 4 * (40 - 16 + 1)
@@ -43,7 +43,7 @@ def test_rows_and_partner_batches():
 
 
 def test_learning_rate_schedule():
-    from rolypoly.train import lr_at
+    from rolypoly.model.pretrain import lr_at
     tc = load_config(["train.lr=0.01", "train.warmup_steps=10", "train.max_steps=110", "train.min_lr_ratio=0.1"]).train
     assert lr_at(0, tc) == pytest.approx(0.001)
     assert lr_at(9, tc) == pytest.approx(0.01)
@@ -53,8 +53,8 @@ def test_learning_rate_schedule():
 
 
 def test_pretrain_writes_resumes_and_keeps_best(tmp_path):
-    from rolypoly.model import load_checkpoint
-    from rolypoly.train import pretrain
+    from rolypoly.model.pretrain import pretrain
+    from rolypoly.model.transformer import load_checkpoint
     cfg = _cfg(tmp_path, "train.max_steps=4", "train.eval_every=2", "train.checkpoint_every=2")
     res = pretrain(cfg, log=lambda m: None)
     run = tmp_path / "run"
@@ -74,7 +74,7 @@ def test_pretrain_writes_resumes_and_keeps_best(tmp_path):
 
 def test_resume_with_another_architecture_is_refused(tmp_path):
     from rolypoly.errors import ModelError
-    from rolypoly.train import pretrain
+    from rolypoly.model.pretrain import pretrain
     pretrain(_cfg(tmp_path, "train.max_steps=1", "train.eval_every=1", "train.checkpoint_every=1"), log=lambda m: None)
     with pytest.raises(ModelError, match="out_dir"):
         pretrain(_cfg(tmp_path, "train.max_steps=2", "model.d_model=32"), log=lambda m: None)
@@ -97,8 +97,8 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 def test_evaluation_conditions_use_the_right_history():
     """A predictor that copies the previous row's history shows which history each condition feeds."""
-    from rolypoly.evaluate import evaluate
-    from rolypoly.train import synthetic_takes
+    from rolypoly.model.evaluate import evaluate
+    from rolypoly.model.pretrain import synthetic_takes
     takes = synthetic_takes(n_takes=4, rows=40)
     seen = {}
 

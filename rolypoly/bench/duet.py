@@ -22,13 +22,17 @@ def run(cfg, args):
     import time
     from pathlib import Path
 
-    import numpy as np
-
-    from rolypoly.demo import DEMO_SCORE
-    from rolypoly.duet import _with, adaptation, groove_score, play_take, virtual_take
-    from rolypoly.finetune import train_after_take
+    from rolypoly.learn.finetune import train_after_take
     from rolypoly.report import Table, progress
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
+    from rolypoly.sim.demo import DEMO_SCORE
+    from rolypoly.sim.duet import (
+        _with,
+        adaptation,
+        groove_score,
+        play_take,
+        virtual_take,
+    )
     work = Path(tempfile.mkdtemp(prefix="rolypoly-bench-duet-"))
     score = read_score(args.score or DEMO_SCORE).crop_bars(args.bars)
     score_path = score.write_midi(work / "score.mid")

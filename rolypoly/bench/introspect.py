@@ -42,8 +42,8 @@ def step_f1(pred: np.ndarray, true: np.ndarray, steps: int = 16) -> float:
 
 def test_bars(cfg, steps: int) -> list[np.ndarray]:
     """Per-take patterns of the GMD test split (windows of ``steps``)."""
-    from rolypoly import gmd
-    from rolypoly.introspect import bar_patterns, windows
+    from rolypoly.patterns.introspect import bar_patterns, windows
+    from rolypoly.score import gmd
     test = gmd.load_gmd(cfg, grid="16", show_progress=False).split("test")
     out = []
     for i in range(len(test)):
@@ -53,9 +53,9 @@ def test_bars(cfg, steps: int) -> list[np.ndarray]:
 
 
 def run(cfg, args):
-    from rolypoly.drums import DRUM_LABELS, DRUMS, N_DRUMS, drum_index
-    from rolypoly.introspect import PatternTable, db_path
+    from rolypoly.patterns.introspect import PatternTable, db_path
     from rolypoly.report import Table, progress
+    from rolypoly.score.drums import DRUM_LABELS, DRUMS, N_DRUMS, drum_index
 
     t0 = time.perf_counter()
     table = PatternTable.open(cfg, show_progress=not args.json)

@@ -34,8 +34,8 @@ def run(cfg, args):
 
     from rolypoly.config import load_config
     from rolypoly.errors import ConfigError
-    from rolypoly.export import export_torchscript, load_runtime
-    from rolypoly.model import build_model
+    from rolypoly.model.export import export_torchscript, load_runtime
+    from rolypoly.model.transformer import build_model
     from rolypoly.report import Table
 
     if args.ticks < 500:
@@ -89,7 +89,7 @@ def _count_frozen(rt) -> int:
     """Parameter count of a frozen module (weights are constants, not parameters)."""
     import json
     try:
-        from rolypoly.model import ModelConfig, count_params
+        from rolypoly.model.transformer import ModelConfig, count_params
         conf = json.loads(rt.module.layout_json).get("model_config") or {}
         return count_params(ModelConfig.from_cfg(conf)) if conf else 0
     except Exception:  # a foreign module may not say; the count is informative only

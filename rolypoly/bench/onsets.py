@@ -51,7 +51,7 @@ def _data_dir(args) -> Path:
 
 
 def _score(det, truth, window):
-    from rolypoly.listen import onset_f_measure
+    from rolypoly.ears.listener import onset_f_measure
     return onset_f_measure(det, truth, window)
 
 
@@ -67,7 +67,7 @@ def _pool(results):
 
 def _block_cost(listener_factory, sr, block=128, seconds=4.0):
     """Mean and p99 µs per ``block``-frame call of Listener.process on a plucked take."""
-    from rolypoly.musician import play, rhythm
+    from rolypoly.sim.musician import play, rhythm
     t, ph, bar = rhythm(n_bars=2, bpm=120, seed=3)
     audio, _ = play(t, ph, bar, "on_grid", sr=sr, seed=3)
     audio = audio[: int(seconds * sr)]
@@ -85,7 +85,6 @@ def _block_cost(listener_factory, sr, block=128, seconds=4.0):
 
 
 def run(cfg, args):
-    from rolypoly.listen import Listener
     sr = int(cfg.audio.sample_rate)
     hop = int(cfg.listen.hop)
     if args.real:
@@ -94,8 +93,8 @@ def run(cfg, args):
 
 
 def _run_virtual(cfg, args, sr, hop):
-    from rolypoly.listen import Listener, detect_onsets
-    from rolypoly.musician import play, rhythm
+    from rolypoly.ears.listener import Listener, detect_onsets
+    from rolypoly.sim.musician import play, rhythm
 
     table = Table("onsets: virtual-musician takes (plucked guitar)",
                   ["feel", "level_dB", "onsets", "F@25ms", "precision", "recall",
@@ -158,8 +157,8 @@ def _run_virtual(cfg, args, sr, hop):
 
 
 def _load_real(data: Path, sr: int):
-    from scipy.signal import resample_poly
     import soundfile as sf
+    from scipy.signal import resample_poly
     manifest = data / "real_onsets" / "manifest.json"
     if not manifest.is_file():
         return None
@@ -185,8 +184,8 @@ def _cfg_settings(listen_cfg) -> dict:
 
 
 def _run_real(cfg, args, sr, hop):
-    from rolypoly.listen import Listener, detect_onsets, soundcheck
-    from rolypoly.musician import play, rhythm
+    from rolypoly.ears.listener import Listener, detect_onsets, soundcheck
+    from rolypoly.sim.musician import play, rhythm
 
     tables = []
     extra: dict = {}

@@ -62,8 +62,8 @@ def _round_trips(sock, dest, packets, expect: bytes, n: int, warmup: int) -> np.
 
 
 def _wait_ready(sock, dest, timeout: float = 120.0) -> None:
+    from rolypoly.bridges.osc import encode
     from rolypoly.errors import OscError
-    from rolypoly.osc import encode
     deadline = time.monotonic() + timeout
     sock.settimeout(0.25)
     while time.monotonic() < deadline:
@@ -86,8 +86,8 @@ def _wait_ready(sock, dest, timeout: float = 120.0) -> None:
 
 
 def run(cfg, args):
+    from rolypoly.bridges.osc import OscBridge, encode, free_port
     from rolypoly.errors import OscError
-    from rolypoly.osc import OscBridge, encode, free_port
 
     n, warmup = int(args.messages), int(args.warmup)
     if n < 10:

@@ -41,7 +41,7 @@ def _late_rows(take_dir) -> list[tuple[int, float]]:
         return []
     import numpy as np
 
-    from rolypoly.takes import load_take
+    from rolypoly.live.takes import load_take
     rows = load_take(take_dir).rows
     late = np.nonzero(np.asarray(rows["late"]).astype(bool))[0]
     return [(int(rows["k"][i]), float(rows["time_ms"][i])) for i in late]
@@ -114,15 +114,15 @@ def empty_callback_xruns(sr: int, block: int, seconds: float) -> tuple[int, int]
 
 def run(cfg, args):
     import math
+    import tempfile
+    from pathlib import Path
 
     import numpy as np
 
-    from rolypoly.audio import play_realtime
-    from rolypoly.duet import groove_score, virtual_take
-    from rolypoly.engine import Rolypoly
+    from rolypoly.live.drivers import play_realtime
+    from rolypoly.live.engine import Rolypoly
     from rolypoly.report import Table
-    import tempfile
-    from pathlib import Path
+    from rolypoly.sim.duet import groove_score, virtual_take
     jack = None if args.no_jack else start_jack(int(cfg.audio.sample_rate))
     if jack is not None:
         import sounddevice as sd
@@ -136,7 +136,7 @@ def run(cfg, args):
         audio, rows, onsets = virtual_take(score, "laid_back", seed=5, sr=int(cfg.audio.sample_rate))
         base_events, base_blocks = empty_callback_xruns(int(cfg.audio.sample_rate), int(cfg.audio.block_size),
                                                         args.baseline_seconds) if args.baseline_seconds > 0 else (0, 0)
-        from rolypoly.duet import _with
+        from rolypoly.sim.duet import _with
         eng = Rolypoly(_with(cfg, takes_dir=str(work / "takes")), offline=False)
         errors = []
         eng.connect("error", errors.append)

@@ -37,7 +37,13 @@ def _patches():
 
 def offline_speed(patches, sr: int = 48000, repeats: int = 3) -> tuple[float, float, float]:
     """(voice-seconds per CPU-second, voice-seconds, CPU-seconds) rendering each patch once."""
-    from rolypoly.synth.voice import C_LENGTH, N_COEF, N_STATE, voice_process, voice_setup
+    from rolypoly.synth.voice import (
+        C_LENGTH,
+        N_COEF,
+        N_STATE,
+        voice_process,
+        voice_setup,
+    )
     c, s = np.zeros(N_COEF), np.zeros(N_STATE)
     lengths = []
     for p, vel in patches:

@@ -18,8 +18,9 @@ def prepare(args, cfg) -> int:
 
     import numpy as np
 
-    from rolypoly.gmd import SPLITS, prepare as prepare_gmd, resolve_root
     from rolypoly.report import Table, emit
+    from rolypoly.score.gmd import SPLITS, resolve_root
+    from rolypoly.score.gmd import prepare as prepare_gmd
     root = resolve_root(cfg.data)
     table = Table(f"GMD prepared from {root}", ["grid", "split", "takes", "rows", "hits", "hours", "cache"])
     extra = {}

@@ -11,5 +11,5 @@ def register(sub, common) -> None:
 
 
 def run(args, cfg) -> int:
-    from rolypoly.demo import run_demo
+    from rolypoly.sim.demo import run_demo
     return run_demo(cfg, score_path=args.score, as_json=args.json)

@@ -17,9 +17,10 @@ def register(sub, common) -> None:
 def run(args, cfg) -> int:
     import sys
 
-    from rolypoly.finetune import parse_weights, train_after_take
-    from rolypoly.report import Table, emit
     from tqdm.auto import tqdm
+
+    from rolypoly.learn.finetune import parse_weights, train_after_take
+    from rolypoly.report import Table, emit
     weights = parse_weights(args.weights, cfg.finetune)
     bar = tqdm(total=int(cfg.finetune.epochs), desc="finetune", disable=not sys.stderr.isatty(), leave=False)
 

@@ -65,12 +65,12 @@ def register(sub, common) -> None:
 
 
 def _open(cfg, args):
-    from rolypoly.introspect import PatternTable
+    from rolypoly.patterns.introspect import PatternTable
     return PatternTable.open(cfg, show_progress=not args.json)
 
 
 def run_build(args, cfg) -> int:
-    from rolypoly.introspect import PatternTable, db_path
+    from rolypoly.patterns.introspect import PatternTable, db_path
     from rolypoly.report import Table, emit
     table = PatternTable.open(cfg, rebuild="always" if args.force else "auto", show_progress=not args.json)
     stats = getattr(table, "build_stats", None)
@@ -88,11 +88,17 @@ def run_build(args, cfg) -> int:
 
 
 def run_ask(args, cfg) -> int:
-    from rolypoly.drums import DRUMS, drum_index
-    from rolypoly.errors import IntrospectError
-    from rolypoly.introspect import _targets, check_pattern, format_pattern, parse_pattern
-    from rolypoly.report import Table, emit
     import numpy as np
+
+    from rolypoly.errors import IntrospectError
+    from rolypoly.patterns.introspect import (
+        _targets,
+        check_pattern,
+        format_pattern,
+        parse_pattern,
+    )
+    from rolypoly.report import Table, emit
+    from rolypoly.score.drums import DRUMS, drum_index
     if args.count < 1:
         raise IntrospectError(f"--count must be at least 1, got {args.count}")
     a = drum_index(args.src)
@@ -126,10 +132,10 @@ def run_score(args, cfg) -> int:
     import warnings
     from collections import Counter
 
-    from rolypoly.drums import DRUMS, drum_index
-    from rolypoly.introspect import _targets, apply_parts, plan_parts
+    from rolypoly.patterns.introspect import _targets, apply_parts, plan_parts
     from rolypoly.report import Table, emit
-    from rolypoly.score import read_score
+    from rolypoly.score.drums import DRUMS, drum_index
+    from rolypoly.score.midi import read_score
     a = drum_index(args.src)
     _targets(a, args.dst)  # bad names fail before the database is opened
     with warnings.catch_warnings(record=True) as caught:

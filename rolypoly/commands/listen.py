@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 from rolypoly.errors import AudioError
+from rolypoly.io import atomic_path
 
 
 def register(sub, common) -> None:
@@ -54,6 +55,7 @@ def _read(path: str, sr: int):
     x = x[:, 0]
     if file_sr != sr:
         from math import gcd
+
         from scipy.signal import resample_poly
         warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", RuntimeWarning, stacklevel=2)
         g = gcd(sr, file_sr)
@@ -71,7 +73,7 @@ def _warn_to_stderr():
 
 
 def _onsets(args, cfg):
-    from rolypoly.listen import Listener, detect_onsets
+    from rolypoly.ears.listener import Listener, detect_onsets
     _warn_to_stderr()
     sr = int(cfg.audio.sample_rate)
     x = _read(args.audio, sr)
@@ -105,7 +107,7 @@ def _record(cfg, seconds: float):
 
 
 def _soundcheck(args, cfg):
-    from rolypoly.listen import soundcheck
+    from rolypoly.ears.listener import soundcheck
     _warn_to_stderr()
     sr = int(cfg.audio.sample_rate)
     if args.seconds <= 0:
@@ -114,10 +116,8 @@ def _soundcheck(args, cfg):
     instrument = args.instrument or cfg.listen.get("instrument")
     settings = soundcheck(x, sr, instrument=instrument, hop=int(cfg.listen.hop))
     if args.out:
-        out = Path(args.out)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=1))
-        tmp.replace(out)
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(settings, indent=1))
     if args.json:
         print(json.dumps(settings, indent=1))
     else:

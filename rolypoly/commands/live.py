@@ -33,8 +33,9 @@ def register(sub, common) -> None:
 
 
 def _engine(cfg, offline: bool):
-    from rolypoly.engine import Rolypoly
     import sys
+
+    from rolypoly.live.engine import Rolypoly
     eng = Rolypoly(cfg, offline=offline)
     eng.connect("error", lambda text: print(f"rolypoly: {text}", file=sys.stderr))
     return eng
@@ -43,8 +44,9 @@ def _engine(cfg, offline: bool):
 def perform(args, cfg) -> int:
     from pathlib import Path
 
-    from rolypoly.audio import perform_offline, read_audio, write_wav
     from rolypoly.errors import RolypolyError
+    from rolypoly.io import read_audio, write_wav
+    from rolypoly.live.drivers import perform_offline
     from rolypoly.report import Table, emit
     eng = _engine(cfg, offline=True)
     if not eng.message("read", args.score):
@@ -70,8 +72,8 @@ def perform(args, cfg) -> int:
 def play(args, cfg) -> int:
     import sys
 
-    from rolypoly.audio import play_realtime
     from rolypoly.errors import RolypolyError
+    from rolypoly.live.drivers import play_realtime
     if args.list_devices:
         import sounddevice as sd
         print(sd.query_devices())
@@ -94,8 +96,8 @@ def _resolve_take(cfg, name):
 def takes_list(args, cfg) -> int:
     import json
 
+    from rolypoly.live.takes import list_takes
     from rolypoly.report import Table, emit
-    from rolypoly.takes import list_takes
     t = Table(f"takes in {cfg.takes_dir}", ["take", "score", "rows", "onsets", "late", "model"])
     for p in list_takes(cfg.takes_dir):
         s = json.loads((p / "settings.json").read_text())
@@ -107,8 +109,8 @@ def takes_list(args, cfg) -> int:
 def takes_show(args, cfg) -> int:
     import numpy as np
 
+    from rolypoly.live.takes import load_take
     from rolypoly.report import Table, emit
-    from rolypoly.takes import load_take
     take = load_take(_resolve_take(cfg, args.take))
     t = Table(f"take {take.path}", ["setting", "value"])
     for k, v in take.settings.items():

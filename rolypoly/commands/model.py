@@ -46,7 +46,7 @@ def register(sub, common) -> None:
 def pretrain(args, cfg) -> int:
     import sys
 
-    from rolypoly.train import pretrain as run
+    from rolypoly.model.pretrain import pretrain as run
     result = run(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         from rolypoly.report import Table, emit
@@ -58,14 +58,14 @@ def pretrain(args, cfg) -> int:
 
 
 def eval_model(args, cfg) -> int:
-    from rolypoly.evaluate import evaluate_command
+    from rolypoly.model.evaluate import evaluate_command
     return evaluate_command(args, cfg)
 
 
 def eval_baselines(args, cfg) -> int:
-    from rolypoly.gmd import load_gmd
     from rolypoly.metrics import PROTOCOL, baselines, eval_takes
     from rolypoly.report import Table, emit
+    from rolypoly.score.gmd import load_gmd
     takes = load_gmd(cfg, grid="16")
     test = eval_takes(takes)
     t = Table("GMD test baselines", ["predictor", "rows", "hits", "timing MAE (ms)", "velocity MAE"])
@@ -77,5 +77,5 @@ def eval_baselines(args, cfg) -> int:
 
 
 def export(args, cfg) -> int:
-    from rolypoly.export import export_command
+    from rolypoly.model.export import export_command
     return export_command(args, cfg)

@@ -15,7 +15,7 @@ def run(args, cfg) -> int:
     import warnings
 
     from rolypoly.report import Table, emit
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         score = read_score(args.path, merge_tolerance_ms=float(cfg.data.merge_tolerance_ms))

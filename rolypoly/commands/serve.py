@@ -1,4 +1,4 @@
-"""``rolypoly serve``: the OSC bridge for Max, Pd or any OSC client (see :mod:`rolypoly.osc`)."""
+"""``rolypoly serve``: the OSC bridge for Max, Pd or any OSC client (see :mod:`rolypoly.bridges.osc`)."""
 from __future__ import annotations
 
 EPILOG = """\
@@ -38,7 +38,7 @@ def serve(args, cfg) -> int:
     import logging
     import signal
 
-    from rolypoly.osc import OscBridge, log
+    from rolypoly.bridges.osc import OscBridge, log
     # python-osc logs odd argument types of bad packets as warnings; the bridge answers those itself
     logging.basicConfig(level=logging.ERROR, format="rolypoly: %(message)s")
     bridge = OscBridge(cfg)

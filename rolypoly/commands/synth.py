@@ -46,7 +46,7 @@ def render_cmd(args, cfg) -> int:
 
     from rolypoly.errors import AudioError
     from rolypoly.report import Table, emit
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
     from rolypoly.synth import load_kit, render
 
     score = read_score(args.score)

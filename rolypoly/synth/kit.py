@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.drums import DRUMS
 from rolypoly.errors import SynthError
+from rolypoly.score.drums import DRUMS
 from rolypoly.synth.patch import SPECS, Patch
 
 N_CHANNELS = 8

@@ -21,8 +21,19 @@ from numba import njit
 
 from rolypoly.errors import SynthError
 from rolypoly.synth.kit import DRUMS, Kit
-from rolypoly.synth.voice import (C_LENGTH, C_OUT_L, C_OUT_R, N_COEF, N_STATE, S_DELAY, S_FADE,
-                                  S_FADING, process_bank, start_fade, voice_setup)
+from rolypoly.synth.voice import (
+    C_LENGTH,
+    C_OUT_L,
+    C_OUT_R,
+    N_COEF,
+    N_STATE,
+    S_DELAY,
+    S_FADE,
+    S_FADING,
+    process_bank,
+    start_fade,
+    voice_setup,
+)
 
 
 @njit(cache=True)

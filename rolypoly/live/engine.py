@@ -36,10 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly import features as F
-from rolypoly.drums import N_DRUMS
 from rolypoly.errors import EngineError, RolypolyError
-from rolypoly.schedule import FILTERS, Schedule
+from rolypoly.live.schedule import FILTERS, Schedule
 
 OUTLETS = ("hit", "onset", "playhead", "status", "error")
 MESSAGES = ("read", "start", "stop", "train", "write", "load", "kit", "introspect", "soundcheck", "set")
@@ -191,8 +189,9 @@ class Rolypoly:
     def msg_read(self, path=None) -> None:
         if path is None:
             raise EngineError("read needs a path to a MIDI score")
-        from rolypoly.score import read_score
         import warnings
+
+        from rolypoly.score.midi import read_score
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             score = read_score(str(path), merge_tolerance_ms=float(self.cfg.data.merge_tolerance_ms))
@@ -204,7 +203,7 @@ class Rolypoly:
         self.status(f"read {path}: {score.n_rows} rows, {int(score.bar[-1]) + 1} bars, {score.length_ms / 1000:.1f} s")
 
     def msg_load(self, path=None) -> None:
-        from rolypoly.export import load_runtime
+        from rolypoly.model.export import load_runtime
         path = str(path or self.cfg.engine.model)
         runtime = load_runtime(path)  # raises ModelError; the old model stays on failure
         self.runtime, self.model_path = runtime, path
@@ -325,7 +324,7 @@ class Rolypoly:
         self.status(f"wrote {dest}")
 
     def msg_train(self, *weights) -> None:
-        from rolypoly.finetune import parse_weights, train_after_take
+        from rolypoly.learn.finetune import parse_weights, train_after_take
         if self.last_take is None:
             raise EngineError("train: no take yet (play one first)")
         if self._train_thread is not None and self._train_thread.is_alive():
@@ -363,8 +362,8 @@ class Rolypoly:
             raise EngineError("introspect needs a source drum and one or more target drums, e.g. introspect kick snare")
         if self.playing:
             raise EngineError("introspect: stop first (the score cannot change under a running take)")
-        from rolypoly.drums import drum_index
-        from rolypoly.introspect import PatternTable, generate_for_score
+        from rolypoly.patterns.introspect import PatternTable, generate_for_score
+        from rolypoly.score.drums import drum_index
         a = drum_index(str(src))
         bs = [drum_index(str(d)) for d in dsts]
         if self._patterns is None:  # opening checks the corpus hash: once per engine
@@ -384,7 +383,7 @@ class Rolypoly:
 
     # -- internals ---------------------------------------------------------------------------
     def _make_listener(self, settings: dict | None = None) -> None:
-        from rolypoly.listen import Listener
+        from rolypoly.ears.listener import Listener
         if settings:
             self.listener = Listener(sr=self.sr, on_warning=lambda m: self.emit("status", f"warning: {m}"), **settings)
         else:
@@ -508,7 +507,7 @@ class Rolypoly:
                 threading.Thread(target=self._finish_soundcheck, args=(sc,), daemon=True).start()
 
     def _finish_soundcheck(self, sc) -> None:
-        from rolypoly.listen import soundcheck
+        from rolypoly.ears.listener import soundcheck
         try:
             settings = soundcheck(sc["buf"], self.sr, instrument=sc["instrument"])
             self._make_listener(settings)
@@ -545,7 +544,7 @@ class Rolypoly:
         return perf
 
     def _save_take(self) -> None:
-        from rolypoly.takes import save_take
+        from rolypoly.live.takes import save_take
         sched = self.schedule
         if sched is None:
             return

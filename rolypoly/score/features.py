@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rolypoly.drums import N_DRUMS
+from rolypoly.score.drums import N_DRUMS
 
 VEL_SCALE = 127.0
 OFF_SCALE = 0.08

@@ -5,11 +5,11 @@ Read top to bottom: configuration, attention, blocks, the model, checkpoints.
 The encoder reads the score (9 velocities per row, plus tempo, meter and bar phase);
 the decoder reads what has been played (realised drum offsets and the musician's offset
 ``tau_g`` of earlier rows) and predicts, for every row, 9 velocities, 9 offsets and the
-musician's offset ``g`` (19 values, scaled as in :mod:`rolypoly.features`).
+musician's offset ``g`` (19 values, scaled as in :mod:`rolypoly.score.features`).
 
 Everything is causal: output row ``t`` depends on score rows ``<= t`` and on played
 rows ``< t`` only.  The model shifts the decoder history itself, so a caller passes
-rows exactly as :func:`rolypoly.features.encode_rows` builds them (row ``t``'s own
+rows exactly as :func:`rolypoly.score.features.encode_rows` builds them (row ``t``'s own
 offsets are ignored for row ``t``).  This makes a live window of the last 16 rows and a
 whole-take pass give the same prediction for a row that sees the same history.
 
@@ -22,7 +22,6 @@ torch.Size([2, 5, 19])
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,7 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rolypoly.errors import ModelError
-from rolypoly.features import N_IN, N_OUT
+from rolypoly.io import atomic_path
+from rolypoly.score.features import N_IN, N_OUT
 
 #: Version of the checkpoint format and model code; stored with every saved model.
 MODEL_FORMAT = 1
@@ -224,9 +224,8 @@ def save_checkpoint(model: nn.Module, meta: dict, path, extra: dict | None = Non
     meta.setdefault("format", MODEL_FORMAT)
     payload = {"model": {k: v.detach().cpu() for k, v in raw.state_dict().items()}, "meta": meta}
     payload.update(extra or {})
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def read_checkpoint(path) -> dict:

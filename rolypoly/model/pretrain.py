@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.errors import ConfigError, DataError, ModelError
-from rolypoly.features import N_IN, OFF_CLIP, OFF_SCALE, encode_rows
+from rolypoly.io import atomic_path
+from rolypoly.score.features import OFF_CLIP, OFF_SCALE, encode_rows
 
 VERSION_PREFIX = "rolypoly-pretrained"
 
@@ -59,7 +60,7 @@ class RowData:
 
 
 def rows_from_takes(takes, block: int) -> RowData:
-    """Turn :class:`rolypoly.gmd.Takes` into :class:`RowData` (takes shorter than a window are dropped)."""
+    """Turn :class:`rolypoly.score.gmd.Takes` into :class:`RowData` (takes shorter than a window are dropped)."""
     a = takes.arrays
     hit = a["vel"] > 0
     x = encode_rows(a["score_vel"], a["off"] * hit, a["bpm"], a["tsig"], a["phase"], np.zeros(len(hit)))
@@ -88,7 +89,7 @@ def concat_rows(parts: list[RowData]) -> RowData:
 
 def synthetic_takes(n_takes: int = 12, rows: int = 64, seed: int = 0):
     """A tiny made-up corpus with GMD's structure (for tests and smoke runs without the dataset)."""
-    from rolypoly.gmd import Takes
+    from rolypoly.score.gmd import Takes
     rng = np.random.default_rng(seed)
     arrays = {k: [] for k in ("score_vel", "vel", "off", "bpm", "tsig", "phase", "bar", "bar_ms")}
     starts = [0]
@@ -126,7 +127,7 @@ def load_training_data(cfg, block: int):
         takes = {"16": synthetic_takes(seed=int(cfg.seed))}
         grids = ["16"]
     elif source == "gmd":
-        from rolypoly.gmd import load_gmd
+        from rolypoly.score.gmd import load_gmd
         grids = list(tc.get("grids", ["16+24", "16"]))
         takes = {g: load_gmd(cfg, grid=g, show_progress=False) for g in grids}
     else:
@@ -259,10 +260,9 @@ def _plot(history: list[dict], path: Path) -> None:
     ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.set_title("rolypoly pretraining"); ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _setup_distributed(tc):
@@ -297,7 +297,12 @@ def pretrain(cfg, log=print) -> TrainResult:
     """
     import torch
 
-    from rolypoly.model import ModelConfig, RolypolyModel, read_checkpoint, save_checkpoint
+    from rolypoly.model.transformer import (
+        ModelConfig,
+        RolypolyModel,
+        read_checkpoint,
+        save_checkpoint,
+    )
     from rolypoly.report import progress
 
     tc = cfg.train

@@ -72,7 +72,7 @@ Two families of detector sit behind the one interface:
 Examples
 --------
 >>> import numpy as np
->>> from rolypoly.listen import Listener
+>>> from rolypoly.ears.listener import Listener
 >>> lis = Listener(sr=48000, hop=128)
 >>> x = np.zeros(48000, np.float32); x[24000:24100] = 0.5
 >>> found = []
@@ -1176,7 +1176,7 @@ def measured_latency(sr: int, hop: int, settings: dict) -> float:
     key = (sr, hop, tuple(sorted((k, v) for k, v in settings.items() if k not in ("latency_ms", "gain_db"))))
     if key in _LATENCY_CACHE:
         return _LATENCY_CACHE[key]
-    from rolypoly.musician import play, rhythm
+    from rolypoly.sim.musician import play, rhythm
     times, phases, bar = rhythm(n_bars=4, bpm=100, steps_per_bar=4, fill=1.0, seed=7)
     delays = []
     for style in ("pluck", "hard", "soft"):
@@ -1269,7 +1269,7 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
 
     Examples
     --------
-    >>> from rolypoly.musician import play, rhythm
+    >>> from rolypoly.sim.musician import play, rhythm
     >>> t, ph, bar = rhythm(2, seed=1)
     >>> x, _ = play(t, ph, bar, sr=48000, level_db=-35)
     >>> s = soundcheck(x, 48000, "guitar")

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.drums import N_DRUMS
 from rolypoly.errors import DataError, ScoreError
-from rolypoly.score import read_midi_notes
+from rolypoly.io import atomic_path
+from rolypoly.score.drums import N_DRUMS
+from rolypoly.score.midi import read_midi_notes
 
 #: Bump when the preparation changes what it produces (invalidates caches).
 PIPELINE_VERSION = 3
@@ -237,10 +238,9 @@ def prepare(root: str | os.PathLike, cache_dir: str | os.PathLike, grid: str = "
     for old in cache_dir.glob(prefix + "*.npz"):
         if len(old.stem) == len(prefix) + 16:  # same grid, older key ("gmd_16_" must not match "gmd_16_24_")
             old.unlink(missing_ok=True)
-    tmp = cache_file.with_name(cache_file.name + ".tmp.npz")
-    np.savez(tmp, starts=takes.starts, **{f"row_{k}": v for k, v in arrays.items()},
-             **{f"meta_{k}": v for k, v in metas.items()})
-    os.replace(tmp, cache_file)
+    with atomic_path(cache_file, suffix=".npz") as tmp:
+        np.savez(tmp, starts=takes.starts, **{f"row_{k}": v for k, v in arrays.items()},
+                 **{f"meta_{k}": v for k, v in metas.items()})
     return takes, cache_file, True
 
 

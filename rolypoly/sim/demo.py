@@ -18,11 +18,17 @@ DEMO_SCORE = REPO_DIR / "data" / "demo.mid"
 
 
 def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: str = "laid_back") -> int:
-    from rolypoly.audio import write_wav
-    from rolypoly.duet import _with, asynchrony_ms, play_take, quantised_asynchrony_ms, virtual_take
-    from rolypoly.finetune import train_after_take
+    from rolypoly.io import write_wav
+    from rolypoly.learn.finetune import train_after_take
     from rolypoly.report import Table, emit
-    from rolypoly.score import read_score
+    from rolypoly.score.midi import read_score
+    from rolypoly.sim.duet import (
+        _with,
+        asynchrony_ms,
+        play_take,
+        quantised_asynchrony_ms,
+        virtual_take,
+    )
     t0 = time.perf_counter()
     path = Path(score_path) if score_path else DEMO_SCORE
     score = read_score(path)

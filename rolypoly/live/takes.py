@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.errors import TakeError
+from rolypoly.io import atomic_dir
 
 REQUIRED = ("settings.json", "rows.npz", "score.mid")
 ROW_FIELDS = ("k", "score_row", "time_ms", "pred", "real_vel", "real_off", "tau_g", "has_onset", "late",
@@ -76,11 +77,7 @@ def save_take(root: str | os.PathLike, settings: dict, rows: dict, onsets: list,
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = path or new_take_dir(root)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(final) as tmp:
         (tmp / "settings.json").write_text(json.dumps(settings, indent=1, default=_json_default))
         np.savez(tmp / "rows.npz", **{k: np.asarray(v) for k, v in rows.items()})
         (tmp / "onsets.json").write_text(json.dumps(onsets, default=_json_default))
@@ -91,10 +88,6 @@ def save_take(root: str | os.PathLike, settings: dict, rows: dict, onsets: list,
             shutil.copyfile(score_path, tmp / "score.mid")
         if performance_midi is not None:
             performance_midi.save(str(tmp / "performance.mid"))
-        os.replace(tmp, final)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -31,7 +31,7 @@ def virtual_take(score, feel, seed: int = 0, sr: int = 48000, style: str = "pluc
 
     Returns ``(audio, rows, true_onsets_s)``.
     """
-    from rolypoly.musician import play
+    from rolypoly.sim.musician import play
     rows = musician_rows(score)
     if len(rows) == 0:
         raise RolypolyError(f"{score.path}: no eighth-note rows for the musician to play")
@@ -63,9 +63,8 @@ def quantised_asynchrony_ms(score, rows: np.ndarray, onsets_s: np.ndarray) -> fl
 
 def play_take(cfg, score_path, audio, model: str | None, work_dir: Path):
     """One offline take with ``model`` (None = quantised machine); returns the OfflineResult."""
-    from rolypoly.audio import perform_offline
-    from rolypoly.config import load_config
-    from rolypoly.engine import Rolypoly
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.live.engine import Rolypoly
     over = {"takes_dir": str(work_dir / "takes"), "models_dir": str(work_dir / "models")}
     over.update({"engine.model": model} if model else {"engine.enable": False})
     eng = Rolypoly(_with(cfg, **over), offline=True)
@@ -96,8 +95,8 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
     Returns one dict per take: quantised, pretrained and adapting asynchrony (ms), the model
     version used, finetune seconds.
     """
-    from rolypoly.finetune import train_after_take
-    from rolypoly.score import read_score
+    from rolypoly.learn.finetune import train_after_take
+    from rolypoly.score.midi import read_score
     score = read_score(score_path)
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="rolypoly-duet-"))
     pretrained = str(cfg.engine.model)
@@ -129,7 +128,7 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
 
 def groove_score(n_bars: int, bpm: float = 120.0):
     """A plain rock groove (kick 1 and 3, snare 2 and 4, closed hat eighths) of ``n_bars`` bars."""
-    from rolypoly.score import Note, TempoMap, score_from_notes
+    from rolypoly.score.midi import Note, TempoMap, score_from_notes
     ppq = 480
     tmap = TempoMap(ppq, [0], [60e6 / bpm], [0], [(4, 4)])
     notes = []

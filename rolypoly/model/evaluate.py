@@ -14,7 +14,7 @@ The errors use :mod:`rolypoly.metrics`, the functions that score the baselines.
 Examples
 --------
 >>> from rolypoly.config import load_config
->>> from rolypoly.gmd import load_gmd
+>>> from rolypoly.score.gmd import load_gmd
 >>> from rolypoly.metrics import eval_takes
 >>> cfg = load_config()                                                # doctest: +SKIP
 >>> test = eval_takes(load_gmd(cfg, grid="16"))                        # doctest: +SKIP
@@ -29,8 +29,8 @@ from typing import Callable
 import numpy as np
 
 from rolypoly.errors import ModelError
-from rolypoly.features import N_OUT, decode_outputs, encode_rows
 from rolypoly.metrics import per_drum_mae, timing_mae_ms, velocity_mae
+from rolypoly.score.features import N_OUT, decode_outputs, encode_rows
 
 CONDITIONS = ("teacher-forced", "free-running", "partner-following")
 #: A predictor maps a batch of windows ``(B, T, 22)`` float32 to ``(B, T, 19)``.
@@ -58,11 +58,11 @@ def predictor_from_path(path) -> tuple[Predictor, str, int]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
-    from rolypoly.export import is_torchscript, load_runtime
+    from rolypoly.model.export import is_torchscript, load_runtime
     if is_torchscript(path):
         rt = load_runtime(path)
         return predictor_from_model(rt.module), f"{path} ({rt.version})", int(rt.layout.get("block_size", 16))
-    from rolypoly.model import load_checkpoint
+    from rolypoly.model.transformer import load_checkpoint
     model, meta = load_checkpoint(path)
     return predictor_from_model(model), f"{path} ({meta.get('version', '?')})", model.block_size
 
@@ -110,7 +110,7 @@ def running(predict: Predictor, xs: list[np.ndarray], hits: list[np.ndarray], bl
 
     All takes advance together, one row per step, so each step is one batched call.
     """
-    from rolypoly.features import scale_off
+    from rolypoly.score.features import scale_off
     xs = [x.copy() for x in xs]
     for k, x in enumerate(xs):
         x[:, 9:18] = 0.0
@@ -177,9 +177,9 @@ def evaluate_command(args, cfg) -> int:
     """``rolypoly eval model``: one table with the baselines and the three conditions."""
     import time
 
-    from rolypoly.gmd import load_gmd
     from rolypoly.metrics import PROTOCOL, baselines, eval_takes
     from rolypoly.report import Table, emit
+    from rolypoly.score.gmd import load_gmd
 
     path = args.model or str(cfg.engine.model)
     predict, desc, block = predictor_from_path(path)

@@ -11,7 +11,7 @@ The take loss, over the take's rows::
 * ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over every predicted drum hit keeps the
   drums' timing statistics near human drumming (``mu``, ``sigma``: GMD train, stored with the model).
 
-All terms are in model units (:mod:`rolypoly.features`).  Rows are trained in causal
+All terms are in model units (:mod:`rolypoly.score.features`).  Rows are trained in causal
 16-row chunks (a new chunk phase each epoch), so every row costs one model pass per
 epoch.  Defaults from the paper: 20 epochs, Adam, learning rate 0.003.
 
@@ -29,15 +29,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rolypoly import features as F
 from rolypoly.errors import ModelError, RolypolyError, TakeError
+from rolypoly.io import atomic_dir
+from rolypoly.score import features as feat
 
 WEIGHT_NAMES = ("w_v", "w_o", "w_g", "w_r")
 WINDOW = 16
@@ -76,9 +76,9 @@ def take_arrays(take) -> dict[str, np.ndarray]:
     if n == 0:
         raise TakeError(f"{take.path}: the take has no rows")
     tau = np.where(r["has_onset"], r["tau_g"], 0.0)
-    x = F.encode_rows(r["score_vel"], r["real_off"], r["bpm"], r["tsig"], r["phase"], tau)
-    return {"x": x, "v": (r["score_vel"] / F.VEL_SCALE).astype(np.float32),
-            "g": F.scale_off(tau).astype(np.float32), "onset": r["has_onset"].astype(bool),
+    x = feat.encode_rows(r["score_vel"], r["real_off"], r["bpm"], r["tsig"], r["phase"], tau)
+    return {"x": x, "v": (r["score_vel"] / feat.VEL_SCALE).astype(np.float32),
+            "g": feat.scale_off(tau).astype(np.float32), "onset": r["has_onset"].astype(bool),
             "hit": (r["score_vel"] > 0)}
 
 
@@ -117,8 +117,7 @@ def chunks(n: int, shift: int, window: int = WINDOW) -> tuple[np.ndarray, np.nda
 
 def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
     """The weighted take loss and its terms for model outputs ``y`` (B, 19) of the batch's last rows."""
-    import torch
-    v_hat, o_hat, g_hat = y[:, F.OUT_VEL], y[:, F.OUT_OFF], y[:, F.OUT_G]
+    v_hat, o_hat, g_hat = y[:, feat.OUT_VEL], y[:, feat.OUT_OFF], y[:, feat.OUT_G]
     hit, onset, v, g = batch["hit"], batch["onset"], batch["v"], batch["g"]
     zero = y.sum() * 0.0
     lv = ((v_hat - v) ** 2)[hit].mean() if hit.any() else zero
@@ -127,7 +126,7 @@ def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
     lg = ((g_hat - g) ** 2)[onset].mean() if onset.any() else zero
     if hit.sum() > 1:
         oh = o_hat[hit]
-        r = (oh.mean() - mu / F.OFF_SCALE) ** 2 + (oh.std() - sigma / F.OFF_SCALE) ** 2
+        r = (oh.mean() - mu / feat.OFF_SCALE) ** 2 + (oh.std() - sigma / feat.OFF_SCALE) ** 2
     else:
         r = zero
     total_w = sum(weights.values())
@@ -248,7 +247,7 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     Parameters
     ----------
     cfg : composed config (``cfg.finetune``, ``cfg.models_dir``)
-    take_path : a take folder (see :mod:`rolypoly.takes`)
+    take_path : a take folder (see :mod:`rolypoly.live.takes`)
     base_model : the TorchScript model to start from (default: the take's model, else ``cfg.engine.model``)
     weights : loss weights (see :func:`parse_weights`)
     on_progress : callable receiving one text line per epoch
@@ -262,9 +261,9 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     """
     import torch
 
-    from rolypoly.export import export_torchscript
-    from rolypoly.model import load_checkpoint, save_checkpoint
-    from rolypoly.takes import load_take
+    from rolypoly.live.takes import load_take
+    from rolypoly.model.export import export_torchscript
+    from rolypoly.model.transformer import load_checkpoint, save_checkpoint
     t0 = time.perf_counter()
     take = load_take(take_path)
     weights = weights or parse_weights([], cfg.finetune)
@@ -294,10 +293,7 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     if Path(ckpt).stem == "weights":
         name = f"{Path(ckpt).parent.name.rsplit('-v', 1)[0]}-v{number:03d}"
     final = root / name
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_dir(final) as tmp:
         meta = dict(meta)
         meta["version"] = name
         meta["finetuned_from"] = str(ckpt)
@@ -310,9 +306,5 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
         (tmp / "version.json").write_text(json.dumps({"version": name, "base": str(ckpt), "take": str(take.path),
                                                       "weights": weights, "rejected_steps": rejected,
                                                       "seconds": time.perf_counter() - t0}, indent=1))
-        os.replace(tmp, final)
-    except Exception:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     say(f"new model version {final}")
     return ModelVersion(final, final / "model.pt", final / "weights.ckpt", table, time.perf_counter() - t0, rejected)

@@ -324,7 +324,7 @@ class OscBridge:
     Parameters
     ----------
     cfg : composed config; reads ``osc.*``, ``takes_dir``, ``models_dir`` and the engine's keys
-    engine : an existing :class:`rolypoly.engine.Rolypoly` (made from ``cfg`` when None)
+    engine : an existing :class:`rolypoly.live.engine.Rolypoly` (made from ``cfg`` when None)
     host, port, audio : override ``osc.host``, ``osc.port`` (0 = any free port), ``osc.audio``
 
     Examples
@@ -354,7 +354,7 @@ class OscBridge:
         self.errors = 0
         self.lock = threading.RLock()  # one engine message at a time (server thread, end-of-take watcher)
         if engine is None:
-            from rolypoly.engine import Rolypoly
+            from rolypoly.live.engine import Rolypoly
             engine = Rolypoly(cfg, offline=False)
         self.engine = engine
         for outlet in ("hit", "onset", "playhead", "status", "error"):
@@ -578,7 +578,7 @@ class OscBridge:
         self._engine("kit", *self._existing_file("kit", args))
 
     def _do_introspect(self, sender, address, *args) -> None:
-        from rolypoly.drums import DRUMS, N_DRUMS
+        from rolypoly.score.drums import DRUMS, N_DRUMS
         if len(args) < 2 or len(args) > N_DRUMS:
             raise OscError(f"introspect: expected a source drum and 1-{N_DRUMS - 1} target drums, got "
                            f"{len(args)} arguments (usage: {PREFIX}introspect kick snare)")
@@ -603,7 +603,7 @@ class OscBridge:
         self._engine("soundcheck", *vals)
 
     def _do_set(self, sender, address, *args) -> None:
-        from rolypoly.engine import ATTRIBUTES
+        from rolypoly.live.engine import ATTRIBUTES
         if not args:
             raise OscError(f"set: expected an attribute and a value (usage: {PREFIX}set latency 12); "
                            f"attributes: {', '.join(ATTRIBUTES)}")

@@ -1,10 +1,10 @@
 """TorchScript artefacts: export, the contract every model follows, loading, the swing model.
 
 The contract (SPEC section 5): a TorchScript module whose ``forward(x)`` takes ``(1, T, 22)``
-float32 rows (:mod:`rolypoly.features` layout) and returns ``(1, T, 19)``, loadable with
+float32 rows (:mod:`rolypoly.score.features` layout) and returns ``(1, T, 19)``, loadable with
 ``torch.jit.load`` alone.  It should carry these attributes (defaults are used when absent):
 
-``version`` (str), ``layout_json`` (str, JSON of :data:`rolypoly.features.LAYOUT` plus
+``version`` (str), ``layout_json`` (str, JSON of :data:`rolypoly.score.features.LAYOUT` plus
 ``block_size``), ``offset_mu`` and ``offset_sigma`` (float, GMD train drum-offset
 statistics in bar fractions, used by finetuning's regulariser).
 
@@ -15,7 +15,6 @@ Examples
 (16, 19)
 """
 import json
-import os
 import zipfile
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import numpy as np
 import torch
 
 from rolypoly.errors import ModelError
-from rolypoly.features import LAYOUT, N_IN, N_OUT, OFF_SCALE
+from rolypoly.io import atomic_path
+from rolypoly.score.features import LAYOUT, N_IN, N_OUT, OFF_SCALE
 
 #: Used when a compatible module carries no statistics of its own: GMD train drum offsets
 #: (16/triplet grid preparation, bar fractions), as measured by ``Takes.offset_stats``.
@@ -42,10 +42,8 @@ def is_torchscript(path) -> bool:
 
 
 def _atomic_save(module, path: Path, extra_files: dict[str, str] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(module, str(tmp), _extra_files=extra_files or {})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files=extra_files or {})
 
 
 class Exported(torch.nn.Module):
@@ -251,7 +249,7 @@ def export_command(args, cfg) -> int:
     else:
         if not args.checkpoint or not args.output:
             raise ConfigError("rolypoly export needs CHECKPOINT OUTPUT (or --swing OUT)")
-        from rolypoly.model import load_checkpoint, save_checkpoint
+        from rolypoly.model.transformer import load_checkpoint, save_checkpoint
         model, meta = load_checkpoint(args.checkpoint)
         p = export_torchscript(model, meta, args.output)
         t.add(str(p), meta.get("version", "?"), p.stat().st_size)

@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.drums import DRUMS, N_DRUMS, drum_index
 from rolypoly.errors import IntrospectError, RolypolyError
+from rolypoly.io import atomic_path
+from rolypoly.score.drums import DRUMS, N_DRUMS, drum_index
 
 #: Bump when the database layout or what goes into it changes (forces a rebuild).
 SCHEMA_VERSION = 1
@@ -263,41 +264,35 @@ def build_table(path: str | os.PathLike, corpus: Corpus, show_progress: bool = F
     from rolypoly.report import progress
     t0 = time.perf_counter()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
     bars = corpus.pairs()
     this, nxt = corpus.transitions()
-    con = sqlite3.connect(tmp)
-    insert = "INSERT INTO counts VALUES (?,?,?,?,?,?,?)"
-    try:
-        con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
-        pair_rows = next_rows = 0
-        jobs = [(a, b) for a in range(N_DRUMS) for b in range(N_DRUMS) if a != b]
-        for a, b in progress(jobs, total=len(jobs), desc="pattern tables", disable=not show_progress or None):
-            rows = _rows(PAIR, a, b, bars[:, a], bars[:, b])
-            con.executemany(insert, rows)
-            pair_rows += len(rows)
-        for d in range(N_DRUMS):
-            rows = _rows(NEXT, d, d, this[:, d], nxt[:, d])
-            con.executemany(insert, rows)
-            next_rows += len(rows)
-            con.executemany(insert, _rows(MARG, d, d, np.zeros(len(bars), np.int64), bars[:, d]))
-        stats = {"bars": int(len(bars)), "transitions": int(len(this)), "pair_rows": pair_rows,
-                 "next_rows": next_rows}
-        meta = {"schema": str(SCHEMA_VERSION), "steps": str(corpus.steps), "input_key": corpus.key,
-                "corpus": corpus.description, "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-                **{k: str(v) for k, v in stats.items()}}
-        con.executemany("INSERT INTO meta VALUES (?,?)", meta.items())
-        con.commit()
-        con.execute("ANALYZE")
-        con.commit()
-    except BaseException:
-        con.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    con.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        con = sqlite3.connect(tmp)
+        insert = "INSERT INTO counts VALUES (?,?,?,?,?,?,?)"
+        try:
+            con.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
+            pair_rows = next_rows = 0
+            jobs = [(a, b) for a in range(N_DRUMS) for b in range(N_DRUMS) if a != b]
+            for a, b in progress(jobs, total=len(jobs), desc="pattern tables", disable=not show_progress or None):
+                rows = _rows(PAIR, a, b, bars[:, a], bars[:, b])
+                con.executemany(insert, rows)
+                pair_rows += len(rows)
+            for d in range(N_DRUMS):
+                rows = _rows(NEXT, d, d, this[:, d], nxt[:, d])
+                con.executemany(insert, rows)
+                next_rows += len(rows)
+                con.executemany(insert, _rows(MARG, d, d, np.zeros(len(bars), np.int64), bars[:, d]))
+            stats = {"bars": int(len(bars)), "transitions": int(len(this)), "pair_rows": pair_rows,
+                     "next_rows": next_rows}
+            meta = {"schema": str(SCHEMA_VERSION), "steps": str(corpus.steps), "input_key": corpus.key,
+                    "corpus": corpus.description, "built": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    **{k: str(v) for k, v in stats.items()}}
+            con.executemany("INSERT INTO meta VALUES (?,?)", meta.items())
+            con.commit()
+            con.execute("ANALYZE")
+            con.commit()
+        finally:
+            con.close()
     stats["seconds"] = time.perf_counter() - t0
     return stats
 
@@ -340,8 +335,8 @@ def load_corpus(cfg, show_progress: bool = False) -> Corpus:
     DataError
         GMD is missing.
     """
-    from rolypoly import gmd
-    from rolypoly.score import read_score
+    from rolypoly.score import gmd
+    from rolypoly.score.midi import read_score
     steps = _steps(cfg)
     root = gmd.resolve_root(cfg.data)
     takes, cache_file, _ = gmd.prepare(root, cfg.cache_dir, "16", float(cfg.data.min_duration_s), show_progress)
@@ -689,7 +684,7 @@ class PatternTable:
 # --------------------------------------------------------------------------- scores
 
 def score_patterns(score, steps: int = 16) -> np.ndarray:
-    """(n_windows, 9) patterns of a :class:`~rolypoly.score.Score`: per bar (16) or per bar pair (32)."""
+    """(n_windows, 9) patterns of a :class:`~rolypoly.score.midi.Score`: per bar (16) or per bar pair (32)."""
     n_bars = int(score.bar.max()) + 1 if score.n_rows else 0
     p16 = bar_patterns(score.vel, score.phase, score.bar, n_bars)
     if steps == 16:
@@ -754,7 +749,7 @@ def apply_parts(score, plan: dict[int, list], steps: int = 16, velocity: float |
     mean velocity in the score (the score's overall mean when it was silent, else 100),
     or ``velocity`` when given.
     """
-    from rolypoly.score import Note, score_from_notes
+    from rolypoly.score.midi import Note, score_from_notes
     tm = score.tempo
     hit = score.vel > 0
     overall = float(score.vel[hit].mean()) if hit.any() else 100.0
@@ -789,7 +784,7 @@ def generate_for_score(score, src, dsts, table: PatternTable, seed=None, per_bar
 
     Parameters
     ----------
-    score : :class:`~rolypoly.score.Score`
+    score : :class:`~rolypoly.score.midi.Score`
     src : source drum (name or index)
     dsts : target drums: a list, or a comma-separated string such as ``"snare,hihat"``
     table : :class:`PatternTable`

@@ -1,6 +1,6 @@
 """Audio drivers over the one engine: offline (files) and real time (sounddevice).
 
-Both call :meth:`rolypoly.engine.Rolypoly.process` once per block.  The real-time
+Both call :meth:`rolypoly.live.engine.Rolypoly.process` once per block.  The real-time
 callback follows python-sounddevice's contract: ``callback(indata, outdata, frames,
 time, status)`` on PortAudio's thread, which must return quickly; it only copies, calls
 ``engine.process`` and counts xruns.  Everything else (model ticks, outlets, file
@@ -8,7 +8,6 @@ writing) happens on other threads.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,40 +18,6 @@ from rolypoly.errors import AudioError
 
 TAIL_S = 2.0
 STALL_S = 1.0   # no audio block for this long while playing: the device is gone
-
-
-def read_audio(path, sr: int) -> np.ndarray:
-    """A mono float32 signal at ``sr`` (resampled and downmixed when needed).
-
-    Raises
-    ------
-    AudioError
-        Missing or unreadable file.
-    """
-    import soundfile as sf
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    mono = data.mean(axis=1)
-    if file_sr != sr:
-        import librosa
-        mono = librosa.resample(mono, orig_sr=file_sr, target_sr=sr).astype(np.float32)
-    return np.ascontiguousarray(np.nan_to_num(mono), dtype=np.float32)
-
-
-def write_wav(path, audio: np.ndarray, sr: int) -> Path:
-    """Write float audio as 24-bit WAV, atomically."""
-    import soundfile as sf
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.wav")
-    sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype="PCM_24")
-    os.replace(tmp, path)
-    return path
 
 
 @dataclass

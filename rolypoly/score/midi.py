@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.drums import DRUMS, N_DRUMS, OUTPUT_PITCHES, PITCH_TO_DRUM
 from rolypoly.errors import ScoreError
+from rolypoly.io import atomic_path
+from rolypoly.score.drums import DRUMS, N_DRUMS, OUTPUT_PITCHES, PITCH_TO_DRUM
 
 DEFAULT_BPM = 120.0
 DEFAULT_TSIG = (4, 4)
@@ -220,10 +221,8 @@ class Score:
     def write_midi(self, path: str | os.PathLike, **kwargs) -> Path:
         """Write the score as a standard MIDI file (atomically)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        self.to_midi(**kwargs).save(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            self.to_midi(**kwargs).save(str(tmp))
         return path
 
 

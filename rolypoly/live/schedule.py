@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from rolypoly import features as F
-from rolypoly.drums import N_DRUMS
+from rolypoly.score import features as feat
+from rolypoly.score.drums import N_DRUMS
 
 WINDOW = 16
 MAX_PENDING = 512
@@ -43,11 +43,11 @@ class Schedule:
         self.bar_samples = score.bar_ms * (sr / 1000.0)
         self.length_samples = max(score.length_ms * sr / 1000.0, self.row_samples[-1] + 1.0)
         # earliest possible hit of a row: the offset clip (+-0.04 bar) before it
-        self.max_early = F.OFF_CLIP * F.OFF_SCALE * self.bar_samples
-        self.x_static = F.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
+        self.max_early = feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples
+        self.x_static = feat.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
                                       np.zeros(N))
         C = self.capacity
-        self.pred = np.zeros((C, F.N_OUT), dtype=np.float32)
+        self.pred = np.zeros((C, feat.N_OUT), dtype=np.float32)
         self.ready = np.zeros(C, dtype=bool)
         self.committed = np.zeros(C, dtype=bool)
         self.late = np.zeros(C, dtype=bool)
@@ -56,7 +56,7 @@ class Schedule:
         self.tau_g = np.zeros(C)
         self.has_onset = np.zeros(C, dtype=bool)
         self.onset_sample = np.zeros(C)
-        self._x = np.zeros((window, F.N_IN), dtype=np.float32)
+        self._x = np.zeros((window, feat.N_IN), dtype=np.float32)
         self.pend_s = np.zeros(MAX_PENDING, dtype=np.int64)
         self.pend_d = np.zeros(MAX_PENDING, dtype=np.int64)
         self.pend_v = np.zeros(MAX_PENDING, dtype=np.int64)
@@ -113,11 +113,11 @@ class Schedule:
             if j < k:
                 s = j % self.capacity
                 if self.committed[s]:  # what was played: zero for drums that did not sound
-                    x[t, F.OFF] = F.scale_off(self.real_off[s])
+                    x[t, feat.OFF] = feat.scale_off(self.real_off[s])
                 else:  # predicted, not yet played: only the drums the row will play, as in training
-                    pred = np.clip(self.pred[s, F.OUT_OFF], -F.OFF_CLIP, F.OFF_CLIP)
-                    x[t, F.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
-                x[t, F.TAU_G] = F.scale_off(self.tau_g[s]) if self.has_onset[s] else 0.0
+                    pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
+                    x[t, feat.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
+                x[t, feat.TAU_G] = feat.scale_off(self.tau_g[s]) if self.has_onset[s] else 0.0
         return k, x
 
     def _recycle(self, k: int) -> None:
@@ -168,8 +168,8 @@ class Schedule:
                 v = int(vel_score[d])
                 off = 0.0
                 if use_pred:
-                    pv = float(self.pred[s, d]) * F.VEL_SCALE
-                    off = max(-F.OFF_CLIP, min(F.OFF_CLIP, float(self.pred[s, 9 + d]))) * F.OFF_SCALE
+                    pv = float(self.pred[s, d]) * feat.VEL_SCALE
+                    off = max(-feat.OFF_CLIP, min(feat.OFF_CLIP, float(self.pred[s, 9 + d]))) * feat.OFF_SCALE
                     if self.filter_hits == "score_notes":
                         v = int(round(min(127.0, max(1.0, pv)))) if v > 0 else 0
                     elif self.filter_hits == "none":

@@ -12,7 +12,7 @@ strummed chords, palm mutes, plus room noise and mains hum at chosen levels.
 
 Examples
 --------
->>> from rolypoly.musician import Feel, play, rhythm
+>>> from rolypoly.sim.musician import Feel, play, rhythm
 >>> times, phases, bar_s = rhythm(n_bars=4, bpm=100, seed=1)
 >>> audio, onsets = play(times, phases, bar_s, Feel.named("laid_back"), sr=48000)
 >>> audio.dtype, len(onsets) == len(times)

@@ -1,0 +1,1 @@
+"""Bridges to other programs: the OSC server for Max and Pd."""

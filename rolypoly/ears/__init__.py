@@ -1,0 +1,1 @@
+"""The listener: onset detection on the musician's input."""

@@ -1,0 +1,1 @@
+"""The live duet: the rolypoly object, the lookahead schedule, audio drivers, take records."""

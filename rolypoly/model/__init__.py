@@ -1,0 +1,1 @@
+"""The performance model: network, TorchScript export and runtime, pretraining, evaluation."""

@@ -1,0 +1,1 @@
+"""Introspection: pattern tables that propose one drum's part from another's."""

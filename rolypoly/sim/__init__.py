@@ -1,0 +1,1 @@
+"""Simulation for tests, benchmarks and the demo: the virtual musician, duets, the demo."""
