@@ -57,3 +57,21 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()):
 def resolve_path(path: str | os.PathLike) -> Path:
     """A config path: absolute as is, relative to the current directory otherwise."""
     return Path(os.path.expanduser(str(path)))
+
+
+def with_values(cfg, **dotted):
+    """A copy of ``cfg`` with dotted keys set (``with_values(cfg, **{"engine.enable": False})``).
+
+    Examples
+    --------
+    >>> cfg = with_values(load_config([]), **{"train.max_steps": 7})
+    >>> cfg.train.max_steps
+    7
+    """
+    import copy
+
+    from omegaconf import OmegaConf
+    new = copy.deepcopy(cfg)
+    for key, value in dotted.items():
+        OmegaConf.update(new, key, value, merge=False)
+    return new

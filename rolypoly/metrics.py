@@ -156,3 +156,52 @@ def same_take_lookup(test) -> dict:
             "hits": int(mask.sum()),
             "timing_ms": timing_mae_ms(np.concatenate(preds_off), np.concatenate(trues_off), np.concatenate(bars), mask),
             "velocity": velocity_mae(np.concatenate(preds_vel), np.concatenate(trues_vel), mask)}
+
+
+# ----------------------------------------------------------------------------- onsets
+
+def onset_f_measure(detected, truth, window_s: float = 0.025) -> dict:
+    """Match detections to true onsets one-to-one within ``±window_s``.
+
+    Pairs are made greedily by smallest distance, so each true onset takes at most one
+    detection and vice versa.
+
+    Returns
+    -------
+    dict
+        ``f``, ``precision``, ``recall``, ``tp``, ``n_detected``, ``n_true`` and
+        ``delays`` (detected − true, s, one per matched pair, in truth order).
+
+    Examples
+    --------
+    >>> r = onset_f_measure([0.51, 1.2], [0.5, 1.0], 0.025)
+    >>> r["tp"], round(r["f"], 2)
+    (1, 0.5)
+    """
+    det = np.sort(np.asarray(detected, dtype=np.float64).ravel())
+    tru = np.sort(np.asarray(truth, dtype=np.float64).ravel())
+    pairs = []
+    if det.size and tru.size:
+        # candidates: for each truth, detections inside the window
+        lo = np.searchsorted(det, tru - window_s, side="left")
+        hi = np.searchsorted(det, tru + window_s, side="right")
+        for ti in range(tru.size):
+            for di in range(lo[ti], hi[ti]):
+                d = abs(det[di] - tru[ti])
+                if d <= window_s:
+                    pairs.append((d, ti, di))
+    pairs.sort()
+    used_t, used_d, match = set(), set(), {}
+    for d, ti, di in pairs:
+        if ti in used_t or di in used_d:
+            continue
+        used_t.add(ti)
+        used_d.add(di)
+        match[ti] = di
+    tp = len(match)
+    precision = tp / det.size if det.size else (1.0 if tru.size == 0 else 0.0)
+    recall = tp / tru.size if tru.size else 1.0
+    f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    delays = np.array([det[match[t]] - tru[t] for t in sorted(match)])
+    return dict(f=f, precision=precision, recall=recall, tp=tp, n_detected=int(det.size),
+                n_true=int(tru.size), delays=delays)

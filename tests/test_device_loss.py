@@ -18,14 +18,14 @@ def test_jack_server_killed_mid_take(tmp_path):
     if not shutil.which("jackd"):
         pytest.skip("jackd (Debian jackd2) is not installed")
     name = f"rolypoly-loss-{os.getpid()}"
-    from rolypoly.bench.realtime import start_jack
+    from rolypoly.live.jack import start_jack
     jack = start_jack(name=name)
     script = textwrap.dedent(f"""
         import sys
         from rolypoly.config import load_config
         from rolypoly.live.engine import Rolypoly
         from rolypoly.live.drivers import play_realtime
-        from rolypoly.sim.duet import groove_score
+        from rolypoly.sim.corpus import groove_score
         eng = Rolypoly(load_config(["engine.enable=false", "takes_dir={tmp_path / 'takes'}"]))
         eng.connect("error", lambda t: print("ERROR", t, flush=True))
         heard = []

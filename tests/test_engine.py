@@ -30,7 +30,7 @@ def tiny_model(tmp_path_factory):
 
 def make_engine(tmp_path, model=None, offline=True, extra=()):
     over = [f"takes_dir={tmp_path / 'takes'}", f"models_dir={tmp_path / 'models'}"]
-    over += [f"engine.model={model}"] if model else ["engine.enable=false"]
+    over += [f"engine.model_path={model}"] if model else ["engine.enable=false"]
     eng = Rolypoly(load_config(over + list(extra)), offline=offline)
     return eng
 
@@ -261,7 +261,8 @@ def test_model_history_only_carries_offsets_of_drums_that_play(tmp_path):
 def test_soundcheck_message_sets_listener_settings_saved_with_the_take(tmp_path):
     from rolypoly.live.drivers import perform_offline
     from rolypoly.live.takes import load_take
-    from rolypoly.sim.duet import groove_score, virtual_take
+    from rolypoly.sim.duet import virtual_take
+    from rolypoly.sim.corpus import groove_score
     score = groove_score(2, 120.0)
     audio, _, _ = virtual_take(score, "on_grid", seed=4, level_db=-30.0)
     eng = make_engine(tmp_path)

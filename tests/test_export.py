@@ -39,7 +39,7 @@ def test_runtime_matches_eager_and_carries_attributes(exported):
     assert rt.predict(x[:3]).shape == (3, 19)
     assert rt.version == "test-1"
     assert rt.offset_mu == pytest.approx(-0.005) and rt.offset_sigma == pytest.approx(0.013)
-    assert rt.layout["off_scale"] == OFF_SCALE and rt.layout["block_size"] == 16
+    assert rt.layout["off_scale"] == OFF_SCALE and rt.layout["window"] == 16
     assert rt.layout["model_config"]["d_model"] == 16
 
 
@@ -106,7 +106,7 @@ def test_foreign_module_with_the_contract_loads_with_defaults(tmp_path):
     path = tmp_path / "plain.pt"
     torch.jit.save(torch.jit.script(Plain()), str(path))
     rt = load_runtime(path)
-    assert rt.block_size == 16 and "plain.pt" in rt.version and -0.05 < rt.offset_mu < 0.05
+    assert rt.window == 16 and "plain.pt" in rt.version and -0.05 < rt.offset_mu < 0.05
 
 
 def test_bad_files(tmp_path, exported):

@@ -24,7 +24,8 @@ def test_parse_weights():
 @pytest.fixture(scope="module")
 def take_dir(tmp_path_factory, tiny_model):
     from rolypoly.live.drivers import perform_offline
-    from rolypoly.sim.duet import groove_score, virtual_take
+    from rolypoly.sim.duet import virtual_take
+    from rolypoly.sim.corpus import groove_score
     d = tmp_path_factory.mktemp("ft")
     score = groove_score(12, 120.0)
     path = score.write_midi(d / "groove.mid")
@@ -38,7 +39,7 @@ def take_dir(tmp_path_factory, tiny_model):
 
 def _cfg(d, model):
     from rolypoly.config import load_config
-    return load_config([f"models_dir={d / 'models'}", f"engine.model={model}", "finetune.epochs=12", "finetune.batch_size=64"])
+    return load_config([f"models_dir={d / 'models'}", f"engine.model_path={model}", "finetune.epochs=12", "finetune.batch_size=64"])
 
 
 def test_new_version_leaves_the_base_untouched(take_dir):

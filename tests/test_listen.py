@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rolypoly.ears.listener import Listener, detect_onsets, onset_f_measure, soundcheck
+from rolypoly.ears.listener import Listener, detect_onsets, soundcheck
+from rolypoly.metrics import onset_f_measure
 from rolypoly.errors import AudioError, ConfigError
 from rolypoly.sim.musician import play, rhythm
 

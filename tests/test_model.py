@@ -12,7 +12,7 @@ from rolypoly.model.transformer import (
     save_checkpoint,
 )
 
-SMALL = ModelConfig(n_enc_layers=2, n_dec_layers=2, n_heads=4, d_model=16, d_ff=32, block_size=16)
+SMALL = ModelConfig(n_enc_layers=2, n_dec_layers=2, n_heads=4, d_model=16, d_ff=32, window=16)
 
 
 @pytest.fixture()

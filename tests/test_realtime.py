@@ -14,7 +14,7 @@ pytestmark = pytest.mark.realtime
 def jack():
     if not shutil.which("jackd"):
         pytest.skip("jackd (Debian jackd2) is not installed")
-    from rolypoly.bench.realtime import start_jack
+    from rolypoly.live.jack import start_jack
     proc = start_jack(name="rolypoly-test")
     import os
     old = os.environ.get("JACK_DEFAULT_SERVER")
@@ -37,7 +37,8 @@ def test_realtime_duet_through_jack(tmp_path, jack):
         pytest.skip("PortAudio has no JACK devices")
     from rolypoly.live.drivers import play_realtime
     from rolypoly.live.takes import load_take
-    from rolypoly.sim.duet import groove_score, virtual_take
+    from rolypoly.sim.duet import virtual_take
+    from rolypoly.sim.corpus import groove_score
     score = groove_score(3, 160.0)
     path = score.write_midi(tmp_path / "g.mid")
     audio, rows, onsets = virtual_take(score, "on_grid", seed=1)
@@ -60,7 +61,7 @@ def test_realtime_duet_through_jack(tmp_path, jack):
 def test_missing_device_is_a_clear_error(tmp_path, jack):
     from rolypoly.errors import AudioError
     from rolypoly.live.drivers import play_realtime
-    from rolypoly.sim.duet import groove_score
+    from rolypoly.sim.corpus import groove_score
     eng = make_engine(tmp_path)
     eng.message("read", str(groove_score(1).write_midi(tmp_path / "g.mid")))
     eng.device = "no such device 42"
@@ -72,8 +73,7 @@ def test_bench_names_the_rows_that_played_late(tmp_path):
     # the benchmark reads late rows back from the saved take: which rows, and when
     from conftest import note, write_midi
 
-    from rolypoly.bench.realtime import _late_rows
-    from rolypoly.live.takes import ROW_FIELDS, save_take
+    from rolypoly.live.takes import ROW_FIELDS, late_rows, save_take
     score = write_midi(tmp_path / "s.mid", [note(0, 36) + note(480, 38)])
     n = 5
     rows = {f: np.zeros(n) for f in ROW_FIELDS}
@@ -81,5 +81,5 @@ def test_bench_names_the_rows_that_played_late(tmp_path):
     rows["time_ms"] = np.arange(n) * 250.0
     rows["late"] = np.array([False, False, True, False, True])
     take = save_take(tmp_path / "takes", {}, rows, [], [], None, 48000, str(score))
-    assert _late_rows(take) == [(2, 500.0), (4, 1000.0)]
-    assert _late_rows(None) == []
+    assert late_rows(take) == [(2, 500.0), (4, 1000.0)]
+    assert late_rows(None) == []

@@ -61,7 +61,7 @@ def test_pure_tone_starts_on_its_first_sample():
 def test_block_renderer_matches_offline_render(kit):
     hits = [(0.0, 0, 100), (0.1 + 17 / SR, 2, 80), (0.2, 3, 70), (0.3 + 5 / SR, 2, 60), (0.31, 1, 127)]
     ref = render(hits, kit, tail_s=0.4)
-    r = BlockRenderer(kit, block_size=128)
+    r = BlockRenderer(kit, block_frames=128)
     out = np.zeros((128, 2), np.float32)
     starts = [int(round(t * SR)) for t, _, _ in hits]
     blocks = []
@@ -77,7 +77,7 @@ def test_block_renderer_matches_offline_render(kit):
 
 
 def test_process_fills_the_buffer_in_place_and_ends_voices(kit):
-    r = BlockRenderer(kit, block_size=64)
+    r = BlockRenderer(kit, block_frames=64)
     out = np.full((64, 2), 7.0, np.float32)
     r.process(out)
     assert np.all(out == 0)              # silence overwrites, nothing accumulates
@@ -261,7 +261,7 @@ def test_tuned_class_shares_a_channel(kit):
 
 def test_blocks_allocate_nothing(kit):
     import tracemalloc
-    r = BlockRenderer(kit, block_size=128)
+    r = BlockRenderer(kit, block_frames=128)
     out = np.zeros((128, 2), np.float32)
     for d in range(9):
         r.trigger(d * 3, d, 100)

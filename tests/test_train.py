@@ -23,7 +23,8 @@ def _cfg(tmp_path, *extra):
 
 
 def test_rows_and_partner_batches():
-    from rolypoly.model.pretrain import make_batch, rows_from_takes, synthetic_takes
+    from rolypoly.model.pretrain import make_batch, rows_from_takes
+    from rolypoly.sim.corpus import synthetic_takes
     takes = synthetic_takes(n_takes=4, rows=40)
     data = rows_from_takes(takes, 16)
     assert len(data) == 4 * (40 - 16 + 1)
@@ -98,7 +99,7 @@ def test_ddp_two_cpu_processes(tmp_path):
 def test_evaluation_conditions_use_the_right_history():
     """A predictor that copies the previous row's history shows which history each condition feeds."""
     from rolypoly.model.evaluate import evaluate
-    from rolypoly.model.pretrain import synthetic_takes
+    from rolypoly.sim.corpus import synthetic_takes
     takes = synthetic_takes(n_takes=4, rows=40)
     seen = {}
 

@@ -26,8 +26,8 @@ def run(cfg, args):
     from rolypoly.report import Table, progress
     from rolypoly.score.midi import read_score
     from rolypoly.sim.demo import DEMO_SCORE
+    from rolypoly.config import with_values
     from rolypoly.sim.duet import (
-        _with,
         adaptation,
         groove_score,
         play_take,
@@ -57,9 +57,9 @@ def run(cfg, args):
     long_score = groove_score(60, 120.0)
     long_path = long_score.write_midi(work / "two_minutes.mid")
     audio, _, _ = virtual_take(long_score, "laid_back", seed=3, sr=int(cfg.audio.sample_rate))
-    res = play_take(cfg, long_path, audio, str(cfg.engine.model), work / "long")
+    res = play_take(cfg, long_path, audio, str(cfg.engine.model_path), work / "long")
     t0 = time.perf_counter()
-    version = train_after_take(_with(cfg, models_dir=str(work / "long" / "models")), res.take_dir)
+    version = train_after_take(with_values(cfg, models_dir=str(work / "long" / "models")), res.take_dir)
     ft_s = time.perf_counter() - t0
     speed = Table("finetune speed", ["take", "rows", "epochs", "seconds", "target"])
     speed.add("2 minutes (60 bars, 120 bpm)", res.rows, int(cfg.finetune.epochs), ft_s, "<= 5 s")

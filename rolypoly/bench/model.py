@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ticks", type=int, default=1000, help="timed ticks per model (>= 500; default 1000)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed ticks first (default 50)")
     parser.add_argument("--model", default=None,
-                        help="TorchScript file for the default model (default: engine.model if it exists, "
+                        help="TorchScript file for the default model (default: engine.model_path if it exists, "
                              "else an untrained model of the configured size)")
 
 
@@ -44,7 +44,7 @@ def run(cfg, args):
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="rolypoly-bench-"))
     runtimes = {}
-    default_path = args.model or str(cfg.engine.model)
+    default_path = args.model or str(cfg.engine.model_path)
     if Path(default_path).is_file():
         runtimes["default (" + Path(default_path).name + ")"] = load_runtime(default_path)
     else:

@@ -51,7 +51,7 @@ def _data_dir(args) -> Path:
 
 
 def _score(det, truth, window):
-    from rolypoly.ears.listener import onset_f_measure
+    from rolypoly.metrics import onset_f_measure
     return onset_f_measure(det, truth, window)
 
 
@@ -107,7 +107,7 @@ def _run_virtual(cfg, args, sr, hop):
         audio, truth = play(t, ph, bar, feel, sr=sr, seed=200 + k, level_db=lvl)
         lis = Listener.from_config(cfg.listen, sr)
         latency = lis.latency_s
-        det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_size), listener=lis)
+        det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_frames), listener=lis)
         r = _score(det, truth, 0.025)
         err = np.abs(r["delays"]) * 1000
         raw = (r["delays"] + lis.latency_s) * 1000
@@ -210,7 +210,7 @@ def _run_real(cfg, args, sr, hop):
         for name, make in systems:
             r50, r25, rspan = [], [], []
             for fname, inst, x, truth in items:
-                det = detect_onsets(x, sr, hop, block=int(cfg.audio.block_size), listener=make(x))
+                det = detect_onsets(x, sr, hop, block=int(cfg.audio.block_frames), listener=make(x))
                 a = _score(det, truth, 0.05)
                 r50.append(a)
                 r25.append(_score(det, truth, 0.025))
@@ -256,7 +256,7 @@ def _run_real(cfg, args, sr, hop):
                             noise_db=noise, hum_db=hum)
         for name, make in systems[:1] + systems[2:4]:
             lis = make(audio)
-            det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_size), listener=lis)
+            det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_frames), listener=lis)
             a = _score(det, truth, 0.025)
             b = _score(det, truth, 0.05)
             raw = (a["delays"] + lis.latency_s) * 1000

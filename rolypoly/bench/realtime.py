@@ -16,81 +16,6 @@ def add_arguments(p) -> None:
                    help="length of the do-nothing stream measured first as the machine's own xrun rate (default 60)")
 
 
-def clean_stale_jack() -> None:
-    """Remove JACK's shared-memory leftovers when no server runs.
-
-    A server that was killed (not stopped) leaves its registry entry behind; after a few
-    of those jackd refuses to start ("Too many servers already active").
-    """
-    import glob
-    import os
-    import shutil
-    import subprocess
-    if subprocess.run(["pgrep", "-x", "jackd"], capture_output=True).returncode == 0:
-        return  # a live server owns these files
-    for path in glob.glob("/dev/shm/jack*"):
-        try:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        except OSError:
-            pass
-
-
-def _late_rows(take_dir) -> list[tuple[int, float]]:
-    """(row number, nominal time in ms) of each row that played late in a saved take."""
-    if take_dir is None:
-        return []
-    import numpy as np
-
-    from rolypoly.live.takes import load_take
-    rows = load_take(take_dir).rows
-    late = np.nonzero(np.asarray(rows["late"]).astype(bool))[0]
-    return [(int(rows["k"][i]), float(rows["time_ms"][i])) for i in late]
-
-
-def start_jack(sr: int = 48000, period: int = 256, timeout_s: float = 15.0, name: str | None = None):
-    """Start ``jackd -d dummy`` (named ``name``, else the default server) unless it already runs.
-
-    Returns the process, or None when a server of that name already answers.  Waits until
-    the server answers: a loaded machine can take seconds.
-    """
-    import os
-    import shutil
-    import subprocess
-    import time
-    env = dict(os.environ, JACK_NO_START_SERVER="1")  # asking must not start a server by itself
-    if name:
-        env["JACK_DEFAULT_SERVER"] = name
-
-    def answers() -> bool:
-        return shutil.which("jack_lsp") is not None and \
-            subprocess.run(["jack_lsp"], capture_output=True, env=env).returncode == 0
-
-    if answers():
-        return None
-    clean_stale_jack()
-    if not shutil.which("jackd"):
-        from rolypoly.errors import AudioError
-        raise AudioError("jackd not found: install Debian's jackd2 (the test command does)")
-    # Real-time scheduling when the system allows it (the server's clients, our audio
-    # callback among them, then run at real-time priority too); otherwise without.
-    for mode in (["-R", "-P", "70"], ["--no-realtime"]):
-        proc = subprocess.Popen(["jackd", *mode, *(["-n", name] if name else []), "-d", "dummy", "-r", str(sr),
-                                 "-p", str(period)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and proc.poll() is None and not answers():
-            time.sleep(0.2)
-        if proc.poll() is None and answers():
-            time.sleep(0.3)
-            proc.realtime = mode[0] == "-R"
-            return proc
-        proc.kill()
-        proc.wait(5)
-        clean_stale_jack()
-    from rolypoly.errors import AudioError
-    raise AudioError("jackd did not start (dummy backend)")
-
-
 def empty_callback_xruns(sr: int, block: int, seconds: float) -> tuple[int, int]:
     """Xrun events and blocks of a do-nothing duplex stream: what the machine itself costs."""
     import time
@@ -121,8 +46,11 @@ def run(cfg, args):
 
     from rolypoly.live.drivers import play_realtime
     from rolypoly.live.engine import Rolypoly
+    from rolypoly.live.jack import start_jack
+    from rolypoly.live.takes import late_rows
     from rolypoly.report import Table
-    from rolypoly.sim.duet import groove_score, virtual_take
+    from rolypoly.sim.duet import virtual_take
+    from rolypoly.sim.corpus import groove_score
     jack = None if args.no_jack else start_jack(int(cfg.audio.sample_rate))
     if jack is not None:
         import sounddevice as sd
@@ -134,10 +62,10 @@ def run(cfg, args):
         score = groove_score(bars, 120.0)
         path = score.write_midi(work / "groove.mid")
         audio, rows, onsets = virtual_take(score, "laid_back", seed=5, sr=int(cfg.audio.sample_rate))
-        base_events, base_blocks = empty_callback_xruns(int(cfg.audio.sample_rate), int(cfg.audio.block_size),
+        base_events, base_blocks = empty_callback_xruns(int(cfg.audio.sample_rate), int(cfg.audio.block_frames),
                                                         args.baseline_seconds) if args.baseline_seconds > 0 else (0, 0)
-        from rolypoly.sim.duet import _with
-        eng = Rolypoly(_with(cfg, takes_dir=str(work / "takes")), offline=False)
+        from rolypoly.config import with_values
+        eng = Rolypoly(with_values(cfg, takes_dir=str(work / "takes")), offline=False)
         errors = []
         eng.connect("error", errors.append)
         eng.message("read", str(path))
@@ -145,7 +73,7 @@ def run(cfg, args):
         import json
         settings = json.loads((eng.last_take / "settings.json").read_text()) if eng.last_take else {}
         cb = np.array(stats.callback_ms) if stats.callback_ms else np.zeros(1)
-        block_ms = 1000.0 * eng.block_size / eng.sr
+        block_ms = 1000.0 * eng.block_frames / eng.sr
         t = Table("real-time duet", ["metric", "value", "target"])
         t.add("duration s", round(stats.blocks * block_ms / 1000.0, 1), "")
         t.add("blocks", stats.blocks, "")
@@ -159,7 +87,7 @@ def run(cfg, args):
         t.add("callback p99 ms", float(np.percentile(cb, 99)), "")
         t.add("callback p99 / block", float(np.percentile(cb, 99)) / block_ms, "")
         t.add("late rows", settings.get("late_rows"), "0")
-        late_at = _late_rows(eng.last_take)
+        late_at = late_rows(eng.last_take)
         if late_at:
             # which rows: the first rows (before the first tick) and a stalled worker look different
             t.notes.append("late rows (k, time s): " + ", ".join(f"{k} at {ms / 1000.0:.1f}" for k, ms in late_at[:10]))
@@ -168,7 +96,7 @@ def run(cfg, args):
         t.add("model tick p50 ms", settings.get("tick_ms_p50"), "")
         t.add("model tick p99 ms", settings.get("tick_ms_p99"), "")
         t.add("lookahead ms (effective)", settings.get("lookahead_effective_ms"), "")
-        t.notes.append(f"block {eng.block_size} frames at {eng.sr} Hz ({block_ms:.2f} ms); device: "
+        t.notes.append(f"block {eng.block_frames} frames at {eng.sr} Hz ({block_ms:.2f} ms); device: "
                        f"{'JACK dummy started by the bench, ' + ('real-time' if getattr(jack, 'realtime', False) else 'not real-time') if jack else 'existing server/default device'}")
         t.notes.append("an xrun event = PortAudio flagging input overflow/output underflow (consecutive flagged blocks "
                        "count once); the empty-callback stream shows what the machine and server cost without rolypoly")

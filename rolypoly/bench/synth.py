@@ -72,7 +72,7 @@ def live_blocks(voices: int = 32, blocks: int = 3000, block: int = 128, sr: int 
     from rolypoly.synth.kit import DRUMS
     from rolypoly.synth.voice import N_PARAMS
 
-    r = BlockRenderer(load_kit(None), sr=sr, block_size=block, polyphony=voices)
+    r = BlockRenderer(load_kit(None), sr=sr, block_frames=block, polyphony=voices)
     pats = _patches()[2::3]                  # the velocity-127 renders: 24 patches
     r.params = np.zeros((len(DRUMS), N_PARAMS))
     r.groups[:] = 0

@@ -230,7 +230,7 @@ class ClockDriver:
 
     def _run(self) -> None:
         eng = self.engine
-        B, sr = eng.block_size, eng.sr
+        B, sr = eng.block_frames, eng.sr
         period = B / sr
         inp = np.zeros(B, dtype=np.float32)
         out = np.zeros((B, 2), dtype=np.float32)
@@ -268,7 +268,7 @@ class SoundDriver:
 
     def start(self) -> "SoundDriver":
         eng = self.engine
-        B = eng.block_size
+        B = eng.block_frames
 
         def callback(indata, outdata, frames, t, status):
             if status:

@@ -78,7 +78,7 @@ def _onsets(args, cfg):
     sr = int(cfg.audio.sample_rate)
     x = _read(args.audio, sr)
     lis = Listener.from_config(cfg.listen, sr)
-    times = detect_onsets(x, sr, lis.hop, block=int(cfg.audio.block_size), listener=lis)
+    times = detect_onsets(x, sr, lis.hop, block=int(cfg.audio.block_frames), listener=lis)
     if args.json:
         print(json.dumps({"audio": args.audio, "onsets_s": [round(float(t), 5) for t in times],
                           "settings": lis.settings}, indent=1))

@@ -15,7 +15,7 @@ def register(sub, common) -> None:
 
     p = sub.add_parser("play", parents=[common], help="play a score live with the sound card (duplex)",
                        description="Open a sounddevice duplex stream (audio.device, audio.sample_rate, "
-                                   "audio.block_size), play the drums, listen to the input; ends at the score's end "
+                                   "audio.block_frames), play the drums, listen to the input; ends at the score's end "
                                    "or on Ctrl-C, saving the take either way.")
     p.add_argument("score", help="a MIDI score")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")

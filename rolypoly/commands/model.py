@@ -1,6 +1,8 @@
 """Model commands: ``rolypoly pretrain``, ``rolypoly eval model|baselines``, ``rolypoly export``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def register(sub, common) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def register(sub, common) -> None:
                     "free-running (own earlier predictions) and partner-following (own predictions plus the "
                     "real drummer's mean offset as tau_g). Example: rolypoly eval model --model models/rolypoly.pt")
     em.add_argument("--model", default=None,
-                    help="a .ckpt (eager weights) or .pt (TorchScript) file; default: engine.model")
+                    help="a .ckpt (eager weights) or .pt (TorchScript) file; default: engine.model_path")
     em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
     em.set_defaults(func=eval_model)
     eb = esub.add_parser("baselines", parents=[common], help="the protocol's baselines (zero, lookup, same-take)",
@@ -58,8 +60,39 @@ def pretrain(args, cfg) -> int:
 
 
 def eval_model(args, cfg) -> int:
-    from rolypoly.model.evaluate import evaluate_command
-    return evaluate_command(args, cfg)
+    """``rolypoly eval model``: one table with the baselines and the three conditions."""
+    import time
+
+    from rolypoly.metrics import PROTOCOL, baselines, eval_takes
+    from rolypoly.model.evaluate import CONDITIONS, evaluate, predictor_from_path
+    from rolypoly.report import Table, emit
+    from rolypoly.score.gmd import load_gmd
+
+    path = args.model or str(cfg.engine.model_path)
+    predict, desc, block = predictor_from_path(path)
+    takes = load_gmd(cfg, grid="16", show_progress=False)
+    test = eval_takes(takes)
+    t0 = time.perf_counter()
+    res = evaluate(predict, test, block)
+    seconds = time.perf_counter() - t0
+    table = Table("GMD test: timing and velocity MAE", ["predictor", "condition", "hits", "timing MAE (ms)",
+                                                        "velocity MAE"])
+    for b in baselines(takes.split("train"), test):
+        table.add(b["predictor"], "baseline", b["hits"], b["timing_ms"], b["velocity"])
+    for c in CONDITIONS:
+        table.add(f"model {Path(path).name}", c, res[c]["hits"], res[c]["timing_ms"], res[c]["velocity"])
+    table.notes.append(PROTOCOL)
+    table.notes.append(f"model: {desc}; window {block} rows; evaluated in {seconds:.0f} s")
+    tables = [table]
+    drum = Table("per drum: timing MAE (ms) / velocity MAE", ["drum", "hits"] + [f"{c} timing" for c in CONDITIONS]
+                 + [f"{c} velocity" for c in CONDITIONS])
+    for i, d in enumerate(res[CONDITIONS[0]]["per_drum"]):
+        drum.add(d["drum"], d["hits"], *[res[c]["per_drum"][i]["timing_ms"] for c in CONDITIONS],
+                 *[res[c]["per_drum"][i]["velocity"] for c in CONDITIONS])
+    if getattr(args, "per_drum", False) or args.json:
+        tables.append(drum)
+    emit(tables, as_json=args.json, extra={"model": desc, "protocol": PROTOCOL} if args.json else None)
+    return 0
 
 
 def eval_baselines(args, cfg) -> int:
@@ -77,5 +110,25 @@ def eval_baselines(args, cfg) -> int:
 
 
 def export(args, cfg) -> int:
-    from rolypoly.model.export import export_command
-    return export_command(args, cfg)
+    """``rolypoly export``."""
+    from rolypoly.errors import ConfigError
+    from rolypoly.model.export import export_torchscript, load_runtime, write_swing
+    from rolypoly.report import Table, emit
+    t = Table("export", ["written", "version", "bytes"])
+    if args.swing:
+        p = write_swing(args.swing)
+        rt = load_runtime(p)
+        t.add(str(p), rt.version, p.stat().st_size)
+    else:
+        if not args.checkpoint or not args.output:
+            raise ConfigError("rolypoly export needs CHECKPOINT OUTPUT (or --swing OUT)")
+        from rolypoly.model.transformer import load_checkpoint, save_checkpoint
+        model, meta = load_checkpoint(args.checkpoint)
+        p = export_torchscript(model, meta, args.output)
+        t.add(str(p), meta.get("version", "?"), p.stat().st_size)
+        if args.ckpt_out:
+            keep = {k: v for k, v in meta.items() if k != "history"}
+            save_checkpoint(model, keep, args.ckpt_out)
+            t.add(str(args.ckpt_out), meta.get("version", "?"), Path(args.ckpt_out).stat().st_size)
+    emit(t, as_json=args.json)
+    return 0

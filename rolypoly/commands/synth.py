@@ -84,7 +84,7 @@ def kit_import(args, cfg) -> int:
 
 def kit_show(args, cfg) -> int:
     from rolypoly.report import Table, emit
-    from rolypoly.synth.kit import DRUMS, load_kit
+    from rolypoly.synth import DRUMS, load_kit
 
     kit = load_kit(args.kit or cfg.synth.kit)
     t = Table(f"kit {kit.name}", ["channel", "name", "drums", "pan", "choke", "osc Hz", "osc ms", "noise ms", "mix", "level dB"])

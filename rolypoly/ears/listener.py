@@ -1176,6 +1176,7 @@ def measured_latency(sr: int, hop: int, settings: dict) -> float:
     key = (sr, hop, tuple(sorted((k, v) for k, v in settings.items() if k not in ("latency_ms", "gain_db"))))
     if key in _LATENCY_CACHE:
         return _LATENCY_CACHE[key]
+    from rolypoly.metrics import onset_f_measure
     from rolypoly.sim.musician import play, rhythm
     times, phases, bar = rhythm(n_bars=4, bpm=100, steps_per_bar=4, fill=1.0, seed=7)
     delays = []
@@ -1187,56 +1188,6 @@ def measured_latency(sr: int, hop: int, settings: dict) -> float:
     lat = float(np.median(delays)) if delays else 0.0
     _LATENCY_CACHE[key] = lat
     return lat
-
-
-# ---------------------------------------------------------------------------------
-# evaluation
-
-def onset_f_measure(detected, truth, window_s: float = 0.025) -> dict:
-    """Match detections to true onsets one-to-one within ``±window_s``.
-
-    Pairs are made greedily by smallest distance, so each true onset takes at most one
-    detection and vice versa.
-
-    Returns
-    -------
-    dict
-        ``f``, ``precision``, ``recall``, ``tp``, ``n_detected``, ``n_true`` and
-        ``delays`` (detected − true, s, one per matched pair, in truth order).
-
-    Examples
-    --------
-    >>> r = onset_f_measure([0.51, 1.2], [0.5, 1.0], 0.025)
-    >>> r["tp"], round(r["f"], 2)
-    (1, 0.5)
-    """
-    det = np.sort(np.asarray(detected, dtype=np.float64).ravel())
-    tru = np.sort(np.asarray(truth, dtype=np.float64).ravel())
-    pairs = []
-    if det.size and tru.size:
-        # candidates: for each truth, detections inside the window
-        lo = np.searchsorted(det, tru - window_s, side="left")
-        hi = np.searchsorted(det, tru + window_s, side="right")
-        for ti in range(tru.size):
-            for di in range(lo[ti], hi[ti]):
-                d = abs(det[di] - tru[ti])
-                if d <= window_s:
-                    pairs.append((d, ti, di))
-    pairs.sort()
-    used_t, used_d, match = set(), set(), {}
-    for d, ti, di in pairs:
-        if ti in used_t or di in used_d:
-            continue
-        used_t.add(ti)
-        used_d.add(di)
-        match[ti] = di
-    tp = len(match)
-    precision = tp / det.size if det.size else (1.0 if tru.size == 0 else 0.0)
-    recall = tp / tru.size if tru.size else 1.0
-    f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-    delays = np.array([det[match[t]] - tru[t] for t in sorted(match)])
-    return dict(f=f, precision=precision, recall=recall, tp=tp, n_detected=int(det.size),
-                n_true=int(tru.size), delays=delays)
 
 
 # ---------------------------------------------------------------------------------
@@ -1326,4 +1277,3 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     settings["threshold"] = round(thr, 4)
     settings["instrument"] = instrument
     return settings
-

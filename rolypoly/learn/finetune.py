@@ -40,7 +40,6 @@ from rolypoly.io import atomic_dir
 from rolypoly.score import features as feat
 
 WEIGHT_NAMES = ("w_v", "w_o", "w_g", "w_r")
-WINDOW = 16
 
 
 def parse_weights(values, cfg_finetune=None) -> dict[str, float]:
@@ -82,7 +81,7 @@ def take_arrays(take) -> dict[str, np.ndarray]:
             "hit": (r["score_vel"] > 0)}
 
 
-def windows(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
+def windows(x: np.ndarray, window: int = feat.DEFAULT_WINDOW) -> np.ndarray:
     """Rows ``window-1 .. N-1`` as the last row of their full window: ``(N-window+1, window, 22)``.
 
     This is exactly how each row is predicted live (used to check a model on a take).
@@ -94,7 +93,7 @@ def windows(x: np.ndarray, window: int = WINDOW) -> np.ndarray:
     return x[idx]
 
 
-def chunks(n: int, shift: int, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+def chunks(n: int, shift: int, window: int = feat.DEFAULT_WINDOW) -> tuple[np.ndarray, np.ndarray]:
     """Cut rows ``0..n-1`` into causal chunks of ``window`` rows starting at ``shift - window*j``.
 
     Returns ``(idx, valid)``, both ``(n_chunks, window)``: row indices (padding at the end
@@ -201,10 +200,11 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
     model.train()
     n = x_all.shape[0]
     # batch_size counts rows; a batch holds whole chunks (0 = the whole take)
-    per_batch = max(1, batch_size // WINDOW) if batch_size > 0 else n // WINDOW + 2
+    window = int(getattr(model, "window", feat.DEFAULT_WINDOW))
+    per_batch = max(1, batch_size // window) if batch_size > 0 else n // window + 2
     table, rejected = [], 0
     for epoch in range(1, epochs + 1):
-        idx, valid = chunks(n, int(rng.integers(0, WINDOW)))
+        idx, valid = chunks(n, int(rng.integers(0, window)), window)
         idx, valid = torch.from_numpy(idx), torch.from_numpy(valid)
         perm = torch.randperm(idx.shape[0], generator=gen)
         sums = {k: 0.0 for k in ("loss", "r", "vel", "off", "g")}
@@ -248,7 +248,7 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     ----------
     cfg : composed config (``cfg.finetune``, ``cfg.models_dir``)
     take_path : a take folder (see :mod:`rolypoly.live.takes`)
-    base_model : the TorchScript model to start from (default: the take's model, else ``cfg.engine.model``)
+    base_model : the TorchScript model to start from (default: the take's model, else ``cfg.engine.model_path``)
     weights : loss weights (see :func:`parse_weights`)
     on_progress : callable receiving one text line per epoch
 
@@ -267,7 +267,7 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     t0 = time.perf_counter()
     take = load_take(take_path)
     weights = weights or parse_weights([], cfg.finetune)
-    base = base_model or take.settings.get("model") or cfg.engine.model
+    base = base_model or take.settings.get("model") or cfg.engine.model_path
     ckpt = base_weights_for(base)
     model, meta = load_checkpoint(ckpt)
     torch.manual_seed(int(cfg.seed))

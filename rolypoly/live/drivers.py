@@ -40,7 +40,7 @@ def perform_offline(engine, input_audio: np.ndarray | None = None, tail_s: float
     """
     if not engine.offline:
         raise AudioError("perform_offline needs an engine created with offline=True")
-    sr, B = engine.sr, engine.block_size
+    sr, B = engine.sr, engine.block_frames
     t0 = time.perf_counter()
     if not engine.message("start"):
         raise AudioError("could not start: " + "; ".join(str(e) for e in engine.last_errors()))
@@ -96,7 +96,7 @@ def play_realtime(engine, duration_s: float | None = None, stats: RealtimeStats 
     import sounddevice as sd
     cfg = engine.cfg
     stats = stats or RealtimeStats()
-    B = engine.block_size
+    B = engine.block_frames
     in_ch = int(input_channels or cfg.audio.input_channels)
     cb_ms = np.zeros(1_000_000, dtype=np.float64)
     n_cb = [0]

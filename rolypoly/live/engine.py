@@ -38,6 +38,7 @@ import numpy as np
 
 from rolypoly.errors import EngineError, RolypolyError
 from rolypoly.live.schedule import FILTERS, Schedule
+from rolypoly.score import features as feat
 
 OUTLETS = ("hit", "onset", "playhead", "status", "error")
 MESSAGES = ("read", "start", "stop", "train", "write", "load", "kit", "introspect", "soundcheck", "set")
@@ -76,14 +77,14 @@ class Rolypoly:
     ----------
     cfg : composed config (``rolypoly.config.load_config``)
     offline : run model ticks inline in :meth:`process` (deterministic, faster than real time)
-    sr, block_size : override ``cfg.audio``
+    sr, block_frames : override ``cfg.audio``
     """
 
-    def __init__(self, cfg, offline: bool = False, sr: int | None = None, block_size: int | None = None):
+    def __init__(self, cfg, offline: bool = False, sr: int | None = None, block_frames: int | None = None):
         self.cfg = cfg
         self.offline = offline
         self.sr = int(sr or cfg.audio.sample_rate)
-        self.block_size = int(block_size or cfg.audio.block_size)
+        self.block_frames = int(block_frames or cfg.audio.block_frames)
         self._outlets: dict[str, list] = {o: [] for o in OUTLETS}
         self.events: deque = deque()
         self.errors: deque = deque(maxlen=50)
@@ -100,7 +101,7 @@ class Rolypoly:
         self.score_path: str | None = None
         self.schedule: Schedule | None = None
         self.runtime = None
-        self.model_path = str(cfg.engine.model)
+        self.model_path = str(cfg.engine.model_path)
         self.kit_path = cfg.synth.kit
         self.renderer = None
         self.listener = None
@@ -120,7 +121,7 @@ class Rolypoly:
         self._patterns = None
         self._introspect_n = 0
         self.tick_ms: list[float] = []
-        self.block_ms_budget = 1000.0 * self.block_size / self.sr
+        self.block_ms_budget = 1000.0 * self.block_frames / self.sr
 
     # -- outlets -------------------------------------------------------------------------
     def connect(self, outlet: str, callback) -> None:
@@ -204,7 +205,7 @@ class Rolypoly:
 
     def msg_load(self, path=None) -> None:
         from rolypoly.model.export import load_runtime
-        path = str(path or self.cfg.engine.model)
+        path = str(path or self.cfg.engine.model_path)
         runtime = load_runtime(path)  # raises ModelError; the old model stays on failure
         self.runtime, self.model_path = runtime, path
         self.status(f"loaded model {path} (version {runtime.version})")
@@ -212,7 +213,7 @@ class Rolypoly:
     def msg_kit(self, path=None) -> None:
         from rolypoly.synth import BlockRenderer, load_kit
         kit = load_kit(path)
-        renderer = BlockRenderer(kit, sr=self.sr, block_size=self.block_size, polyphony=int(self.cfg.synth.polyphony),
+        renderer = BlockRenderer(kit, sr=self.sr, block_frames=self.block_frames, polyphony=int(self.cfg.synth.polyphony),
                                  steal_fade_ms=float(self.cfg.synth.steal_fade_ms))
         self.renderer, self.kit_path = renderer, path
         self.status(f"kit {getattr(kit, 'name', path)}")
@@ -276,7 +277,8 @@ class Rolypoly:
             self._make_listener()
         self.renderer.reset()
         self.listener.reset()
-        sched = Schedule(self.score, self.sr, loop=self.loop)
+        window = int(getattr(self.runtime, "window", feat.DEFAULT_WINDOW))
+        sched = Schedule(self.score, self.sr, loop=self.loop, window=window)
         self._apply_attributes(sched)
         self.schedule = sched
         self.sample = 0
@@ -391,7 +393,7 @@ class Rolypoly:
                                                  on_warning=lambda m: self.emit("status", f"warning: {m}"))
 
     def _settings(self) -> dict:
-        return {"score": self.score_path, "sample_rate": self.sr, "block_size": self.block_size,
+        return {"score": self.score_path, "sample_rate": self.sr, "block_frames": self.block_frames,
                 "enable": self.enable, "latency_ms": self.latency_ms, "lookahead_ms": self.lookahead_ms,
                 "filter_hits": self.filter_hits, "generate_vels": list(self.generate_vels), "loop": self.loop,
                 "model": self.model_path if self.runtime is not None else None,

@@ -26,7 +26,6 @@ import numpy as np
 from rolypoly.score import features as feat
 from rolypoly.score.drums import N_DRUMS
 
-WINDOW = 16
 MAX_PENDING = 512
 FILTERS = ("score_notes", "score_notes_and_vels", "none")
 
@@ -34,7 +33,7 @@ FILTERS = ("score_notes", "score_notes_and_vels", "none")
 class Schedule:
     """Timeline of one take of ``score`` at sample rate ``sr`` (see module docs)."""
 
-    def __init__(self, score, sr: int, loop: bool = False, window: int = WINDOW):
+    def __init__(self, score, sr: int, loop: bool = False, window: int = feat.DEFAULT_WINDOW):
         N = score.n_rows
         self.score, self.sr, self.loop, self.window = score, int(sr), bool(loop), int(window)
         self.N = N

@@ -136,3 +136,12 @@ def list_takes(root: str | os.PathLike) -> list[Path]:
         return []
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                   and (p / "settings.json").is_file())
+
+
+def late_rows(take_dir) -> list[tuple[int, float]]:
+    """(row number, nominal time in ms) of each row that played late in a saved take."""
+    if take_dir is None:
+        return []
+    rows = load_take(take_dir).rows
+    late = np.nonzero(np.asarray(rows["late"]).astype(bool))[0]
+    return [(int(rows["k"][i]), float(rows["time_ms"][i])) for i in late]

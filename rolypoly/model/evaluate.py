@@ -30,6 +30,7 @@ import numpy as np
 
 from rolypoly.errors import ModelError
 from rolypoly.metrics import per_drum_mae, timing_mae_ms, velocity_mae
+from rolypoly.score import features as feat
 from rolypoly.score.features import N_OUT, decode_outputs, encode_rows
 
 CONDITIONS = ("teacher-forced", "free-running", "partner-following")
@@ -61,10 +62,10 @@ def predictor_from_path(path) -> tuple[Predictor, str, int]:
     from rolypoly.model.export import is_torchscript, load_runtime
     if is_torchscript(path):
         rt = load_runtime(path)
-        return predictor_from_model(rt.module), f"{path} ({rt.version})", int(rt.layout.get("block_size", 16))
+        return predictor_from_model(rt.module), f"{path} ({rt.version})", rt.window
     from rolypoly.model.transformer import load_checkpoint
     model, meta = load_checkpoint(path)
-    return predictor_from_model(model), f"{path} ({meta.get('version', '?')})", model.block_size
+    return predictor_from_model(model), f"{path} ({meta.get('version', '?')})", model.window
 
 
 def _take_inputs(r: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -113,8 +114,8 @@ def running(predict: Predictor, xs: list[np.ndarray], hits: list[np.ndarray], bl
     from rolypoly.score.features import scale_off
     xs = [x.copy() for x in xs]
     for k, x in enumerate(xs):
-        x[:, 9:18] = 0.0
-        x[:, 21] = scale_off(partner[k]) if partner is not None else 0.0
+        x[:, feat.OFF] = 0.0
+        x[:, feat.TAU_G] = scale_off(partner[k]) if partner is not None else 0.0
     outs = [np.zeros((len(x), N_OUT), np.float32) for x in xs]
     longest = max(len(x) for x in xs)
     for t in range(longest):
@@ -132,7 +133,7 @@ def running(predict: Predictor, xs: list[np.ndarray], hits: list[np.ndarray], bl
                 row = y[j, pos[j]]
                 outs[k][t] = row
                 # The played offsets of the score's drums become history for later rows.
-                xs[k][t, 9:18] = np.clip(row[9:18], -0.5, 0.5) * hits[k][t]
+                xs[k][t, feat.OFF] = np.clip(row[feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP) * hits[k][t]
     return outs
 
 
@@ -171,38 +172,3 @@ def evaluate(predict: Predictor, takes, block: int = 16, conditions=CONDITIONS) 
             outs = running(predict, xs, hits, block, partner=[p[2] for p in prepared])
         result[c] = score(outs, rows)
     return result
-
-
-def evaluate_command(args, cfg) -> int:
-    """``rolypoly eval model``: one table with the baselines and the three conditions."""
-    import time
-
-    from rolypoly.metrics import PROTOCOL, baselines, eval_takes
-    from rolypoly.report import Table, emit
-    from rolypoly.score.gmd import load_gmd
-
-    path = args.model or str(cfg.engine.model)
-    predict, desc, block = predictor_from_path(path)
-    takes = load_gmd(cfg, grid="16", show_progress=False)
-    test = eval_takes(takes)
-    t0 = time.perf_counter()
-    res = evaluate(predict, test, block)
-    seconds = time.perf_counter() - t0
-    table = Table("GMD test: timing and velocity MAE", ["predictor", "condition", "hits", "timing MAE (ms)",
-                                                        "velocity MAE"])
-    for b in baselines(takes.split("train"), test):
-        table.add(b["predictor"], "baseline", b["hits"], b["timing_ms"], b["velocity"])
-    for c in CONDITIONS:
-        table.add(f"model {Path(path).name}", c, res[c]["hits"], res[c]["timing_ms"], res[c]["velocity"])
-    table.notes.append(PROTOCOL)
-    table.notes.append(f"model: {desc}; window {block} rows; evaluated in {seconds:.0f} s")
-    tables = [table]
-    drum = Table("per drum: timing MAE (ms) / velocity MAE", ["drum", "hits"] + [f"{c} timing" for c in CONDITIONS]
-                 + [f"{c} velocity" for c in CONDITIONS])
-    for i, d in enumerate(res[CONDITIONS[0]]["per_drum"]):
-        drum.add(d["drum"], d["hits"], *[res[c]["per_drum"][i]["timing_ms"] for c in CONDITIONS],
-                 *[res[c]["per_drum"][i]["velocity"] for c in CONDITIONS])
-    if getattr(args, "per_drum", False) or args.json:
-        tables.append(drum)
-    emit(tables, as_json=args.json, extra={"model": desc, "protocol": PROTOCOL} if args.json else None)
-    return 0

@@ -5,7 +5,7 @@ float32 rows (:mod:`rolypoly.score.features` layout) and returns ``(1, T, 19)``,
 ``torch.jit.load`` alone.  It should carry these attributes (defaults are used when absent):
 
 ``version`` (str), ``layout_json`` (str, JSON of :data:`rolypoly.score.features.LAYOUT` plus
-``block_size``), ``offset_mu`` and ``offset_sigma`` (float, GMD train drum-offset
+``window``), ``offset_mu`` and ``offset_sigma`` (float, GMD train drum-offset
 statistics in bar fractions, used by finetuning's regulariser).
 
 Examples
@@ -23,13 +23,12 @@ import torch
 
 from rolypoly.errors import ModelError
 from rolypoly.io import atomic_path
-from rolypoly.score.features import LAYOUT, N_IN, N_OUT, OFF_SCALE
+from rolypoly.score.features import DEFAULT_WINDOW, LAYOUT, N_IN, N_OUT, OFF_SCALE, PHASE, VEL0, VEL1
 
 #: Used when a compatible module carries no statistics of its own: GMD train drum offsets
 #: (16/triplet grid preparation, bar fractions), as measured by ``Takes.offset_stats``.
 DEFAULT_OFFSET_MU = -0.00192
 DEFAULT_OFFSET_SIGMA = 0.00942
-DEFAULT_BLOCK = 16
 
 
 def is_torchscript(path) -> bool:
@@ -53,7 +52,7 @@ class Exported(torch.nn.Module):
     layout_json: str
     offset_mu: float
     offset_sigma: float
-    block_size: int
+    window: int
 
     def __init__(self, net, version: str, layout_json: str, mu: float, sigma: float, block: int):
         super().__init__()
@@ -62,7 +61,7 @@ class Exported(torch.nn.Module):
         self.layout_json = layout_json
         self.offset_mu = mu
         self.offset_sigma = sigma
-        self.block_size = block
+        self.window = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -73,10 +72,10 @@ def _wrap(model, meta: dict):
     """A scriptable module holding ``model`` and the contract attributes."""
     from dataclasses import asdict
     conf = meta.get("model_config") or (asdict(model.config) if hasattr(model, "config") else {})
-    layout = dict(LAYOUT, block_size=int(model.block_size), model_config=conf)
+    layout = dict(LAYOUT, window=int(model.window), model_config=conf)
     return Exported(model, str(meta.get("version", "unknown")), json.dumps(layout),
                     float(meta.get("offset_mu", DEFAULT_OFFSET_MU)), float(meta.get("offset_sigma", DEFAULT_OFFSET_SIGMA)),
-                    int(model.block_size))
+                    int(model.window))
 
 
 def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
@@ -96,7 +95,7 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
     scripted = torch.jit.script(_wrap(net, meta).eval())
     if freeze:
         scripted = torch.jit.freeze(scripted, preserved_attrs=["version", "layout_json", "offset_mu",
-                                                               "offset_sigma", "block_size"])
+                                                               "offset_sigma", "window"])
     meta_json = json.dumps({k: v for k, v in meta.items() if k != "history"}, default=str)
     _atomic_save(scripted, path, {"meta.json": meta_json})
     load_runtime(path)  # the file we wrote must honour the contract
@@ -112,7 +111,7 @@ class Runtime:
     path : Path
     version : str
     offset_mu, offset_sigma : float, bar fractions
-    layout : dict, the feature layout (``block_size`` included)
+    layout : dict, the feature layout (``window`` included)
     """
 
     def __init__(self, module, path: Path, threads: int = 1):
@@ -126,7 +125,7 @@ class Runtime:
             layout = json.loads(getattr(module, "layout_json", "") or "{}")
         except ValueError:
             raise ModelError(f"{path}: layout_json attribute is not valid JSON") from None
-        self.layout = dict(LAYOUT, block_size=DEFAULT_BLOCK)
+        self.layout = dict(LAYOUT)
         self.layout.update(layout)
         if int(self.layout.get("n_in", N_IN)) != N_IN or int(self.layout.get("n_out", N_OUT)) != N_OUT:
             raise ModelError(f"{path}: layout says {self.layout.get('n_in')} inputs / {self.layout.get('n_out')} "
@@ -135,8 +134,9 @@ class Runtime:
             raise ModelError(f"{path}: offset scale {self.layout.get('off_scale')} differs from {OFF_SCALE}")
 
     @property
-    def block_size(self) -> int:
-        return int(self.layout.get("block_size", DEFAULT_BLOCK))
+    def window(self) -> int:
+        # files exported before the rename carry the window as "block_size"
+        return int(self.layout.get("window", self.layout.get("block_size", DEFAULT_WINDOW)))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One window: ``(T, 22)`` float32 -> ``(T, 19)`` float32 (one thread, no grad)."""
@@ -171,7 +171,7 @@ def load_runtime(path, threads: int = 1) -> Runtime:
         raise ModelError(f"{path}: cannot load TorchScript ({type(exc).__name__}: "
                          f"{(str(exc).strip().splitlines() or ['corrupt'])[0][:200]})") from None
     module.eval()
-    for T in (DEFAULT_BLOCK, 1):
+    for T in (DEFAULT_WINDOW, 1):
         try:
             with torch.inference_mode():
                 y = module(torch.zeros(1, T, N_IN))
@@ -201,21 +201,22 @@ class Swing(torch.nn.Module):
     layout_json: str
     offset_mu: float
     offset_sigma: float
-    block_size: int
+    window: int
     amount: float
 
     def __init__(self, amount: float):
         super().__init__()
         self.version = f"swing-{amount:g}bar"
-        self.layout_json = json.dumps(dict(LAYOUT, block_size=DEFAULT_BLOCK))
+        self.layout_json = json.dumps(dict(LAYOUT, window=DEFAULT_WINDOW))
         self.offset_mu = DEFAULT_OFFSET_MU
         self.offset_sigma = DEFAULT_OFFSET_SIGMA
-        self.block_size = DEFAULT_BLOCK
+        self.window = DEFAULT_WINDOW
         self.amount = amount / OFF_SCALE
+        self.c_vel0, self.c_vel1, self.c_phase = VEL0, VEL1, PHASE  # TorchScript reads no globals
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        vel = x[:, :, 0:9]
-        eighth = x[:, :, 20] * 8.0
+        vel = x[:, :, self.c_vel0:self.c_vel1]
+        eighth = x[:, :, self.c_phase] * 8.0
         # An off-beat 8th sits at an odd multiple of 1/8 bar.
         off_beat = (torch.abs(eighth - torch.round(eighth)) < 0.01) & (torch.remainder(torch.round(eighth), 2.0) == 1.0)
         off = off_beat.to(x.dtype).unsqueeze(2) * (vel > 0).to(x.dtype) * self.amount
@@ -235,27 +236,3 @@ def write_swing(path, amount_bar: float = SWING_BAR) -> Path:
     _atomic_save(torch.jit.script(swing_module(amount_bar)), path)
     load_runtime(path)
     return path
-
-
-def export_command(args, cfg) -> int:
-    """``rolypoly export``."""
-    from rolypoly.errors import ConfigError
-    from rolypoly.report import Table, emit
-    t = Table("export", ["written", "version", "bytes"])
-    if args.swing:
-        p = write_swing(args.swing)
-        rt = load_runtime(p)
-        t.add(str(p), rt.version, p.stat().st_size)
-    else:
-        if not args.checkpoint or not args.output:
-            raise ConfigError("rolypoly export needs CHECKPOINT OUTPUT (or --swing OUT)")
-        from rolypoly.model.transformer import load_checkpoint, save_checkpoint
-        model, meta = load_checkpoint(args.checkpoint)
-        p = export_torchscript(model, meta, args.output)
-        t.add(str(p), meta.get("version", "?"), p.stat().st_size)
-        if args.ckpt_out:
-            keep = {k: v for k, v in meta.items() if k != "history"}
-            save_checkpoint(model, keep, args.ckpt_out)
-            t.add(str(args.ckpt_out), meta.get("version", "?"), Path(args.ckpt_out).stat().st_size)
-    emit(t, as_json=args.json)
-    return 0

@@ -2,7 +2,7 @@
 
 The recipe, in order of how much it matters:
 
-* random windows of ``block_size`` rows from the training takes (both the 16/triplet grid
+* random windows of ``window`` rows from the training takes (both the 16/triplet grid
   preparation and the 16th-grid one, so the model knows both kinds of scores);
 * the loss is an L1 (the metric is a mean absolute error) on the offsets and velocities
   of the drums in the score only, and on the musician offset ``g`` of every row;
@@ -36,6 +36,7 @@ import numpy as np
 
 from rolypoly.errors import ConfigError, DataError, ModelError
 from rolypoly.io import atomic_path
+from rolypoly.score import features as feat
 from rolypoly.score.features import OFF_CLIP, OFF_SCALE, encode_rows
 
 VERSION_PREFIX = "rolypoly-pretrained"
@@ -64,7 +65,7 @@ def rows_from_takes(takes, block: int) -> RowData:
     a = takes.arrays
     hit = a["vel"] > 0
     x = encode_rows(a["score_vel"], a["off"] * hit, a["bpm"], a["tsig"], a["phase"], np.zeros(len(hit)))
-    off = x[:, 9:18].copy()
+    off = x[:, feat.OFF].copy()
     n = np.maximum(hit.sum(1), 1)
     g = np.clip((a["off"] * hit).sum(1) / n / OFF_SCALE, -OFF_CLIP, OFF_CLIP).astype(np.float32)
     starts = []
@@ -73,7 +74,7 @@ def rows_from_takes(takes, block: int) -> RowData:
         if e - s >= block:
             starts.append(np.arange(s, e - block + 1))
     if not starts:
-        raise DataError(f"no take has at least {block} rows (model.block_size)")
+        raise DataError(f"no take has at least {block} rows (model.window)")
     return RowData(x, (a["vel"] / 127.0).astype(np.float32), off, g, hit, a["bar_ms"].astype(np.float32),
                    np.concatenate(starts).astype(np.int64))
 
@@ -87,43 +88,12 @@ def concat_rows(parts: list[RowData]) -> RowData:
     return RowData(cat("x"), cat("vel"), cat("off"), cat("g"), cat("hit"), cat("bar_ms"), np.concatenate(out))
 
 
-def synthetic_takes(n_takes: int = 12, rows: int = 64, seed: int = 0):
-    """A tiny made-up corpus with GMD's structure (for tests and smoke runs without the dataset)."""
-    from rolypoly.score.gmd import Takes
-    rng = np.random.default_rng(seed)
-    arrays = {k: [] for k in ("score_vel", "vel", "off", "bpm", "tsig", "phase", "bar", "bar_ms")}
-    starts = [0]
-    splits = []
-    for i in range(n_takes):
-        step = np.arange(rows)
-        phase = (step % 16) / 16.0
-        vel = np.zeros((rows, 9), np.float32)
-        vel[:, 2] = rng.integers(40, 110, rows)          # hi-hat every row
-        vel[step % 4 == 0, 0] = rng.integers(60, 127, int((step % 4 == 0).sum()))
-        vel[step % 8 == 4, 1] = rng.integers(60, 127, int((step % 8 == 4).sum()))
-        feel = rng.normal(0, 0.005)
-        off = np.where(vel > 0, feel + rng.normal(0, 0.004, vel.shape), 0).astype(np.float32)
-        hit = vel > 0
-        mean = np.where(hit.any(0), (vel * hit).sum(0) / np.maximum(hit.sum(0), 1), 0)
-        bpm = np.full(rows, 90.0 + 10 * (i % 5), np.float32)
-        for k, v in (("score_vel", np.where(hit, mean, 0).astype(np.float32)), ("vel", vel), ("off", off),
-                     ("bpm", bpm), ("tsig", np.ones(rows, np.float32)), ("phase", phase.astype(np.float32)),
-                     ("bar", (step // 16).astype(np.int32)), ("bar_ms", (240000.0 / bpm).astype(np.float32))):
-            arrays[k].append(v)
-        starts.append(starts[-1] + rows)
-        splits.append(("train", "train", "validation", "test")[i % 4])
-    meta = {"split": np.array(splits), "drummer": np.array(["synthetic"] * n_takes),
-            "style": np.array(["rock"] * n_takes), "midi_filename": np.array([f"s{i}.mid" for i in range(n_takes)]),
-            "duration": np.full(n_takes, 30.0), "time_signature": np.array(["4-4"] * n_takes),
-            "beat_type": np.array(["beat"] * n_takes)}
-    return Takes({k: np.concatenate(v) for k, v in arrays.items()}, np.array(starts, np.int64), meta)
-
-
 def load_training_data(cfg, block: int):
     """``(train RowData, validation RowData, offset (mu, sigma) of train, description)``."""
     tc = cfg.train
     source = str(tc.get("data", "gmd"))
     if source == "synthetic":
+        from rolypoly.sim.corpus import synthetic_takes
         takes = {"16": synthetic_takes(seed=int(cfg.seed))}
         grids = ["16"]
     elif source == "gmd":
@@ -165,9 +135,9 @@ def loss_terms(pred, vel, off, g, hit):
     import torch
     m = hit.float()
     n = m.sum().clamp_min(1.0)
-    l_vel = ((pred[:, :, 0:9] - vel).abs() * m).sum() / n
-    l_off = ((pred[:, :, 9:18] - off).abs() * m).sum() / n
-    l_g = (pred[:, :, 18] - g).abs().mean()
+    l_vel = ((pred[:, :, feat.OUT_VEL] - vel).abs() * m).sum() / n
+    l_off = ((pred[:, :, feat.OUT_OFF] - off).abs() * m).sum() / n
+    l_g = (pred[:, :, feat.OUT_G] - g).abs().mean()
     return l_vel, l_off, l_g, torch.stack([l_vel, l_off, l_g]).detach()
 
 
@@ -193,18 +163,18 @@ def corrupt_history(model, x, rng, self_share: float, zero_share: float):
     zero = u < zero_share
     own = (u >= zero_share) & (u < zero_share + self_share)
     if zero.any():
-        x[zero, :, 9:18] = 0.0
+        x[zero, :, feat.OFF] = 0.0
     if own.any():
         xo = x[own].clone()
         from_zero = torch.from_numpy(rng.random(int(own.sum())) < 0.5)
-        xo[from_zero, :, 9:18] = 0.0
+        xo[from_zero, :, feat.OFF] = 0.0
         was_training = model.training
         model.eval()
         with torch.no_grad():
             pred = model(xo)
         model.train(was_training)
-        hit = (xo[:, :, 0:9] > 0).float()
-        xo[:, :, 9:18] = pred[:, :, 9:18].clamp(-OFF_CLIP, OFF_CLIP) * hit
+        hit = (xo[:, :, feat.VEL] > 0).float()
+        xo[:, :, feat.OFF] = pred[:, :, feat.OUT_OFF].clamp(-OFF_CLIP, OFF_CLIP) * hit
         x[own] = xo
     return x
 
@@ -228,6 +198,13 @@ class TrainResult:
     resumed_from: int
 
 
+def _without_history(x):
+    """The same windows with no realised offsets (the model playing from scratch)."""
+    x = x.clone()
+    x[:, :, feat.OFF] = 0.0
+    return x
+
+
 def _validate(model, val: RowData, block: int, batches: int, batch_size: int, device) -> float:
     """Mean validation loss over fixed windows: teacher-forced plus zero-history (free-running proxy)."""
     import torch
@@ -238,7 +215,7 @@ def _validate(model, val: RowData, block: int, batches: int, batch_size: int, de
     with torch.no_grad():
         for i in range(0, len(starts), batch_size):
             x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(val, starts[i:i + batch_size], block))
-            for hist in (x, torch.cat([x[:, :, :9], torch.zeros_like(x[:, :, 9:18]), x[:, :, 18:]], dim=2)):
+            for hist in (x, _without_history(x)):
                 lv, lo, lg, _ = loss_terms(model(hist), vel, off, g, hit)
                 total += float(lv + lo + 0.5 * lg) * len(x)
                 count += len(x)
@@ -317,7 +294,7 @@ def pretrain(cfg, log=print) -> TrainResult:
     torch.manual_seed(seed + rank)
     rng = np.random.default_rng(seed + 1000 * rank)
     out = Path(str(tc.out_dir))
-    block = conf.block_size
+    block = conf.window
 
     train, val, (mu, sigma), data_desc = load_training_data(cfg, block)
     model = RolypolyModel(conf).to(device)

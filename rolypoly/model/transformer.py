@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from rolypoly.errors import ModelError
 from rolypoly.io import atomic_path
-from rolypoly.score.features import N_IN, N_OUT
+from rolypoly.score.features import BPM, N_IN, N_OUT, OFF0, OFF1, PHASE, TAU_G, VEL0, VEL1
 
 #: Version of the checkpoint format and model code; stored with every saved model.
 MODEL_FORMAT = 1
@@ -48,18 +48,20 @@ class ModelConfig:
     n_heads: int = 16
     d_model: int = 64
     d_ff: int = 256
-    block_size: int = 16
+    window: int = 16
     dropout: float = 0.1
 
     @classmethod
     def from_cfg(cls, cfg_model) -> "ModelConfig":
         """Build from a config node or dict, ignoring keys such as ``name``."""
         d = dict(cfg_model)
+        if "block_size" in d and "window" not in d:  # checkpoints saved before the rename
+            d["window"] = d.pop("block_size")
         known = {f.name for f in fields(cls)}
         conf = cls(**{k: d[k] for k in known if k in d})
         if conf.d_model % conf.n_heads:
             raise ModelError(f"model.d_model={conf.d_model} is not divisible by model.n_heads={conf.n_heads}")
-        for k in ("n_enc_layers", "n_dec_layers", "n_heads", "d_model", "d_ff", "block_size"):
+        for k in ("n_enc_layers", "n_dec_layers", "n_heads", "d_model", "d_ff", "window"):
             if int(getattr(conf, k)) < 1:
                 raise ModelError(f"model.{k} must be >= 1, got {getattr(conf, k)}")
         if not 0.0 <= conf.dropout < 1.0:
@@ -157,8 +159,11 @@ class RolypolyModel(nn.Module):
         super().__init__()
         c = config
         self.config = c
-        self.block_size = c.block_size
+        self.window = c.window
         self.phase_bins = PHASE_BINS
+        # feature columns as int attributes: TorchScript cannot read module-level globals
+        self.c_vel0, self.c_vel1, self.c_off0, self.c_off1 = VEL0, VEL1, OFF0, OFF1
+        self.c_bpm, self.c_phase, self.c_tau = BPM, PHASE, TAU_G
         self.enc_in = nn.Linear(N_ENC_IN, c.d_model)
         self.dec_in = nn.Linear(N_DEC_IN, c.d_model)
         # Position enters as a learned embedding of the bar phase (SPEC section 5).
@@ -186,12 +191,12 @@ class RolypolyModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict every row: ``x`` (B, T, 22) float32 -> (B, T, 19)."""
         B, T, _ = x.shape
-        vel = x[:, :, 0:9]  # features.VEL (TorchScript needs literal slices)
-        ctx = x[:, :, 18:21]  # bpm, tsig, phase
+        vel = x[:, :, self.c_vel0:self.c_vel1]
+        ctx = x[:, :, self.c_bpm:self.c_phase + 1]  # bpm, tsig, phase
         bins = self.phase_bins
-        phase_idx = torch.remainder(torch.floor(x[:, :, 20] * bins + 0.5), bins).long()
+        phase_idx = torch.remainder(torch.floor(x[:, :, self.c_phase] * bins + 0.5), bins).long()
         # The decoder's history: row t sees the played offsets and tau_g of row t-1.
-        prev = torch.cat([x[:, :, 9:18], x[:, :, 21:22], vel, torch.ones_like(vel[:, :, :1])], dim=2)
+        prev = torch.cat([x[:, :, self.c_off0:self.c_off1], x[:, :, self.c_tau:self.c_tau + 1], vel, torch.ones_like(vel[:, :, :1])], dim=2)
         prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
         enc = self.drop(self.enc_in(torch.cat([vel, ctx], dim=2)) + self.enc_phase(phase_idx))
         for blk in self.encoder:

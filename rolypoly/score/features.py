@@ -33,14 +33,21 @@ OFF_CLIP = 0.5
 BPM_SHIFT = 40.0
 BPM_SCALE = 200.0
 
-VEL = slice(0, 9)
-OFF = slice(9, 18)
+# Column bounds as plain ints: TorchScript takes them as constants where slice objects fail.
+VEL0, VEL1 = 0, N_DRUMS
+OFF0, OFF1 = N_DRUMS, 2 * N_DRUMS
 BPM, TSIG, PHASE, TAU_G = 18, 19, 20, 21
 N_IN = 22
-OUT_VEL = slice(0, 9)
-OUT_OFF = slice(9, 18)
+VEL = slice(VEL0, VEL1)
+OFF = slice(OFF0, OFF1)
+CONTEXT = slice(BPM, PHASE + 1)   # bpm, tsig, phase: what the encoder sees besides velocities
+OUT_VEL = slice(0, N_DRUMS)
+OUT_OFF = slice(N_DRUMS, 2 * N_DRUMS)
 OUT_G = 18
 N_OUT = 19
+
+#: History window (rows) of a model whose file names none.
+DEFAULT_WINDOW = 16
 
 #: Everything a saved model must carry to be understood without this package.
 LAYOUT = {

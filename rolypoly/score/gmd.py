@@ -30,7 +30,7 @@ import numpy as np
 from rolypoly.errors import DataError, ScoreError
 from rolypoly.io import atomic_path
 from rolypoly.score.drums import N_DRUMS
-from rolypoly.score.midi import read_midi_notes
+from rolypoly.score.midi import bar_ms, read_midi_notes
 
 #: Bump when the preparation changes what it produces (invalidates caches).
 PIPELINE_VERSION = 3
@@ -135,7 +135,7 @@ def quantise_take(path: Path, grid: str = "16+24") -> dict[str, np.ndarray] | No
     score_vel = np.where(hit, mean_vel[None, :], 0.0).astype(np.float32)
     return {"score_vel": score_vel, "vel": vel, "off": off, "bpm": bpm.astype(np.float32),
             "tsig": tsig.astype(np.float32), "phase": meta[:, 2].astype(np.float32),
-            "bar": meta[:, 3].astype(np.int32), "bar_ms": (240000.0 * tsig / bpm).astype(np.float32)}
+            "bar": meta[:, 3].astype(np.int32), "bar_ms": bar_ms(bpm, tsig).astype(np.float32)}
 
 
 @dataclass

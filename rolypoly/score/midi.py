@@ -140,7 +140,7 @@ class Score:
     @property
     def bar_ms(self) -> np.ndarray:
         """Length of the bar at each row in ms."""
-        return 240000.0 * self.tsig / self.bpm
+        return bar_ms(self.bpm, self.tsig)
 
     @property
     def length_ms(self) -> float:
@@ -381,7 +381,7 @@ def score_from_notes(notes: list[Note], tmap: TempoMap, merge_tolerance_ms: floa
         num, den = tmap.meter_at(first.tick)
         tsig[i] = num / den
         bar[i], phase[i] = tmap.bar_position(first.tick)
-        bms = 240000.0 * tsig[i] / bpm[i]
+        bms = bar_ms(bpm[i], tsig[i])
         for n in group:
             if n.velocity > vel[i, n.drum]:  # two hits of one class in a row: keep the louder
                 vel[i, n.drum] = n.velocity

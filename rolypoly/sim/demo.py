@@ -22,8 +22,8 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
     from rolypoly.learn.finetune import train_after_take
     from rolypoly.report import Table, emit
     from rolypoly.score.midi import read_score
+    from rolypoly.config import with_values
     from rolypoly.sim.duet import (
-        _with,
         asynchrony_ms,
         play_take,
         quantised_asynchrony_ms,
@@ -39,7 +39,7 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
     sr = int(cfg.audio.sample_rate)
     table = Table(f"demo: duet on {path.name} with a {feel.replace('_', ' ')} virtual guitarist",
                   ["take", "model", "asynchrony ms", "quantised machine ms", "onsets heard", "late rows", "files"])
-    model = str(cfg.engine.model)
+    model = str(cfg.engine.model_path)
     work = out / "work"
     for take in (1, 2):
         audio, rows, onsets = virtual_take(score, feel, seed=take, sr=sr)
@@ -54,7 +54,7 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
                   round(asynchrony_ms(res.hits, sr, score, rows, onsets), 2),
                   round(quantised_asynchrony_ms(score, rows, onsets), 2), res.onsets, res.late_rows, str(sub))
         if take == 1:
-            version = train_after_take(_with(cfg, models_dir=str(work / "models")), res.take_dir, base_model=model)
+            version = train_after_take(with_values(cfg, models_dir=str(work / "models")), res.take_dir, base_model=model)
             table.notes.append(f"finetuned on take 1 in {version.seconds:.1f} s -> {version.path}")
             model = str(version.torchscript)
     table.notes.append(f"asynchrony = mean |drum hit - guitar onset| over the hits of rows where both sound; "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rolypoly.config import with_values
 from rolypoly.errors import RolypolyError
 
 
@@ -66,8 +67,8 @@ def play_take(cfg, score_path, audio, model: str | None, work_dir: Path):
     from rolypoly.live.drivers import perform_offline
     from rolypoly.live.engine import Rolypoly
     over = {"takes_dir": str(work_dir / "takes"), "models_dir": str(work_dir / "models")}
-    over.update({"engine.model": model} if model else {"engine.enable": False})
-    eng = Rolypoly(_with(cfg, **over), offline=True)
+    over.update({"engine.model_path": model} if model else {"engine.enable": False})
+    eng = Rolypoly(with_values(cfg, **over), offline=True)
     if not eng.message("read", str(score_path)):
         raise RolypolyError(eng.last_errors()[-1])
     res = perform_offline(eng, audio)
@@ -75,17 +76,6 @@ def play_take(cfg, score_path, audio, model: str | None, work_dir: Path):
     if model and errs:
         raise RolypolyError(errs[-1])
     return res
-
-
-def _with(cfg, **dotted):
-    """A copy of ``cfg`` with ``{"a.b": value}`` keys set."""
-    import copy
-
-    from omegaconf import OmegaConf
-    new = copy.deepcopy(cfg)
-    for key, value in dotted.items():
-        OmegaConf.update(new, key, value, merge=False)
-    return new
 
 
 def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir: Path | None = None,
@@ -99,7 +89,7 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
     from rolypoly.score.midi import read_score
     score = read_score(score_path)
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="rolypoly-duet-"))
-    pretrained = str(cfg.engine.model)
+    pretrained = str(cfg.engine.model_path)
     current = pretrained
     out = []
     for t in range(1, n_takes + 1):
@@ -116,7 +106,7 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
                if current != pretrained else "pretrained", "late_rows": res.late_rows, "onsets": res.onsets,
                "finetune_s": None}
         if t < n_takes:
-            version = train_after_take(_with(cfg, models_dir=str(work_dir / "models")), res.take_dir,
+            version = train_after_take(with_values(cfg, models_dir=str(work_dir / "models")), res.take_dir,
                                        base_model=current, weights=weights)
             current = str(version.torchscript)
             row["finetune_s"] = version.seconds
@@ -124,22 +114,3 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
         if on_take is not None:
             on_take(row)
     return out
-
-
-def groove_score(n_bars: int, bpm: float = 120.0):
-    """A plain rock groove (kick 1 and 3, snare 2 and 4, closed hat eighths) of ``n_bars`` bars."""
-    from rolypoly.score.midi import Note, TempoMap, score_from_notes
-    ppq = 480
-    tmap = TempoMap(ppq, [0], [60e6 / bpm], [0], [(4, 4)])
-    notes = []
-    for b in range(n_bars):
-        for e in range(8):
-            tick = b * 4 * ppq + e * ppq // 2
-            sec = tmap.seconds(tick)
-            notes.append(Note(tick, sec, 2, 80 if e % 2 == 0 else 60))
-            if e in (0, 4):
-                notes.append(Note(tick, sec, 0, 100))
-            if e in (2, 6):
-                notes.append(Note(tick, sec, 1, 105))
-    notes.sort(key=lambda n: (n.tick, n.drum))
-    return score_from_notes(notes, tmap)

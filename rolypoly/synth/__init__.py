@@ -8,12 +8,21 @@ Function-first API::
 
 The live engine uses :class:`BlockRenderer` (fixed blocks, no allocation per block).
 """
-from rolypoly.synth.kit import DRUMS, Channel, Kit, default_kit_path, load_kit, save_kit  # noqa: F401
+from rolypoly.synth.kit import DRUMS, Channel, Kit, default_kit_path, kit_path, read_kit, save_kit  # noqa: F401
+from rolypoly.synth.mtpreset import read_mtpreset  # noqa: F401
 from rolypoly.synth.patch import Patch, morph  # noqa: F401
 from rolypoly.synth.render import BlockRenderer, render  # noqa: F401
 
 
-def read_mtpreset(path):
-    """Read a ``.mtpreset`` file (see :mod:`rolypoly.synth.mtpreset`)."""
-    from rolypoly.synth.mtpreset import read_mtpreset as _read
-    return _read(path)
+def load_kit(path=None) -> Kit:
+    """Any kit file: ``None`` = our default kit, a ``.toml`` kit, or a ``.mtpreset`` preset.
+
+    Raises
+    ------
+    SynthError
+        The file is missing, does not parse, or holds invalid values (message names it).
+    """
+    path = kit_path(path)
+    if path.suffix.lower() == ".mtpreset":
+        return read_mtpreset(path).kit
+    return read_kit(path)

@@ -4,14 +4,14 @@ A :class:`Kit` has a name, 8 :class:`Channel` s (patch, pan -1..1, choke group;
 0 = none) and a mapping from the 9 drum classes to channels, with an optional
 tuning offset per class (so mid tom can share the low tom's channel a few
 semitones up).  Kits are stored as TOML (read with :mod:`tomllib`, written by
-:func:`save_kit`); :func:`load_kit` also takes a ``.mtpreset`` directly.
+:func:`save_kit`); :func:`rolypoly.synth.load_kit` also takes a ``.mtpreset`` directly.
 
 Examples
 --------
->>> kit = load_kit(None)                 # our default kit
+>>> kit = read_kit(None)                 # our default kit
 >>> kit.class_channel(DRUMS.index("snare"))
 1
->>> save_kit(kit, "/tmp/k.toml"); load_kit("/tmp/k.toml").name == kit.name
+>>> save_kit(kit, "/tmp/k.toml"); read_kit("/tmp/k.toml").name == kit.name
 True
 """
 from __future__ import annotations
@@ -34,8 +34,7 @@ DEFAULT_MAPPING = {"kick": 1, "snare": 2, "hihat": 3, "openhat": 4, "lowtom": 5,
 
 
 def default_kit_path() -> Path:
-    import rolypoly
-    return Path(rolypoly.__file__).resolve().parents[1] / "data" / "default_kit.toml"
+    return Path(__file__).resolve().parents[2] / "data" / "default_kit.toml"
 
 
 @dataclass
@@ -171,25 +170,29 @@ def kit_from_dict(d: dict, where: str) -> Kit:
                tune=dict(d.get("tune", {})))
 
 
-def load_kit(path: str | Path | None = None) -> Kit:
-    """Load a kit: ``None`` = our default kit; ``.toml`` kit files; ``.mtpreset`` presets.
+def kit_path(path: str | Path | None = None) -> Path:
+    """Where a kit setting points: ``None`` = our default kit; ``~`` expanded; a relative path
+    that does not exist here is tried relative to the repository (config values such as
+    ``data/default_kit.toml``)."""
+    if path is None:
+        return default_kit_path()
+    path = Path(path).expanduser()
+    if not path.is_absolute() and not path.exists():
+        repo_relative = default_kit_path().parents[1] / path
+        if repo_relative.exists():
+            return repo_relative
+    return path
+
+
+def read_kit(path: str | Path | None = None) -> Kit:
+    """Read one of our ``.toml`` kit files (``None`` = our default kit).
 
     Raises
     ------
     SynthError
         The file is missing, does not parse, or holds invalid values (message names it).
     """
-    if path is None:
-        path = default_kit_path()
-    path = Path(path).expanduser()
-    if not path.is_absolute() and not path.exists():
-        # config values such as "data/default_kit.toml" are relative to the repository
-        repo_relative = default_kit_path().parents[1] / path
-        if repo_relative.exists():
-            path = repo_relative
-    if path.suffix.lower() == ".mtpreset":
-        from rolypoly.synth.mtpreset import read_mtpreset
-        return read_mtpreset(path).kit
+    path = kit_path(path)
     if not path.is_file():
         raise SynthError(f"kit file {path} does not exist")
     try:

@@ -87,7 +87,7 @@ class BlockRenderer:
     kit : Kit
     sr : int
         Sample rate in Hz.
-    block_size : int
+    block_frames : int
         Frames per :meth:`process` call.
     polyphony : int
         Voices sounding at once; one more steals (fades out) the oldest.
@@ -96,24 +96,24 @@ class BlockRenderer:
 
     Examples
     --------
-    >>> r = BlockRenderer(load_kit(None), block_size=128)     # doctest: +SKIP
+    >>> r = BlockRenderer(load_kit(None), block_frames=128)     # doctest: +SKIP
     >>> out = np.zeros((128, 2), np.float32)                   # doctest: +SKIP
     >>> r.trigger(17, 0, 110); r.process(out)                  # doctest: +SKIP
     """
 
-    def __init__(self, kit: Kit, sr: int = 48000, block_size: int = 128, polyphony: int = 16,
+    def __init__(self, kit: Kit, sr: int = 48000, block_frames: int = 128, polyphony: int = 16,
                  steal_fade_ms: float = 3.0, seed: int = 1):
         if not isinstance(kit, Kit):
             raise SynthError(f"BlockRenderer needs a Kit, got {type(kit).__name__}")
         if not (8000 <= int(sr) <= 384000):
             raise SynthError(f"sample rate {sr} outside 8000..384000 Hz")
-        if int(block_size) < 1 or int(polyphony) < 1:
-            raise SynthError("block_size and polyphony must be at least 1")
+        if int(block_frames) < 1 or int(polyphony) < 1:
+            raise SynthError("block_frames and polyphony must be at least 1")
         if not 0.0 < float(steal_fade_ms) <= 100.0:
             raise SynthError(f"steal_fade_ms {steal_fade_ms} outside (0, 100]")
         self.kit = kit
         self.sr = int(sr)
-        self.block_size = int(block_size)
+        self.block_frames = int(block_frames)
         self.polyphony = int(polyphony)
         self.fade_samples = max(1, int(round(steal_fade_ms * 1e-3 * self.sr)))
         self.params, self.pans, self.groups = kit.class_arrays()
@@ -129,7 +129,7 @@ class BlockRenderer:
 
     def _warm(self) -> None:
         # compile/load the kernels now, not inside the first audio callback
-        out = np.zeros((self.block_size, 2), np.float32)
+        out = np.zeros((self.block_frames, 2), np.float32)
         self.trigger(0, 0, 1)
         self.process(out)
         self.reset()
@@ -160,7 +160,7 @@ class BlockRenderer:
                      float(self.fade_samples), int(seed) & 0x7FFFFFFF)
 
     def process(self, out: np.ndarray) -> None:
-        """Fill ``out`` ((block_size, 2) float32, preallocated) with the next block, in place."""
+        """Fill ``out`` ((block_frames, 2) float32, preallocated) with the next block, in place."""
         process_bank(self.coefs, self.states, self.active, out)
 
     @property
@@ -207,7 +207,7 @@ def render(hits, kit: Kit, sr: int = 48000, tail_s: float | None = None, polypho
         (n, 2) float32 in -1..1; each hit's first non-zero sample is at round(time * sr).
     """
     hits = _check_hits(hits)
-    r = BlockRenderer(kit, sr=sr, block_size=block, polyphony=polyphony, steal_fade_ms=steal_fade_ms)
+    r = BlockRenderer(kit, sr=sr, block_frames=block, polyphony=polyphony, steal_fade_ms=steal_fade_ms)
     starts = [int(round(t * sr)) for t, _, _ in hits]
     last = starts[-1] if starts else 0
     if tail_s is not None:
