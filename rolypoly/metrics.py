@@ -3,7 +3,7 @@
 The metric functions here are the only ones used to score predictors: the baselines of
 ``rolypoly eval baselines`` and the models of ``rolypoly eval model``.
 
-Protocol (SPEC section 11): GMD test split, 4/4 takes, hits snapped to the 16th grid of
+Protocol: GMD test split, 4/4 takes, hits snapped to the 16th grid of
 the file tempo (loudest hit per step and drum); errors over every hit (drum that plays
 in a row); timing in ms at the take's tempo, velocity on the 0-127 scale.
 

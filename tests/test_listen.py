@@ -84,7 +84,7 @@ def test_tabla_and_wind_players():
     assert onset_f_measure(detect_onsets(audio, SR), truth, 0.025)["f"] >= 0.95
     audio, truth = play(t, ph, bar, "laid_back", sr=SR, seed=33, style="wind", level_db=-18)
     r = onset_f_measure(detect_onsets(audio, SR), truth, 0.05)
-    assert r["precision"] >= 0.8 and r["recall"] >= 0.6   # slurs are the open part of issue 9
+    assert r["precision"] >= 0.8 and r["recall"] >= 0.6   # slurred notes have no attack: some are missed
 
 
 def test_quiet_clicks_under_playing_are_gated():

@@ -1,4 +1,4 @@
-"""Metric functions and the baselines' protocol (SPEC section 11 anchors)."""
+"""Metric functions and the baselines' protocol."""
 from __future__ import annotations
 
 import numpy as np

@@ -26,7 +26,7 @@ def test_forward_shape_and_published_size():
     m = RolypolyModel(SMALL).eval()
     assert m(torch.rand(3, 16, 22)).shape == (3, 16, 19)
     assert m(torch.rand(1, 5, 22)).shape == (1, 5, 19)
-    # The published configuration is about 0.7 M parameters (SPEC section 11).
+    # The published configuration is about 0.7 M parameters.
     from rolypoly.config import load_config
     n = RolypolyModel(ModelConfig.from_cfg(load_config().model)).n_params()
     assert 0.6e6 < n < 0.8e6

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 HELP = "supertonic engine speed (voice-seconds per CPU-second, 32-voice block p99) or --fidelity"
-ORIGINAL_VOICE_SECONDS = 170.0   # SPEC section 11: scsynth on this machine
+ORIGINAL_VOICE_SECONDS = 170.0   # the original engine (scsynth) measured on this machine
 
 
 def add_arguments(parser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def register(sub, common) -> None:
     p = sub.add_parser("train-take", parents=[common], help="finetune the model on a recorded take",
-                       description="Finetune the model a take was played with on that take (SPEC section 7) and "
+                       description="Finetune the model a take was played with on that take and "
                                    "write a new model version under models_dir/versions/. Weights: w_v w_o w_g "
                                    "[w_r] (defaults from finetune.*). Example: rolypoly train-take "
                                    "takes/20261122-101500 1 1 1 0.1")

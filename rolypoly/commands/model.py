@@ -30,7 +30,7 @@ def register(sub, common) -> None:
     em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
     em.set_defaults(func=eval_model)
     eb = esub.add_parser("baselines", parents=[common], help="the protocol's baselines (zero, lookup, same-take)",
-                         description="Print the baselines of the GMD test protocol (SPEC section 11).")
+                         description="Print the baselines of the GMD test protocol.")
     eb.set_defaults(func=eval_baselines)
 
     ex = sub.add_parser(

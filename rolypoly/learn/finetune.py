@@ -1,4 +1,4 @@
-"""Train-after-take: finetune the model on one duet and save a new model version (SPEC section 7).
+"""Train-after-take: finetune the model on one duet and save a new model version.
 
 The take loss, over the take's rows::
 

@@ -217,7 +217,7 @@ class Schedule:
 
     # -- listening ---------------------------------------------------------------------
     def match_onset(self, onset_sample: float) -> int:
-        """Match an onset to the nearest row (SPEC section 6); returns the row or -1.
+        """Match an onset to the nearest row (within half a row's spacing); returns the row or -1.
 
         It counts if ``|onset - row| < gap/3`` where gap is the distance to the
         neighbouring row on the onset's side; one onset per row (the first wins).

@@ -1,6 +1,6 @@
 """TorchScript artefacts: export, the contract every model follows, loading, the swing model.
 
-The contract (SPEC section 5): a TorchScript module whose ``forward(x)`` takes ``(1, T, 22)``
+The contract: a TorchScript module whose ``forward(x)`` takes ``(1, T, 22)``
 float32 rows (:mod:`rolypoly.score.features` layout) and returns ``(1, T, 19)``, loadable with
 ``torch.jit.load`` alone.  It should carry these attributes (defaults are used when absent):
 

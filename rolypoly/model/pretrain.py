@@ -1,4 +1,4 @@
-"""Pretraining on GMD: teacher-forced next-row prediction with a synthetic partner (SPEC section 4).
+"""Pretraining on GMD: teacher-forced next-row prediction with a synthetic partner.
 
 The recipe, in order of how much it matters:
 

@@ -1,4 +1,4 @@
-"""The performance model: a small causal encoder-decoder Transformer (SPEC section 5).
+"""The performance model: a small causal encoder-decoder Transformer.
 
 Read top to bottom: configuration, attention, blocks, the model, checkpoints.
 
@@ -166,7 +166,7 @@ class RolypolyModel(nn.Module):
         self.c_bpm, self.c_phase, self.c_tau = BPM, PHASE, TAU_G
         self.enc_in = nn.Linear(N_ENC_IN, c.d_model)
         self.dec_in = nn.Linear(N_DEC_IN, c.d_model)
-        # Position enters as a learned embedding of the bar phase (SPEC section 5).
+        # Position enters as a learned embedding of the bar phase, so the model knows where in the bar a row falls at any tempo.
         self.enc_phase = nn.Embedding(PHASE_BINS, c.d_model)
         self.dec_phase = nn.Embedding(PHASE_BINS, c.d_model)
         self.drop = nn.Dropout(c.dropout)

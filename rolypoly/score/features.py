@@ -1,4 +1,4 @@
-"""Feature layout and model-side scaling, kept in one place (SPEC section 3).
+"""Feature layout and model-side scaling, kept in one place.
 
 A model input row has 22 values and an output row 19::
 

@@ -5,7 +5,7 @@ Each take becomes rows on a grid: every onset snaps to the nearer of the 16th gr
 position in bar fractions; hits sharing a grid position form a row (two hits of one
 drum: the louder is kept).  The encoder's velocities are the per-take, per-drum mean
 of the non-zero velocities, the score a drummer would read.  With ``grid="16"`` onsets
-snap to the 16th grid only (the evaluation protocol of SPEC section 11).
+snap to the 16th grid only (the evaluation protocol in rolypoly.metrics).
 
 The prepared arrays are cached under ``cache_dir`` keyed by a hash of the data files,
 the settings and :data:`PIPELINE_VERSION`, so re-running is instant and any change to

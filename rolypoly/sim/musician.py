@@ -6,7 +6,7 @@ known to the sample.  :func:`play` renders such a take with Karplus–Strong plu
 strings (or, for the ``wind`` and ``tabla`` styles, additive tones and damped
 resonances) and returns the audio together with the true onset times.
 
-Harder players for the listener (issue 9) are styles of the same function: soft and hard
+Harder players for the listener are styles of the same function: soft and hard
 picking, legato (slurred notes whose pitch changes with no new pluck), bass register,
 strummed chords, palm mutes, plus room noise and mains hum at chosen levels.
 

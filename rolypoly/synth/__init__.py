@@ -1,4 +1,4 @@
-"""The supertonic drum engine: Microtonic-style voices, kits, presets and rendering (SPEC section 9).
+"""The supertonic drum engine: Microtonic-style voices, kits, presets and rendering.
 
 Function-first API::
 

@@ -1,4 +1,4 @@
-"""How close our voice is to the original supertonic engine (issue 4, "Fidelity").
+"""How close our voice is to the original supertonic engine's own renders.
 
 The figure: mel spectrograms (64 bands, 20 Hz-20 kHz, 2048-point FFT, 5 ms hop)
 of the mid channel (L+R)/2, power in dB floored 80 dB under the reference's

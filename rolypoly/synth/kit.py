@@ -117,7 +117,7 @@ def _toml_value(v) -> str:
 
 def kit_to_toml(kit: Kit) -> str:
     """The TOML text of a kit (what :func:`save_kit` writes)."""
-    out = ["# rolypoly drum kit (supertonic engine). Parameters: see SPEC section 9.",
+    out = ["# rolypoly drum kit (supertonic engine). Parameters: see rolypoly/synth/patch.py.",
            f"name = {_toml_value(kit.name)}", "",
            "# drum class -> channel (1..8)", "[mapping]"]
     out += [f"{k} = {kit.mapping.get(k, DEFAULT_MAPPING[k])}" for k in DRUMS]

@@ -1,4 +1,4 @@
-"""Reader for Sonic Charge Microtonic ``.mtpreset`` files (SPEC section 9).
+"""Reader for Sonic Charge Microtonic ``.mtpreset`` files.
 
 The format: a header ``MicrotonicPresetV3: {``, then nested ``Key: value``
 blocks closed by ``}``; values quoted or bare, with units ("48.0 Hz",

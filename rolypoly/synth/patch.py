@@ -1,6 +1,6 @@
 """A drum patch: the parameters of one supertonic voice, validated, and morphing.
 
-Names and units follow SPEC section 9 (ms for times, Hz for frequencies, dB for
+Names follow Microtonic's parameter names (ms for times, Hz for frequencies, dB for
 levels).  Out-of-range values are clamped with a warning; NaN, unknown names
 and meaningless values (a wave that is not 0/1/2) are :class:`SynthError`.
 
@@ -98,7 +98,7 @@ class Patch:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "patch") -> "Patch":
-        """Build from a mapping of SPEC names (unknown names are an error)."""
+        """Build from a mapping of parameter names (unknown names are an error)."""
         if not isinstance(d, dict):
             raise SynthError(f"{where}: a patch must be a table of parameters, got {type(d).__name__}")
         known = set(SPECS) | {"name"}

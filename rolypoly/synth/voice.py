@@ -1,4 +1,4 @@
-"""The supertonic voice: Microtonic-style drum synthesis in numba (SPEC section 9).
+"""The supertonic voice: Microtonic-style drum synthesis in numba.
 
 A voice is two float64 rows: ``coef`` (everything derived from the patch and
 the velocity, computed once at trigger time by :func:`voice_setup`) and
@@ -71,8 +71,8 @@ N_STATE = S_ENVN + 4
 LN001 = math.log(0.001)
 # The original engine's noise is darker than white: against the reference renders its
 # spectrum follows a one-pole (bilinear) low-pass at about 3.8 kHz applied after the noise
-# stage's soft clip (placing it before the clip under-saturates bright hats).  SPEC section 9
-# does not list it; fitted on ../shared/data/supertonic_reference (median 5.3 -> 2.0 dB).
+# stage's soft clip (placing it before the clip under-saturates bright hats).  Fitted on the
+# original's reference renders (median distance 5.3 -> 2.0 dB).
 NOISE_LP_HZ = 3800.0
 TWO_PI = 2.0 * math.pi
 
