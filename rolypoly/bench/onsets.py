@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -157,18 +156,13 @@ def _run_virtual(cfg, args, sr, hop):
 
 
 def _load_real(data: Path, sr: int):
-    import soundfile as sf
-    from scipy.signal import resample_poly
+    from rolypoly.io import read_audio
     manifest = data / "real_onsets" / "manifest.json"
     if not manifest.is_file():
         return None
     items = []
     for entry in json.loads(manifest.read_text())["files"]:
-        x, file_sr = sf.read(str(manifest.parent / entry["audio"]), dtype="float32", always_2d=True)
-        x = x.mean(axis=1)
-        if file_sr != sr:
-            g = gcd(sr, file_sr)
-            x = resample_poly(x, sr // g, file_sr // g).astype(np.float32)
+        x = read_audio(manifest.parent / entry["audio"], sr, warn=False)
         truth = np.loadtxt(manifest.parent / entry["onsets"], ndmin=1)
         items.append((entry["audio"], entry.get("instrument", "?"), x, truth))
     return items

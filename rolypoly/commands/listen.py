@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 from rolypoly.errors import AudioError
-from rolypoly.io import atomic_path
+from rolypoly.io import atomic_path, read_audio
 
 
 def register(sub, common) -> None:
@@ -37,33 +36,6 @@ def register(sub, common) -> None:
     s.set_defaults(func=_soundcheck)
 
 
-def _read(path: str, sr: int):
-    """Mono float32 at ``sr``; warns (once) when it had to resample or downmix."""
-    import numpy as np
-    import soundfile as sf
-    p = Path(path)
-    if not p.is_file():
-        raise AudioError(f"{path}: no such audio file")
-    try:
-        x, file_sr = sf.read(str(p), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own types for unreadable files
-        raise AudioError(f"{path}: cannot read audio ({exc})") from None
-    if x.shape[0] == 0:
-        raise AudioError(f"{path}: the file holds no samples")
-    if x.shape[1] > 1:
-        x = x.mean(axis=1, keepdims=True)
-    x = x[:, 0]
-    if file_sr != sr:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-        warnings.warn(f"{path}: sample rate {file_sr} Hz, resampled to {sr} Hz", RuntimeWarning, stacklevel=2)
-        g = gcd(sr, file_sr)
-        x = np.nan_to_num(x)
-        x = resample_poly(x, sr // g, file_sr // g).astype(np.float32)
-    return x
-
-
 def _warn_to_stderr():
     import sys
 
@@ -76,7 +48,7 @@ def _onsets(args, cfg):
     from rolypoly.ears.listener import Listener, detect_onsets
     _warn_to_stderr()
     sr = int(cfg.audio.sample_rate)
-    x = _read(args.audio, sr)
+    x = read_audio(args.audio, sr)
     lis = Listener.from_config(cfg.listen, sr)
     times = detect_onsets(x, sr, lis.hop, block=int(cfg.audio.block_frames), listener=lis)
     if args.json:
@@ -112,7 +84,7 @@ def _soundcheck(args, cfg):
     sr = int(cfg.audio.sample_rate)
     if args.seconds <= 0:
         raise AudioError("soundcheck: --seconds must be positive")
-    x = _read(args.input, sr) if args.input else _record(cfg, args.seconds)
+    x = read_audio(args.input, sr) if args.input else _record(cfg, args.seconds)
     instrument = args.instrument or cfg.listen.get("instrument")
     settings = soundcheck(x, sr, instrument=instrument, hop=int(cfg.listen.hop))
     if args.out:
