@@ -11,6 +11,16 @@ def register(sub, common) -> None:
                                        "16th/triplet grid with offsets, and cache the result (instant when cached). "
                                        "Example: rolypoly data prepare data.root=~/groove")
     prep.set_defaults(func=prepare)
+    oc = dsub.add_parser("onsets-corpus", parents=[common],
+                         help="render the listener's development corpus (FluidSynth + Hydrogen kits) into cache/",
+                         description="Render humanised parts for nine instrument families through FluidSynth "
+                                     "(FluidR3 GM) and Hydrogen drum kits, with measured attack delays as ground "
+                                     "truth; resumable (finished chunks are kept). Example: rolypoly data "
+                                     "onsets-corpus --minutes 2 --part 0/2")
+    oc.add_argument("--minutes", type=float, default=2.0, help="minutes of playing per family (default 2)")
+    oc.add_argument("--families", default=None, help="comma-separated families (default all)")
+    oc.add_argument("--part", default="0/1", help="i/n: build every n-th chunk from i (parallel processes)")
+    oc.set_defaults(func=onsets_corpus)
 
 
 def prepare(args, cfg) -> int:
@@ -34,4 +44,31 @@ def prepare(args, cfg) -> int:
                       round(float(np.sum(s.meta["duration"])) / 3600, 2),
                       ("built " if built else "cached ") + str(cache_file))
     emit(table, as_json=args.json, extra=extra)
+    return 0
+
+
+def onsets_corpus(args, cfg) -> int:
+    from rolypoly.ears.corpus import build, default_root
+    from rolypoly.errors import ConfigError
+    from rolypoly.report import Table, emit
+    try:
+        i, n = (int(v) for v in args.part.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--part: expected i/n with 0 <= i < n, got {args.part!r}") from None
+    root = default_root(cfg.cache_dir)
+    families = args.families.split(",") if args.families else None
+    metas = build(root, args.minutes, families, (i, n))
+    table = Table(f"onsets corpus in {root}", ["family", "chunks", "onsets", "minutes"])
+    import json
+    per: dict = {}
+    for m in metas:
+        info = json.loads(m.read_text())
+        row = per.setdefault(info["family"], [0, 0, 0.0])
+        row[0] += 1
+        row[1] += info["n_onsets"]
+        row[2] += info["seconds"] / 60.0
+    for fam, (c, o, mins) in sorted(per.items()):
+        table.add(fam, c, o, round(mins, 2))
+    emit(table, as_json=args.json, extra={"root": str(root)})
     return 0
