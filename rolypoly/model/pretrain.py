@@ -10,6 +10,12 @@ The recipe, in order of how much it matters:
   offset plus noise, so the decoder learns to follow a musician;
 * a share of windows replaces the realised history by the model's own predictions (made
   without gradient) or by zeros, so that playing alone (free-running) does not drift;
+* a share of windows reads an *accented* score: each drum's velocity is the take's mean at
+  that bar position (what a written score with accents looks like) instead of the take's
+  mean; without it a score that already carries accents gets them twice (a kick written
+  at 104 on the beat played at 127);
+* ``train.init_from`` warm-starts from the weights of another checkpoint of the same shapes
+  (an incremental model from the first published one: the weights are interchangeable);
 * AdamW, linear warmup, cosine decay, gradient clipping, fixed seeds;
 * a checkpoint (``last.pt``, with optimizer state) every ``checkpoint_every`` steps: the
   same command resumes an interrupted run; ``best.pt`` keeps the best validation loss;
@@ -55,9 +61,33 @@ class RowData:
     hit: np.ndarray      # (N, 9) bool, drums in the score at each row
     bar_ms: np.ndarray   # (N,) float32
     win_starts: np.ndarray  # (W,) int64 first row of every full window
+    acc_vel: np.ndarray | None = None  # (N, 9) float32 accented score velocity / 127
 
     def __len__(self) -> int:
         return len(self.win_starts)
+
+
+def accented_scores(vel: np.ndarray, phase: np.ndarray, starts) -> np.ndarray:
+    """Per take, drum and bar position (48 bins), the mean performed velocity at the score's hits.
+
+    Examples
+    --------
+    >>> vel = np.array([[100.], [50.], [90.], [60.]])
+    >>> accented_scores(vel, np.array([0., .5, 0., .5]), [0, 4])[:, 0].tolist()
+    [95.0, 55.0, 95.0, 55.0]
+    """
+    vel = np.asarray(vel, dtype=np.float64)
+    hit = vel > 0
+    bins = np.remainder(np.floor(np.asarray(phase) * 48 + 0.5), 48).astype(np.int64)
+    out = np.zeros_like(vel)
+    for s, e in zip(starts[:-1], starts[1:]):
+        sums = np.zeros((48, vel.shape[1]))
+        counts = np.zeros((48, vel.shape[1]))
+        np.add.at(sums, bins[s:e], vel[s:e] * hit[s:e])
+        np.add.at(counts, bins[s:e], hit[s:e])
+        mean = sums / np.maximum(counts, 1)
+        out[s:e] = np.where(hit[s:e], mean[bins[s:e]], 0.0)
+    return out.astype(np.float32)
 
 
 def rows_from_takes(takes, block: int) -> RowData:
@@ -75,8 +105,9 @@ def rows_from_takes(takes, block: int) -> RowData:
             starts.append(np.arange(s, e - block + 1))
     if not starts:
         raise DataError(f"no take has at least {block} rows (model.window)")
+    acc = accented_scores(a["vel"], a["phase"], [int(v) for v in takes.starts]) / 127.0
     return RowData(x, (a["vel"] / 127.0).astype(np.float32), off, g, hit, a["bar_ms"].astype(np.float32),
-                   np.concatenate(starts).astype(np.int64))
+                   np.concatenate(starts).astype(np.int64), acc.astype(np.float32))
 
 
 def concat_rows(parts: list[RowData]) -> RowData:
@@ -85,7 +116,8 @@ def concat_rows(parts: list[RowData]) -> RowData:
         out.append(p.win_starts + base)
         base += len(p.x)
     cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
-    return RowData(cat("x"), cat("vel"), cat("off"), cat("g"), cat("hit"), cat("bar_ms"), np.concatenate(out))
+    acc = cat("acc_vel") if all(p.acc_vel is not None for p in parts) else None
+    return RowData(cat("x"), cat("vel"), cat("off"), cat("g"), cat("hit"), cat("bar_ms"), np.concatenate(out), acc)
 
 
 def load_training_data(cfg, block: int):
@@ -113,8 +145,10 @@ def load_training_data(cfg, block: int):
 # ----------------------------------------------------------------------------- batches
 
 def make_batch(data: RowData, starts: np.ndarray, block: int, rng: np.random.Generator | None = None,
-               partner_share: float = 0.0, partner_row_prob: float = 0.8, partner_noise_ms: float = 8.0):
-    """Gather windows; with ``rng`` give a share of them a synthetic partner ``tau_g``.
+               partner_share: float = 0.0, partner_row_prob: float = 0.8, partner_noise_ms: float = 8.0,
+               accent_share: float = 0.0):
+    """Gather windows; with ``rng`` give a share of them a synthetic partner ``tau_g``
+    and a share (``accent_share``) the accented score velocities.
 
     Returns numpy arrays ``x (B, T, 22), vel, off (B, T, 9), g (B, T), hit (B, T, 9)``.
     """
@@ -127,6 +161,10 @@ def make_batch(data: RowData, starts: np.ndarray, block: int, rng: np.random.Gen
         rows = (rng.random((B, T)) < partner_row_prob) & who[:, None]
         noise = rng.normal(0.0, 1.0, (B, T)) * (partner_noise_ms / data.bar_ms[idx]) / OFF_SCALE
         x[:, :, 21] = np.where(rows, np.clip(g + noise, -OFF_CLIP, OFF_CLIP), 0.0)
+    if rng is not None and accent_share > 0 and data.acc_vel is not None:
+        acc = rng.random(len(starts)) < accent_share
+        if acc.any():
+            x[acc, :, feat.VEL0:feat.VEL1] = data.acc_vel[idx[acc]]
     return x, data.vel[idx], data.off[idx], g, data.hit[idx]
 
 
@@ -272,6 +310,9 @@ def pretrain(cfg, log=print) -> TrainResult:
     Writes ``out_dir/last.pt`` (resumable state), ``out_dir/best.pt`` (best validation,
     weights and meta only), ``out_dir/loss.png`` and ``out_dir/history.json``.
     """
+    if str(cfg.model.get("kind", "performance")) == "events":  # the free-mode event model
+        from rolypoly.free.train import pretrain_events
+        return pretrain_events(cfg, log)
     import torch
 
     from rolypoly.model.transformer import (
@@ -315,9 +356,20 @@ def pretrain(cfg, log=print) -> TrainResult:
         torch.manual_seed(seed + rank + step)
         if rank == 0:
             log(f"resuming {last} at step {step} (best validation {best_val:.4f} at step {best_step})")
+    elif str(tc.get("init_from", "") or ""):
+        src = str(tc.init_from)
+        state = read_checkpoint(src)
+        try:
+            model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as exc:
+            raise ModelError(f"train.init_from={src}: weights do not fit model {asdict(conf)} "
+                             f"({str(exc).splitlines()[0]})") from None
+        if rank == 0:
+            log(f"starting from the weights of {src} ({state['meta'].get('version', '?')})")
     resumed_from = step
     net = torch.nn.parallel.DistributedDataParallel(model) if is_ddp else model
     meta = {"version": f"{VERSION_PREFIX}-{cfg.model.get('name', 'custom')}", "model_config": asdict(conf),
+            "init_from": str(tc.get("init_from", "") or ""),
             "model_name": str(cfg.model.get("name", "custom")), "offset_mu": mu, "offset_sigma": sigma,
             "data": data_desc, "seed": seed, "train": _plain(tc), "world_size": world}
     if rank == 0:
@@ -335,7 +387,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         starts = rng.choice(train.win_starts, size=int(tc.batch_size))
         x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(
             train, starts, block, rng, float(tc.partner_share), float(tc.partner_row_prob),
-            float(tc.partner_noise_ms)))
+            float(tc.partner_noise_ms), float(tc.get("accent_share", 0.0))))
         x = corrupt_history(model, x, rng, float(tc.get("self_history_share", 0.0)),
                             float(tc.get("zero_history_share", 0.0)))
         lv, lo, lg, parts = loss_terms(net(x), vel, off, g, hit)

@@ -7,11 +7,23 @@ the decoder reads what has been played (realised drum offsets and the musician's
 ``tau_g`` of earlier rows) and predicts, for every row, 9 velocities, 9 offsets and the
 musician's offset ``g`` (19 values, scaled as in :mod:`rolypoly.score.features`).
 
-Everything is causal: output row ``t`` depends on score rows ``<= t`` and on played
-rows ``< t`` only.  The model shifts the decoder history itself, so a caller passes
-rows exactly as :func:`rolypoly.score.features.encode_rows` builds them (row ``t``'s own
-offsets are ignored for row ``t``).  This makes a live window of the last 16 rows and a
-whole-take pass give the same prediction for a row that sees the same history.
+Output row ``t`` depends on played rows ``< t`` only.  The model shifts the decoder
+history itself, so a caller passes rows exactly as
+:func:`rolypoly.score.features.encode_rows` builds them (row ``t``'s own offsets are
+ignored for row ``t``).
+
+Two attention layouts share the same weights' shapes:
+
+* ``span = 0`` (the first published model): plain causal attention over the rows
+  given; a live window of the last ``window`` rows is recomputed every tick, and the
+  encoder reads score rows ``<= t`` only.
+* ``span = W > 0`` (incremental): every decoder layer attends to the previous ``W`` rows
+  only (self-attention and cross-attention alike), so a row's keys and values never
+  change once computed and :meth:`RolypolyModel.step` predicts one row from a cache of
+  ``W`` rows per layer; the receptive field is ``n_dec_layers * (W - 1) + 1`` rows.  The
+  encoder reads ahead: each encoder layer sees ``W - 1`` rows back and ``enc_ahead`` rows
+  ahead, and :meth:`RolypolyModel.encode` runs it once over the whole score.  Stepping a
+  take row by row gives the outputs of one ``forward`` over the whole take.
 
 Examples
 --------
@@ -19,11 +31,20 @@ Examples
 >>> model = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=8, d_ff=16))
 >>> model(torch.zeros(2, 5, 22)).shape
 torch.Size([2, 5, 19])
+>>> inc = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=8, d_ff=16,
+...                                 span=4, enc_ahead=2)).eval()
+>>> x = torch.rand(1, 6, 22)
+>>> mem, cache = inc.encode(x), inc.new_cache(1)
+>>> ys = [inc.step(x[:, max(k - 1, 0)], x[:, k], k, mem, cache) for k in range(6)]
+>>> bool(torch.allclose(torch.stack(ys, 1), inc(x), atol=1e-5))
+True
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+import math
 
 import torch
 import torch.nn as nn
@@ -50,6 +71,10 @@ class ModelConfig:
     d_ff: int = 256
     window: int = 16
     dropout: float = 0.1
+    #: Rows each decoder layer attends to (0: plain causal attention over the whole window).
+    span: int = 0
+    #: Score rows ahead each encoder layer attends to (needs ``span > 0``).
+    enc_ahead: int = 0
 
     @classmethod
     def from_cfg(cls, cfg_model) -> "ModelConfig":
@@ -64,13 +89,42 @@ class ModelConfig:
         for k in ("n_enc_layers", "n_dec_layers", "n_heads", "d_model", "d_ff", "window"):
             if int(getattr(conf, k)) < 1:
                 raise ModelError(f"model.{k} must be >= 1, got {getattr(conf, k)}")
+        if int(conf.span) < 0 or int(conf.enc_ahead) < 0:
+            raise ModelError(f"model.span and model.enc_ahead must be >= 0, got {conf.span}, {conf.enc_ahead}")
+        if conf.enc_ahead and not conf.span:
+            raise ModelError("model.enc_ahead > 0 needs model.span > 0 (a banded, incremental model)")
         if not 0.0 <= conf.dropout < 1.0:
             raise ModelError(f"model.dropout must be in [0, 1), got {conf.dropout}")
         return conf
 
 
+def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, back: int, ahead: int,
+                   dropout: float) -> torch.Tensor:
+    """Attention of row ``t`` to rows ``t - back .. t + ahead`` only: ``(B, h, T, dh)`` each.
+
+    Short sequences (training windows) use a masked ``T x T`` attention (the fused kernel
+    is fastest there); long ones (a whole take) gather each row's band of keys
+    (``back + ahead + 1`` of them), so thousands of rows cost ``T`` times the band.
+    """
+    B, h, T, dh = q.shape
+    if T <= 512:
+        rel = torch.arange(T, device=q.device)[None, :] - torch.arange(T, device=q.device)[:, None]
+        mask = (rel >= -back) & (rel <= ahead)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+    width = back + ahead + 1
+    kw = F.pad(k, (0, 0, back, ahead)).unfold(2, width, 1)  # (B, h, T, dh, width)
+    vw = F.pad(v, (0, 0, back, ahead)).unfold(2, width, 1)
+    att = torch.einsum("bhtd,bhtdw->bhtw", q, kw) * (1.0 / math.sqrt(dh))
+    pos = torch.arange(T, device=q.device)[:, None] + torch.arange(width, device=q.device)[None, :] - back
+    att = att.masked_fill(~((pos >= 0) & (pos < T)), float("-inf"))
+    att = torch.softmax(att, dim=-1)
+    if dropout > 0.0:
+        att = F.dropout(att, dropout)
+    return torch.einsum("bhtw,bhtdw->bhtd", att, vw)
+
+
 class Attention(nn.Module):
-    """Multi-head attention with a causal mask (self- or cross-attention over aligned rows)."""
+    """Multi-head attention over aligned rows: causal (``back < 0``) or banded."""
 
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -80,16 +134,28 @@ class Attention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        h = self.n_heads
-        q = self.q(x).view(B, T, h, C // h).transpose(1, 2)
-        k, v = self.kv(memory).split(C, dim=2)
-        k = k.view(B, T, h, C // h).transpose(1, 2)
-        v = v.view(B, T, h, C // h).transpose(1, 2)
+    def heads(self, t: torch.Tensor) -> torch.Tensor:
+        B, T, C = t.shape
+        return t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2)
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        B, h, T, dh = y.shape
+        return self.proj(y.transpose(1, 2).reshape(B, T, h * dh))
+
+    def keys_values(self, memory: torch.Tensor) -> torch.Tensor:
+        """``(2, B, h, T, dh)``: the keys and values of ``memory`` rows."""
+        k, v = self.kv(memory).split(memory.shape[2], dim=2)
+        return torch.stack([self.heads(k), self.heads(v)])
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, back: int = -1, ahead: int = 0) -> torch.Tensor:
+        q = self.heads(self.q(x))
+        kv = self.keys_values(memory)
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        return self.proj(y.transpose(1, 2).reshape(B, T, C))
+        if back < 0:
+            y = F.scaled_dot_product_attention(q, kv[0], kv[1], dropout_p=p, is_causal=True)
+        else:
+            y = band_attention(q, kv[0], kv[1], back, ahead, p)
+        return self.merge(y)
 
 
 class FeedForward(nn.Module):
@@ -114,9 +180,9 @@ class EncoderBlock(nn.Module):
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, back: int = -1, ahead: int = 0) -> torch.Tensor:
         h = self.ln1(x)
-        x = x + self.drop(self.attn(h, h))
+        x = x + self.drop(self.attn(h, h, back, ahead))
         return x + self.ff(self.ln2(x))
 
 
@@ -133,10 +199,30 @@ class DecoderBlock(nn.Module):
         self.ff = FeedForward(c.d_model, c.d_ff, c.dropout)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, back: int = -1) -> torch.Tensor:
         h = self.ln1(x)
-        x = x + self.drop(self.self_attn(h, h))
-        x = x + self.drop(self.cross_attn(self.ln2(x), memory))
+        x = x + self.drop(self.self_attn(h, h, back, 0))
+        x = x + self.drop(self.cross_attn(self.ln2(x), memory, back, 0))
+        return x + self.ff(self.ln3(x))
+
+    def step(self, x: torch.Tensor, cache: torch.Tensor, memory_kv: torch.Tensor, k: int, span: int) -> torch.Tensor:
+        """One row ``x`` (B, 1, C) at index ``k``; writes its keys/values into ``cache`` (2, B, h, span, dh).
+
+        The cache is a ring of ``span`` slots (attention ignores order: position enters
+        through the bar-phase embedding), ``memory_kv`` (2, B, h, N, dh) the encoder's.
+        """
+        h = self.ln1(x)
+        att = self.self_attn
+        q = att.heads(att.q(h))
+        kv = att.keys_values(h)
+        slot = k % span
+        cache[:, :, :, slot] = kv[:, :, :, 0]
+        n = min(k + 1, span)
+        x = x + att.merge(F.scaled_dot_product_attention(q, cache[0, :, :, :n], cache[1, :, :, :n]))
+        cross = self.cross_attn
+        q = cross.heads(cross.q(self.ln2(x)))
+        s = max(0, k - span + 1)
+        x = x + cross.merge(F.scaled_dot_product_attention(q, memory_kv[0, :, :, s:k + 1], memory_kv[1, :, :, s:k + 1]))
         return x + self.ff(self.ln3(x))
 
 
@@ -160,6 +246,11 @@ class RolypolyModel(nn.Module):
         c = config
         self.config = c
         self.window = c.window
+        self.span = int(c.span)
+        self.enc_ahead = int(c.enc_ahead)
+        self.n_dec = int(c.n_dec_layers)
+        self.config_d_model = int(c.d_model)
+        self.config_heads = int(c.n_heads)
         self.phase_bins = PHASE_BINS
         # feature columns as int attributes: TorchScript cannot read module-level globals
         self.c_vel0, self.c_vel1, self.c_off0, self.c_off1 = VEL0, VEL1, OFF0, OFF1
@@ -188,24 +279,79 @@ class RolypolyModel(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    @property
+    def receptive_field(self) -> int:
+        """Rows of played history an output depends on (the window for ``span = 0``)."""
+        if self.span > 0:
+            return self.n_dec * (self.span - 1) + 1
+        return self.window
+
+    def _phase_index(self, x: torch.Tensor) -> torch.Tensor:
+        bins = self.phase_bins
+        return torch.remainder(torch.floor(x[..., self.c_phase] * bins + 0.5), bins).long()
+
+    def _previous(self, x: torch.Tensor) -> torch.Tensor:
+        """A row's contribution to the next row's decoder input: offsets, tau_g, score velocities, flag."""
+        vel = x[..., self.c_vel0:self.c_vel1]
+        return torch.cat([x[..., self.c_off0:self.c_off1], x[..., self.c_tau:self.c_tau + 1], vel,
+                          torch.ones_like(vel[..., :1])], dim=-1)
+
+    def _decoder_input(self, prev: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        vel = x[..., self.c_vel0:self.c_vel1]
+        ctx = x[..., self.c_bpm:self.c_phase + 1]  # bpm, tsig, phase
+        return self.dec_in(torch.cat([prev, vel, ctx], dim=-1)) + self.dec_phase(self._phase_index(x))
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        vel = x[:, :, self.c_vel0:self.c_vel1]
+        ctx = x[:, :, self.c_bpm:self.c_phase + 1]
+        enc = self.drop(self.enc_in(torch.cat([vel, ctx], dim=2)) + self.enc_phase(self._phase_index(x)))
+        back = self.span - 1 if self.span > 0 else -1
+        for blk in self.encoder:
+            enc = blk(enc, back, self.enc_ahead)
+        return self.ln_enc(enc)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict every row: ``x`` (B, T, 22) float32 -> (B, T, 19)."""
-        B, T, _ = x.shape
-        vel = x[:, :, self.c_vel0:self.c_vel1]
-        ctx = x[:, :, self.c_bpm:self.c_phase + 1]  # bpm, tsig, phase
-        bins = self.phase_bins
-        phase_idx = torch.remainder(torch.floor(x[:, :, self.c_phase] * bins + 0.5), bins).long()
         # The decoder's history: row t sees the played offsets and tau_g of row t-1.
-        prev = torch.cat([x[:, :, self.c_off0:self.c_off1], x[:, :, self.c_tau:self.c_tau + 1], vel, torch.ones_like(vel[:, :, :1])], dim=2)
+        prev = self._previous(x)
         prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
-        enc = self.drop(self.enc_in(torch.cat([vel, ctx], dim=2)) + self.enc_phase(phase_idx))
-        for blk in self.encoder:
-            enc = blk(enc)
-        enc = self.ln_enc(enc)
-        dec = self.drop(self.dec_in(torch.cat([prev, vel, ctx], dim=2)) + self.dec_phase(phase_idx))
+        enc = self._encode(x)
+        dec = self.drop(self._decoder_input(prev, x))
+        back = self.span - 1 if self.span > 0 else -1
         for blk in self.decoder:
-            dec = blk(dec, enc)
+            dec = blk(dec, enc, back)
         return self.head(self.ln_f(dec))
+
+    # ------------------------------------------------------------------ incremental decoding
+
+    @torch.jit.export
+    def encode(self, score: torch.Tensor) -> torch.Tensor:
+        """Encode a whole score ``(B, N, 22)`` once: cross-attention keys/values ``(L, 2, B, h, N, dh)``."""
+        enc = self._encode(score)
+        return torch.stack([blk.cross_attn.keys_values(enc) for blk in self.decoder])
+
+    @torch.jit.export
+    def new_cache(self, batch: int) -> torch.Tensor:
+        """An empty decoder cache ``(L, 2, batch, h, span, dh)``."""
+        c = self.config_d_model
+        h = self.config_heads
+        return torch.zeros(self.n_dec, 2, batch, h, max(self.span, 1), c // h)
+
+    @torch.jit.export
+    def step(self, prev: torch.Tensor, row: torch.Tensor, k: int, memory_kv: torch.Tensor,
+             cache: torch.Tensor) -> torch.Tensor:
+        """Predict row ``k`` (B, 19) from row ``k-1`` as played (``prev``, ignored at ``k = 0``) and row ``k``.
+
+        ``memory_kv`` comes from :meth:`encode` of the score these rows index; ``cache``
+        from :meth:`new_cache`, updated in place.  Needs ``span > 0``.
+        """
+        if self.span <= 0:
+            raise RuntimeError("this model has no incremental decoder (span = 0)")
+        p = self._previous(prev) * (1.0 if k > 0 else 0.0)
+        dec = self._decoder_input(p, row)[:, None]
+        for i, blk in enumerate(self.decoder):
+            dec = blk.step(dec, cache[i], memory_kv[i], k, self.span)
+        return self.head(self.ln_f(dec))[:, 0]
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -287,5 +433,5 @@ def count_params(conf: ModelConfig) -> int:
     return RolypolyModel(conf).n_params()
 
 
-__all__ = ["ModelConfig", "RolypolyModel", "build_model", "save_checkpoint", "read_checkpoint",
+__all__ = ["ModelConfig", "RolypolyModel", "band_attention", "build_model", "save_checkpoint", "read_checkpoint",
            "load_checkpoint", "count_params", "MODEL_FORMAT", "N_IN", "N_OUT"]
