@@ -24,9 +24,14 @@ def register(sub, common) -> None:
         description="Score a model on the GMD test protocol (4/4 takes, 16th grid) with the same metric "
                     "functions as the baselines, in three conditions: teacher-forced (real earlier offsets), "
                     "free-running (own earlier predictions) and partner-following (own predictions plus the "
-                    "real drummer's mean offset as tau_g). Example: rolypoly eval model --model models/rolypoly.pt")
-    em.add_argument("--model", default=None,
-                    help="a .ckpt (eager weights) or .pt (TorchScript) file; default: engine.model_path")
+                    "real drummer's mean offset as tau_g), with the velocity distribution (histogram "
+                    "intersection with GMD test, mean velocity per drum). Incremental models are scored as "
+                    "the engine plays them (score encoded once, one step per row). Give --model several times "
+                    "to compare models in one run. Example: rolypoly eval model --model models/rolypoly_v1.ckpt "
+                    "--model models/rolypoly.ckpt")
+    em.add_argument("--model", action="append", default=None,
+                    help="a .ckpt (eager weights) or .pt (TorchScript) file; repeat to compare; "
+                         "default: engine.model_path")
     em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
     em.set_defaults(func=eval_model)
     eb = esub.add_parser("baselines", parents=[common], help="the protocol's baselines (zero, lookup, same-take)",
@@ -60,38 +65,64 @@ def pretrain(args, cfg) -> int:
 
 
 def eval_model(args, cfg) -> int:
-    """``rolypoly eval model``: one table with the baselines and the three conditions."""
+    """``rolypoly eval model``: one table with the baselines and each model's three conditions."""
     import time
 
     from rolypoly.metrics import PROTOCOL, baselines, eval_takes
-    from rolypoly.model.evaluate import CONDITIONS, evaluate, predictor_from_path
+    from rolypoly.model.evaluate import CONDITIONS, evaluate, predictor_from_path, stepper_from_path
     from rolypoly.report import Table, emit
     from rolypoly.score.gmd import load_gmd
 
-    path = args.model or str(cfg.engine.model_path)
-    predict, desc, block = predictor_from_path(path)
+    paths = list(args.model or [str(cfg.engine.model_path)])
+    loaded = []
+    for path in paths:  # load all first: a bad file fails before minutes of evaluation
+        predict, desc, block = predictor_from_path(path)
+        loaded.append((path, predict, desc, block, stepper_from_path(path)))
     takes = load_gmd(cfg, grid="16", show_progress=False)
     test = eval_takes(takes)
-    t0 = time.perf_counter()
-    res = evaluate(predict, test, block)
-    seconds = time.perf_counter() - t0
-    table = Table("GMD test: timing and velocity MAE", ["predictor", "condition", "hits", "timing MAE (ms)",
-                                                        "velocity MAE"])
+    table = Table("GMD test: timing and velocity MAE, velocity distribution",
+                  ["predictor", "condition", "hits", "timing MAE (ms)", "velocity MAE",
+                   "velocity histogram intersection", "mean velocity"])
     for b in baselines(takes.split("train"), test):
-        table.add(b["predictor"], "baseline", b["hits"], b["timing_ms"], b["velocity"])
-    for c in CONDITIONS:
-        table.add(f"model {Path(path).name}", c, res[c]["hits"], res[c]["timing_ms"], res[c]["velocity"])
+        table.add(b["predictor"], "baseline", b["hits"], b["timing_ms"], b["velocity"], None, None)
+    results, notes = {}, []
+    for path, predict, desc, block, stepper in loaded:
+        t0 = time.perf_counter()
+        res = evaluate(predict, test, block, stepper=stepper[0] if stepper else None)
+        seconds = time.perf_counter() - t0
+        results[path] = res
+        for c in CONDITIONS:
+            table.add(f"model {Path(path).name}", c, res[c]["hits"], res[c]["timing_ms"], res[c]["velocity"],
+                      res[c]["velocity_hist_intersection"], res[c]["mean_velocity"])
+        how = (f"incremental, receptive field {block} rows (score encoded once, one step per row)" if stepper
+               else f"window {block} rows")
+        notes.append(f"model: {desc}; {how}; evaluated in {seconds:.0f} s")
+    first = results[paths[0]][CONDITIONS[0]]
     table.notes.append(PROTOCOL)
-    table.notes.append(f"model: {desc}; window {block} rows; evaluated in {seconds:.0f} s")
+    table.notes.append(f"GMD test real velocities: mean {first['real_mean_velocity']:.1f}; histogram intersection "
+                       "over 8-step velocity bins on the hits (1 = the same distribution)")
+    table.notes.extend(notes)
     tables = [table]
-    drum = Table("per drum: timing MAE (ms) / velocity MAE", ["drum", "hits"] + [f"{c} timing" for c in CONDITIONS]
-                 + [f"{c} velocity" for c in CONDITIONS])
-    for i, d in enumerate(res[CONDITIONS[0]]["per_drum"]):
-        drum.add(d["drum"], d["hits"], *[res[c]["per_drum"][i]["timing_ms"] for c in CONDITIONS],
-                 *[res[c]["per_drum"][i]["velocity"] for c in CONDITIONS])
-    if getattr(args, "per_drum", False) or args.json:
-        tables.append(drum)
-    emit(tables, as_json=args.json, extra={"model": desc, "protocol": PROTOCOL} if args.json else None)
+    for path in paths:
+        res = results[path]
+        name = Path(path).name
+        drum = Table(f"per drum ({name}): timing MAE (ms) / velocity MAE / mean velocity",
+                     ["drum", "hits"] + [f"{c} timing" for c in CONDITIONS] + [f"{c} velocity" for c in CONDITIONS]
+                     + ["teacher-forced mean velocity", "free-running mean velocity", "GMD mean velocity"])
+        for i, d in enumerate(res[CONDITIONS[0]]["per_drum"]):
+            drum.add(d["drum"], d["hits"], *[res[c]["per_drum"][i]["timing_ms"] for c in CONDITIONS],
+                     *[res[c]["per_drum"][i]["velocity"] for c in CONDITIONS],
+                     d["mean_velocity"], res["free-running"]["per_drum"][i]["mean_velocity"], d["real_mean_velocity"])
+        if getattr(args, "per_drum", False) or args.json:
+            tables.append(drum)
+    extra = None
+    if args.json:
+        extra = {"models": [d for _, _, d, _, _ in loaded], "protocol": PROTOCOL,
+                 "summary": {Path(p).name: {c: {k: results[p][c][k] for k in
+                                                ("timing_ms", "velocity", "velocity_hist_intersection", "mean_velocity")}
+                                            for c in CONDITIONS} for p in paths}}
+        extra["model"] = extra["models"][0]
+    emit(tables, as_json=args.json, extra=extra)
     return 0
 
 
@@ -122,6 +153,12 @@ def export(args, cfg) -> int:
     else:
         if not args.checkpoint or not args.output:
             raise ConfigError("rolypoly export needs CHECKPOINT OUTPUT (or --swing OUT)")
+        from rolypoly.free.train import export_checkpoint, is_event_checkpoint
+        if is_event_checkpoint(args.checkpoint):  # the free-mode event model
+            p, meta = export_checkpoint(args.checkpoint, args.output)
+            t.add(str(p), meta.get("version", "?"), p.stat().st_size)
+            emit(t, as_json=args.json)
+            return 0
         from rolypoly.model.transformer import load_checkpoint, save_checkpoint
         model, meta = load_checkpoint(args.checkpoint)
         p = export_torchscript(model, meta, args.output)

@@ -1,0 +1,219 @@
+"""``rolypoly bench generate``: generated bars against GMD test bars, next to two baselines, in one run.
+
+Prompts are the first ``--prompt-bars`` bars of every 4/4 GMD test take long enough; the
+event model continues each for ``--bars`` bars (``continue`` mode, seeded), and the
+performance model plays the result (its velocities are the ones measured).  The same
+number of bars comes from two baselines: *random train bars* (bars drawn at random from
+GMD train, with their real velocities) and *supertonic's way* (for each bar and drum, a
+pattern drawn by frequency from that drum's 64 most common GMD-train patterns, at the
+drum's mean velocity).  Every system is measured with :mod:`rolypoly.free.stats`
+against all GMD test bars; ``novelty`` is the share of its bars absent from GMD train.
+
+The style check compares, prompt by prompt, the first 4 generated bars with the prompt's
+last 4 (the same statistics, averaged over prompts), next to the baselines' first 4 bars
+and to what the real drummer played next.  A knob table shows density and complexity
+steering the sampling.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from rolypoly.free import stats as st
+
+HELP = "free mode: generated bars vs GMD test bars, random-bar baseline and supertonic's way"
+STAT_KEYS = ("hits_per_bar_l1", "offbeat_share_diff", "ioi_tv", "velocity_intersection", "repetition_diff")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--bars", type=int, default=16, help="bars generated per prompt (default 16)")
+    p.add_argument("--prompt-bars", type=int, default=8, help="bars of each test take given as the prompt")
+    p.add_argument("--max-prompts", type=int, default=None, help="use at most this many test takes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the baselines")
+    p.add_argument("--temperature", type=float, default=None, help="default generate.temperature")
+    p.add_argument("--events-model", default=None, help="default generate.events_model")
+    p.add_argument("--model", default=None, help="performance model (default engine.model_path)")
+
+
+def take_score(r: dict):
+    """A GMD take's rows (16th grid, performed velocities) as a Score at its own tempo."""
+    from rolypoly.score.midi import Score, TempoMap
+    bpm = float(r["bpm"][0])
+    tm = TempoMap(480, [0], [60e6 / bpm], [0], [(4, 4)])
+    n = len(r["vel"])
+    times = (r["bar"] + r["phase"]) * r["bar_ms"]
+    return Score(times.astype(np.float64), r["vel"].astype(np.int16), np.zeros((n, 9)), r["bpm"].astype(np.float64),
+                 r["tsig"].astype(np.float64), r["phase"].astype(np.float64), r["bar"].astype(np.int64), np.zeros(n), tm)
+
+
+def _seq_of_score(sc):
+    return st.grid_sequence(sc.vel, sc.phase, sc.bar)
+
+
+def _random_bars(train_bars: list, n: int, rng) -> tuple:
+    """A sequence of ``n`` bars drawn at random from ``train_bars`` (list of (steps 0..15, vel))."""
+    steps, vels = [], []
+    for b, i in enumerate(rng.integers(0, len(train_bars), n)):
+        s, v = train_bars[i]
+        steps.append(s + b * st.STEPS); vels.append(v)
+    return np.concatenate(steps).astype(np.int64), np.concatenate(vels)
+
+
+def _supertonic_bars(common: list, mean_vel: np.ndarray, n: int, rng) -> tuple:
+    """``n`` bars, each drum's pattern drawn from its common patterns by frequency."""
+    rows = {}
+    for b in range(n):
+        for d, (pats, w) in enumerate(common):
+            p = int(pats[rng.choice(len(pats), p=w)])
+            for s in range(st.STEPS):
+                if (p >> s) & 1:
+                    rows.setdefault(b * st.STEPS + s, np.zeros(9))[d] = mean_vel[d]
+    a = np.array(sorted(rows), dtype=np.int64)
+    return a, (np.stack([rows[k] for k in a]) if len(a) else np.zeros((0, 9)))
+
+
+def run(cfg, args):
+    from rolypoly.errors import RolypolyError
+    from rolypoly.free.generate import generate, perform_many
+    from rolypoly.free.runtime import load_events
+    from rolypoly.model.evaluate import predictor_from_path
+    from rolypoly.report import Table
+    from rolypoly.score.gmd import load_gmd
+
+    if args.bars < 4 or args.prompt_bars < 4:
+        raise RolypolyError("--bars and --prompt-bars must be at least 4 (the style check uses 4 bars)")
+    t0 = time.perf_counter()
+    g = cfg.generate
+    runtime = load_events(args.events_model or g.events_model)
+    predict, perf_desc, window = predictor_from_path(args.model or cfg.engine.model_path)
+    temperature = float(args.temperature if args.temperature is not None else g.temperature)
+    takes = load_gmd(cfg, grid="16", show_progress=False)
+    four = np.array([str(t) in ("4-4", "4/4") for t in takes.meta["time_signature"]])
+    train = takes.select((takes.meta["split"] == "train") & four)
+    test = takes.select((takes.meta["split"] == "test") & four)
+    P, G = int(args.prompt_bars), int(args.bars)
+
+    # reference: every GMD test bar; known patterns: every GMD train bar
+    test_seqs = [st.grid_sequence(*(test.rows(i)[k] for k in ("vel", "phase", "bar"))) for i in range(len(test))]
+    ref = st.bar_stats(test_seqs, [(int(s[0][0] // 16), int(s[0][-1] // 16) + 1) for s in test_seqs])
+    train_seqs = [st.grid_sequence(*(train.rows(i)[k] for k in ("vel", "phase", "bar"))) for i in range(len(train))]
+    known = st.known_patterns(train_seqs)
+    train_bars, per_drum = [], [dict() for _ in range(9)]
+    vel_sum, vel_n = np.zeros(9), np.zeros(9)
+    for a, v in train_seqs:
+        for b in np.unique(a // 16):
+            sel = a // 16 == b
+            train_bars.append((a[sel] % 16, v[sel]))
+        pats = st.bar_patterns_of((a, v), int(a[0] // 16), int(a[-1] // 16) + 1)
+        for d in range(9):
+            for p in pats[:, d].tolist():
+                per_drum[d][p] = per_drum[d].get(p, 0) + 1
+        vel_sum += v.sum(0); vel_n += (v > 0).sum(0)
+    common = []
+    for d in range(9):
+        items = sorted(per_drum[d].items(), key=lambda kv: -kv[1])[:64]
+        w = np.array([c for _, c in items], dtype=np.float64)
+        common.append((np.array([p for p, _ in items]), w / w.sum()))
+    mean_vel = np.rint(vel_sum / np.maximum(vel_n, 1))
+
+    # prompts and continuations
+    prompts, real_next = [], []
+    for i in range(len(test)):
+        r = test.rows(i)
+        if int(r["bar"].max()) + 1 < P + 4:
+            continue
+        sc = take_score(r)
+        keep = sc.bar < P
+        prompts.append(sc.crop_bars(P))
+        real_next.append(_seq_of_score(sc))
+        if args.max_prompts and len(prompts) >= args.max_prompts:
+            break
+    if not prompts:
+        raise RolypolyError(f"no GMD test take has {P + 4} bars")
+    gens = []
+    for k, sc in enumerate(prompts):
+        gens.append(generate(runtime, sc, "continue", bars=G, temperature=temperature,
+                             generate_vels=tuple(float(v) for v in cfg.engine.generate_vels), seed=args.seed * 1000 + k).score)
+    t_gen = time.perf_counter() - t0
+    played = perform_many(gens, predict=predict, window=window)
+    model_seqs = [_seq_of_score(p) for p in played]
+    rng = np.random.default_rng(args.seed)
+    rand_seqs = [_random_bars(train_bars, G, rng) for _ in prompts]
+    sup_seqs = [_supertonic_bars(common, mean_vel, G, rng) for _ in prompts]
+    # generated bars are P .. P+G-1 of the model's sequences, 0 .. G-1 of the baselines'
+    systems = {"event model (continue)": (model_seqs, [(P, P + G)] * len(prompts)),
+               "random train bars": (rand_seqs, [(0, G)] * len(prompts)),
+               "supertonic's way": (sup_seqs, [(0, G)] * len(prompts))}
+    measured = {name: st.bar_stats(seqs, ranges, known) for name, (seqs, ranges) in systems.items()}
+    dist = {name: st.compare(m, ref) for name, m in measured.items()}
+
+    from rolypoly.score.drums import DRUMS
+    main = Table("generated bars vs GMD test bars", ["system", "bars", "hits_per_bar", "hits_per_bar_l1",
+                                                     "offbeat_share", "ioi_tv", "velocity_intersection",
+                                                     "repetition", "novelty"])
+    main.add("GMD test", ref["bars"], round(float(ref["hits_per_bar"].sum()), 2), 0.0, round(ref["offbeat_share"], 4),
+             0.0, 1.0, round(ref["repetition"], 4), None)
+    for name, m in measured.items():
+        d = dist[name]
+        main.add(name, m["bars"], round(float(m["hits_per_bar"].sum()), 2), round(d["hits_per_bar_l1"], 4),
+                 round(m["offbeat_share"], 4), round(d["ioi_tv"], 4), round(d["velocity_intersection"], 4),
+                 round(m["repetition"], 4), round(m["novelty"], 4))
+    main.notes.append("hits_per_bar_l1: sum over drums of |hits per bar - GMD test's|; ioi_tv: total-variation "
+                      "distance of onset-gap histograms; velocity_intersection: 1 = same velocity histogram; "
+                      "novelty: share of bars whose 9-drum pattern is not in GMD train")
+    drums = Table("hits per bar per drum", ["drum", "gmd_test"] + [k.replace(" ", "_").replace("'", "").replace("(", "").replace(")", "") for k in measured])
+    for d in range(9):
+        drums.add(DRUMS[d], round(float(ref["hits_per_bar"][d]), 3), *[round(float(m["hits_per_bar"][d]), 3) for m in measured.values()])
+
+    # style check: first 4 generated bars vs the prompt's last 4
+    style = {name: {k: [] for k in STAT_KEYS} for name in list(systems) + ["real continuation"]}
+    for k, sc in enumerate(prompts):
+        last4 = st.bar_stats([_seq_of_score(sc)], [(P - 4, P)])
+        cands = {"event model (continue)": (model_seqs[k], (P, P + 4)), "random train bars": (rand_seqs[k], (0, 4)),
+                 "supertonic's way": (sup_seqs[k], (0, 4)), "real continuation": (real_next[k], (P, P + 4))}
+        for name, (seq, rg) in cands.items():
+            c = st.compare(st.bar_stats([seq], [rg]), last4)
+            for key in STAT_KEYS:
+                style[name][key].append(c[key])
+    stab = Table("style check: first 4 generated bars vs the prompt's last 4 (mean over prompts)",
+                 ["system"] + list(STAT_KEYS))
+    style_mean = {name: {k: float(np.mean(v)) for k, v in s.items()} for name, s in style.items()}
+    for name, s in style_mean.items():
+        stab.add(name, *[round(s[k], 4) for k in STAT_KEYS])
+
+    # knobs: density and complexity steer the sampling (free mode from each prompt's first bar)
+    knobs = Table("knobs (free mode, first 16 prompts)", ["density", "complexity", "hits_per_bar", "offbeat_share"])
+    sub = prompts[:16]
+    knob_rows = []
+    for dens, comp in ((0.1, 0.5), (0.5, 0.5), (0.9, 0.5), (0.5, 0.1), (0.5, 0.9)):
+        seqs = []
+        for k, sc in enumerate(sub):
+            out = generate(runtime, sc, "free", bars=0, temperature=temperature, density=dens, complexity=comp,
+                           generate_vels=tuple(float(v) for v in cfg.engine.generate_vels), seed=args.seed * 1000 + k)
+            seqs.append(_seq_of_score(out.score))
+        m = st.bar_stats(seqs, [(1, P)] * len(seqs))
+        knobs.add(dens, comp, round(float(m["hits_per_bar"].sum()), 2), round(m["offbeat_share"], 4))
+        knob_rows.append({"density": dens, "complexity": comp, "hits_per_bar": float(m["hits_per_bar"].sum()),
+                          "offbeat_share": m["offbeat_share"]})
+
+    def closer(a: dict, b: dict) -> dict:
+        return {k: (a[k] >= b[k] - 1e-12) if st.HIGHER_IS_CLOSER[k] else (a[k] <= b[k] + 1e-12) for k in STAT_KEYS}
+
+    model, rand = "event model (continue)", "random train bars"
+    targets = {"vs_gmd_test_at_least_as_close_as_random": closer(dist[model], dist[rand]),
+               "novelty_above_half": bool(measured[model]["novelty"] > 0.5),
+               "style_at_least_as_close_as_random": closer(style_mean[model], style_mean[rand])}
+    targets["all_met"] = bool(all(targets["vs_gmd_test_at_least_as_close_as_random"].values())
+                              and targets["novelty_above_half"]
+                              and all(targets["style_at_least_as_close_as_random"].values()))
+    seconds = time.perf_counter() - t0
+    main.notes.append(f"{len(prompts)} prompts of {P} bars from GMD test (4/4), {G} bars each; event model "
+                      f"{runtime.version}, temperature {temperature}; performance model {perf_desc}; "
+                      f"generation {t_gen:.1f} s, total {seconds:.1f} s")
+    extra = {"distances": dist, "style_check": style_mean, "knobs": knob_rows, "targets": targets,
+             "prompts": len(prompts), "prompt_bars": P, "bars": G, "events_model": runtime.version,
+             "performance_model": perf_desc, "seconds": seconds,
+             "novelty": {k: m["novelty"] for k, m in measured.items()},
+             "repetition": {"gmd_test": ref["repetition"], **{k: m["repetition"] for k, m in measured.items()}}}
+    return [main, drums, stab, knobs], extra

@@ -1,0 +1,248 @@
+"""Generation: continue, fill or freely improvise a score with the event model, then perform it.
+
+Modes (``mode``):
+
+``continue``
+    the model reads the whole score, then keeps playing for ``bars`` bars after its end;
+``fill``
+    the model reads the score and improvises in every bar the score leaves empty (and, with
+    ``fill_every=N``, replaces every N-th bar by a fill: denser and busier than the groove);
+``free``
+    only the score's first bar is kept; from there the model follows only itself, for the
+    score's length plus ``bars`` bars (with no score: ``bars`` bars after a downbeat kick).
+
+Generated events become score rows on the 16th grid of the score's tempo map (tempo and
+meter carry on from the score's last ones), with their velocity class's typical velocity
+as the score velocity.  :func:`perform` then lets the performance model give every row its
+velocities and micro-timing, free-running as when it plays alone.
+
+Examples
+--------
+>>> from rolypoly.free.runtime import load_events
+>>> out = generate(load_events("models/events.pt"), read_score("in.mid"), "continue", bars=8, seed=0)  # doctest: +SKIP
+>>> out.score.n_rows > out.n_score_rows                                                               # doctest: +SKIP
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rolypoly.errors import RolypolyError
+from rolypoly.free import encode as enc
+from rolypoly.score.drums import N_DRUMS
+
+MODES = ("continue", "fill", "free")
+#: How much a fill bar raises the density and complexity knobs over the groove's (quantile units).
+FILL_BOOST = 0.3
+
+
+class GenerateError(RolypolyError):
+    """A generation setting is invalid (mode, bars, knobs)."""
+
+
+@dataclass
+class Generated:
+    score: object              # the Score with score rows and generated rows
+    generated: np.ndarray      # (N,) bool: rows that the event model made
+    events: enc.Events         # the generated events
+    first_bar: int             # first bar that holds generated material
+    n_score_rows: int
+
+
+def empty_score(bpm: float = 120.0, tsig: tuple[int, int] = (4, 4)):
+    """A score with no rows and a constant tempo and meter (what ``free`` starts from without a score)."""
+    from rolypoly.score.midi import Score, TempoMap
+    tm = TempoMap(480, [0], [60e6 / float(bpm)], [0], [tuple(tsig)])
+    z = np.zeros(0)
+    return Score(z, np.zeros((0, N_DRUMS), np.int16), np.zeros((0, N_DRUMS)), z, z, z, np.zeros(0, np.int64), z, tm)
+
+
+def score_events(score) -> enc.Events:
+    """The score's rows as events (score velocities)."""
+    return enc.events_from_rows(score.vel, score.phase, score.bar)
+
+
+def rows_for_events(score, ev: enc.Events, vel_centers: np.ndarray) -> dict:
+    """Row arrays for events placed on ``score``'s tempo map (16 steps a bar)."""
+    tm = score.tempo
+    E = len(ev)
+    out = {"times_ms": np.zeros(E), "vel": np.zeros((E, N_DRUMS), np.int16), "bpm": np.zeros(E),
+           "tsig": np.zeros(E), "phase": np.zeros(E), "bar": np.zeros(E, np.int64)}
+    for i in range(E):
+        b, s = divmod(int(ev.abs_step[i]), enc.STEPS)
+        t0, t1 = tm.bar_start_tick(b), tm.bar_start_tick(b + 1)
+        tick = t0 + s * (t1 - t0) / enc.STEPS
+        out["times_ms"][i] = 1000.0 * tm.seconds(tick)
+        out["bpm"][i] = tm.bpm_at(tick)
+        n, d = tm.meter_at(tick)
+        out["tsig"][i] = n / d
+        out["phase"][i] = s / enc.STEPS
+        out["bar"][i] = b
+        for dr in np.nonzero(ev.vcls[i] >= 0)[0]:
+            out["vel"][i, dr] = int(round(vel_centers[dr, ev.vcls[i, dr]]))
+    return out
+
+
+def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel_centers: np.ndarray):
+    """A new Score: the kept rows of ``score`` plus rows for ``ev``; and the generated-row mask."""
+    from rolypoly.score.midi import Score
+    new = rows_for_events(score, ev, vel_centers)
+    E = len(ev)
+    times = np.concatenate([score.times_ms[keep], new["times_ms"]])
+    order = np.argsort(times, kind="stable")
+    cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
+    gen = np.concatenate([np.zeros(int(keep.sum()), bool), np.ones(E, bool)])[order]
+    out = Score(times[order], cat(score.vel[keep], new["vel"]).astype(np.int16),
+                cat(score.off[keep], np.zeros((E, N_DRUMS))), cat(score.bpm[keep], new["bpm"]),
+                cat(score.tsig[keep], new["tsig"]), cat(score.phase[keep], new["phase"]),
+                cat(score.bar[keep], new["bar"]).astype(np.int64), cat(score.tau_g[keep], np.zeros(E)),
+                score.tempo, score.path, dict(score.unknown_pitches))
+    return out, gen
+
+
+def _sampler(runtime, temperature, generate_vels, density, complexity, seed):
+    from rolypoly.free.runtime import EventSampler
+    return EventSampler(runtime, temperature, generate_vels, density, complexity, seed)
+
+
+def generate(runtime, score=None, mode: str = "continue", bars: int = 8, temperature: float = 1.0,
+             generate_vels=(0.1, 1.0), density: float | None = None, complexity: float | None = None,
+             fill_every: int = 0, seed: int | None = None) -> Generated:
+    """Generate with the event model (see module docs).
+
+    Parameters
+    ----------
+    runtime : :class:`rolypoly.free.runtime.EventRuntime`
+    score : :class:`rolypoly.score.midi.Score` or None (``free`` from a downbeat kick)
+    mode : ``continue``, ``fill`` or ``free``
+    bars : bars to add after the score's end (``continue``, ``free``)
+    temperature, generate_vels, density, complexity, seed : sampling (:class:`~rolypoly.free.runtime.EventSampler`)
+    fill_every : in ``fill`` mode, also make every N-th bar a fill (0 = only empty bars)
+
+    Raises
+    ------
+    GenerateError
+        Unknown mode, negative bars, a score with nothing to continue.
+    """
+    if mode not in MODES:
+        raise GenerateError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    if int(bars) != bars or bars < 0 or bars > 10000:
+        raise GenerateError(f"bars must be a whole number in [0, 10000], got {bars!r}")
+    if int(fill_every) != fill_every or fill_every < 0:
+        raise GenerateError(f"fill_every must be a whole number >= 0, got {fill_every!r}")
+    bars, fill_every = int(bars), int(fill_every)
+    if score is None:
+        score = empty_score()
+    if mode != "free" and score.n_rows == 0:
+        raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
+    centers = runtime.vel_centers
+    s = _sampler(runtime, temperature, generate_vels, density, complexity, seed)
+    ev = score_events(score)
+    S = enc.STEPS
+    if mode == "continue":
+        s.feed_events(ev)
+        start = int(score.bar[-1]) + 1
+        gen = s.generate_until((start + bars) * S)
+        keep = np.ones(score.n_rows, bool)
+        first_bar = start
+    elif mode == "free":
+        if len(ev) == 0:
+            seed_ev = enc.Events(np.array([0]), np.array([1]), np.array([[1] + [-1] * (N_DRUMS - 1)]))
+            first = 0
+        else:
+            first = int(ev.abs_step[0]) // S
+            seed_ev = ev.slice(0, int(np.searchsorted(ev.abs_step, (first + 1) * S)))
+        s.feed_events(seed_ev)
+        end_bar = (int(score.bar[-1]) + 1 if score.n_rows else first + 1) + bars
+        gen_part = s.generate_until(end_bar * S)
+        first_bar = first + 1
+        keep = score.bar < first_bar if score.n_rows else np.zeros(0, bool)
+        gen = gen_part if len(ev) else _concat(seed_ev, gen_part)
+        if not len(ev):
+            first_bar = 0
+    else:  # fill
+        gen, first_bar = _fill(s, ev, int(score.bar[-1]) + 1, fill_every, runtime, density, complexity)
+        fill_bars = set((gen.abs_step // S).tolist())
+        keep = ~np.isin(score.bar, sorted(fill_bars)) if fill_bars else np.ones(score.n_rows, bool)
+    out, mask = merge_rows(score, keep, gen, centers)
+    return Generated(out, mask, gen, first_bar, int(keep.sum()))
+
+
+def _concat(a: enc.Events, b: enc.Events) -> enc.Events:
+    return enc.Events(np.concatenate([a.abs_step, b.abs_step]), np.concatenate([a.mask, b.mask]),
+                      np.concatenate([a.vcls, b.vcls]).reshape(-1, N_DRUMS))
+
+
+def _fill(s, ev: enc.Events, n_bars: int, fill_every: int, runtime, density, complexity):
+    """Walk the score bar by bar: feed its events, improvise in empty bars and in every N-th bar."""
+    S = enc.STEPS
+    bar_of = ev.abs_step // S
+    parts: list[enc.Events] = []
+    first_bar = -1
+    i = 0
+    for b in range(n_bars):
+        j = int(np.searchsorted(bar_of, b + 1))
+        here = ev.slice(i, j)
+        i = j
+        is_fill = fill_every > 0 and (b + 1) % fill_every == 0
+        if (len(here) and not is_fill) or s.last_step is None:
+            if len(here):
+                s.feed_events(here)
+            continue
+        if is_fill:  # a fill: busier than the groove around it
+            groove = s.style(b * S)
+            d = _quantile_of(runtime, 0, groove[0]) if density is None else float(density)
+            c = _quantile_of(runtime, 1, groove[1]) if complexity is None else float(complexity)
+            saved = (s.density, s.complexity)
+            s.density, s.complexity = min(1.0, d + FILL_BOOST), min(1.0, c + FILL_BOOST)
+        got = s.generate_until((b + 1) * S, min_step=b * S)
+        if is_fill:
+            s.density, s.complexity = saved
+        if len(got):
+            parts.append(got)
+            first_bar = b if first_bar < 0 else first_bar
+    if not parts:
+        return enc.Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, N_DRUMS), np.int64)), -1
+    out = parts[0]
+    for p in parts[1:]:
+        out = _concat(out, p)
+    return out, first_bar
+
+
+def _quantile_of(runtime, which: int, value: float) -> float:
+    q, d, c = runtime._q
+    return float(np.interp(value, (d, c)[which], q))
+
+
+def perform(score, perf_runtime=None, predict=None, window: int | None = None):
+    """The performance model plays ``score`` alone (free-running): a Score with its velocities and offsets.
+
+    Velocities come from the model on the drums the score holds (``filter_hits score_notes``);
+    offsets are the model's (bar fractions).  Pass a loaded :class:`rolypoly.model.export.Runtime`
+    or a batched ``predict`` with its ``window``.
+    """
+    return perform_many([score], perf_runtime, predict, window)[0]
+
+
+def perform_many(scores: list, perf_runtime=None, predict=None, window: int | None = None) -> list:
+    """:func:`perform` for several scores at once (one batched model call per row index)."""
+    from rolypoly.model.evaluate import predictor_from_model, running
+    from rolypoly.score.features import decode_outputs, encode_rows
+    if predict is None:
+        predict = predictor_from_model(perf_runtime.module)
+        window = perf_runtime.window
+    xs, hits = [], []
+    for sc in scores:
+        xs.append(encode_rows(sc.vel, np.zeros_like(sc.off), sc.bpm, sc.tsig, sc.phase, np.zeros(sc.n_rows)))
+        hits.append(sc.vel > 0)
+    outs = running(predict, xs, hits, int(window or 16)) if scores else []
+    played = []
+    for sc, y, hit in zip(scores, outs, hits):
+        vel, off, _ = decode_outputs(y)
+        p = sc.copy()
+        p.vel = np.where(hit, np.clip(np.rint(vel), 1, 127), 0).astype(np.int16)
+        p.off = np.where(hit, off, 0.0)
+        played.append(p)
+    return played

@@ -1,0 +1,329 @@
+"""Free mode: events, the event model (incremental, exported), sampling, modes, statistics, CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rolypoly.errors import EngineError, ModelError, RolypolyError
+from rolypoly.free import encode as enc
+from rolypoly.free import stats as st
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "data" / "demo.mid"
+EVENTS_PT = REPO / "models" / "events.pt"
+
+
+# ----------------------------------------------------------------------------- events
+
+def test_events_merge_rows_on_the_16th_grid_and_keep_the_louder_hit():
+    vel = np.zeros((4, 9))
+    vel[0, 0] = 100
+    vel[1, 0] = 30          # 0.01 bar later: the same 16th as row 0, softer
+    vel[2, 1] = 70
+    vel[3, 2] = 120         # next bar's downbeat
+    ev = enc.events_from_rows(vel, np.array([0.0, 0.01, 0.25, 0.0]), np.array([0, 0, 0, 1]))
+    assert ev.abs_step.tolist() == [0, 4, 16]
+    assert ev.mask.tolist() == [1, 2, 4]
+    assert ev.vcls[0, 0] == 2 and ev.vcls[1, 1] == 1 and ev.vcls[2, 2] == 2
+    assert (ev.vcls[0, 1:] == -1).all()
+
+
+def test_style_counts_hits_per_bar_and_odd_16ths():
+    vel = np.zeros((3, 9))
+    vel[0, [0, 2]] = 90
+    vel[1, 2] = 90
+    vel[2, 1] = 90
+    ev = enc.events_from_rows(vel, np.array([0, 3, 8]) / 16, np.zeros(3))
+    density, complexity = enc.style_of(ev, 0, 16)
+    assert density == pytest.approx(4 / enc.DENSITY_SCALE)
+    assert complexity == pytest.approx(1 / 4)       # one hit (step 3) of four is on an odd 16th
+
+
+def test_encoded_inputs_hold_position_gap_drums_and_classes():
+    vel = np.zeros((2, 9))
+    vel[0, 0] = 40
+    vel[1, [1, 2]] = [100, 70]
+    ev = enc.events_from_rows(vel, np.array([0.125, 0.5]), np.array([0, 0]))
+    x = enc.encode_events(ev, np.array([[0.5, 0.25], [0.5, 0.25]]))
+    assert np.flatnonzero(x[0, enc.POS0:enc.POS1]).tolist() == [2]
+    assert np.flatnonzero(x[1, enc.POS0:enc.POS1]).tolist() == [8]
+    assert x[0, enc.DELTA0] == 1.0                 # first event: the "start" gap
+    assert x[1, enc.DELTA0 + 6] == 1.0             # 6 steps after the first
+    assert x[1, enc.MASK0:enc.MASK1].tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert x[1, enc.VCLS0 + 1 * 3 + 2] == 1 and x[1, enc.VCLS0 + 2 * 3 + 1] == 1
+    assert x[1, enc.STYLE0:enc.STYLE1].tolist() == [0.5, 0.25]
+    g, q, d, v = enc.targets(ev)
+    assert g.tolist() == [5] and np.flatnonzero(q[0]).tolist() == [8, enc.STEPS + 5]
+
+
+# ----------------------------------------------------------------------------- the network
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small untrained event model, exported to TorchScript."""
+    import torch
+
+    from rolypoly.free.network import EventConfig, EventNet, export_events
+    torch.manual_seed(0)
+    net = EventNet(EventConfig(d_model=16, hidden=16, n_layers=1, dropout=0.5))
+    path = tmp_path_factory.mktemp("events") / "tiny.pt"
+    export_events(net, {"version": "tiny-test"}, path)
+    return net, path
+
+
+def test_incremental_steps_match_the_whole_sequence(tiny):
+    import torch
+    net, _ = tiny
+    net.eval()
+    x = torch.rand(1, 12, enc.N_FEAT)
+    with torch.no_grad():
+        whole, _, _ = net(x, net.initial_state(1))
+        h = net.initial_state(1)
+        steps = []
+        for t in range(12):
+            g, _, h = net(x[:, t:t + 1], h)
+            steps.append(g)
+    assert torch.allclose(whole, torch.cat(steps, dim=1), atol=1e-5)
+
+
+def test_exported_model_loads_and_has_no_dropout_noise(tiny):
+    from rolypoly.free.runtime import load_events
+    rt = load_events(tiny[1])
+    x = np.random.default_rng(0).random((5, enc.N_FEAT)).astype(np.float32)
+    a = rt.run(x, rt.initial_state())[0]
+    b = rt.run(x, rt.initial_state())[0]
+    assert rt.version == "tiny-test" and np.array_equal(a, b)
+
+
+def test_loading_something_else_is_a_clear_error(tmp_path):
+    from rolypoly.free.runtime import load_events
+    with pytest.raises(ModelError, match="not found"):
+        load_events(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a TorchScript"):
+        load_events(bad)
+    with pytest.raises(ModelError, match="not an event model"):
+        load_events(REPO / "models" / "swing.pt")
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _sampler(path, **kw):
+    from rolypoly.free.runtime import EventSampler, load_events
+    s = EventSampler(load_events(path), **kw)
+    s.feed(0, 1, [1] + [-1] * 8)
+    return s
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(tiny):
+    draws = [_sampler(tiny[1], seed=7).generate_until(64) for _ in range(2)]
+    assert np.array_equal(draws[0].abs_step, draws[1].abs_step) and np.array_equal(draws[0].mask, draws[1].mask)
+    other = _sampler(tiny[1], seed=8).generate_until(64)
+    assert not (len(other) == len(draws[0]) and np.array_equal(other.mask, draws[0].mask)
+                and np.array_equal(other.abs_step, draws[0].abs_step))
+
+
+def test_generate_vels_window_gates_drum_probabilities(tiny):
+    # lo = 1: no drum reaches the window, so each event plays only its most probable drum
+    one = _sampler(tiny[1], seed=1, generate_vels=(1.0, 1.0)).generate_until(48)
+    assert len(one) and all(bin(int(m)).count("1") == 1 for m in one.mask)
+    # hi = 0: every drum is at or above the window's top, so every drum plays
+    every = _sampler(tiny[1], seed=1, generate_vels=(0.0, 0.0)).generate_until(48)
+    assert len(every) and (every.mask == (1 << 9) - 1).all()
+
+
+def test_sampling_respects_where_an_event_may_land(tiny):
+    s = _sampler(tiny[1], seed=3)
+    step, mask, vcls = s.sample(min_step=20, max_step=22)
+    assert 20 <= step <= 22 and mask > 0 and ((vcls >= 0) == ((mask >> np.arange(9)) & 1).astype(bool)).all()
+    assert s.sample(min_step=100) is None      # beyond the largest gap from the last event
+
+
+def test_bad_sampling_settings_are_rejected(tiny):
+    from rolypoly.free.runtime import EventSampler, load_events
+    rt = load_events(tiny[1])
+    with pytest.raises(ModelError, match="temperature"):
+        EventSampler(rt, temperature=0.0)
+    with pytest.raises(ModelError, match="generate_vels"):
+        EventSampler(rt, generate_vels=(0.8, 0.2))
+    with pytest.raises(ModelError, match="density"):
+        EventSampler(rt, density=1.5)
+    s = EventSampler(rt)
+    with pytest.raises(ModelError, match="at least one event"):
+        s.sample()
+    s.feed(4, 1, [1] + [-1] * 8)
+    with pytest.raises(ModelError, match="forward"):
+        s.feed(4, 1, [1] + [-1] * 8)
+
+
+# ----------------------------------------------------------------------------- modes
+
+def _score_with_empty_bar():
+    """Four bars of 8ths on the hi-hat with kick and snare; bar 2 left empty."""
+    from rolypoly.free.generate import empty_score
+    from rolypoly.score.drums import N_DRUMS
+    from rolypoly.score.midi import Score
+    base = empty_score(100.0)
+    bars, phases = [], []
+    for b in (0, 1, 3):
+        for s in range(8):
+            bars.append(b); phases.append(s / 8)
+    bars, phases = np.array(bars), np.array(phases)
+    n = len(bars)
+    vel = np.zeros((n, N_DRUMS), np.int16)
+    vel[:, 2] = 80
+    vel[phases == 0, 0] = 100
+    vel[phases == 0.5, 1] = 100
+    bar_ms = 2400.0
+    return Score((bars + phases) * bar_ms, vel, np.zeros((n, N_DRUMS)), np.full(n, 100.0), np.ones(n), phases,
+                 bars, np.zeros(n), base.tempo)
+
+
+def test_continue_keeps_the_score_and_plays_on_after_it_at_its_tempo(tiny):
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    sc = _score_with_empty_bar()
+    out = generate(load_events(tiny[1]), sc, "continue", bars=4, seed=0)
+    kept = ~out.generated
+    assert kept.sum() == sc.n_rows and np.allclose(out.score.times_ms[kept], sc.times_ms)
+    gen_bars = out.score.bar[out.generated]
+    assert out.generated.any() and gen_bars.min() >= 3 and gen_bars.max() < 8
+    after = out.score.bar >= 4
+    assert after.any() and after[out.generated].sum() == after.sum()
+    # tempo carries on: a generated row sits at (bar + phase) bars of 2400 ms
+    t = out.score.times_ms[out.generated]
+    assert np.allclose(t, (gen_bars + out.score.phase[out.generated]) * 2400.0)
+    assert (np.diff(out.score.times_ms) > 0).all()
+
+
+def test_fill_improvises_only_in_the_empty_bar_and_every_nth_bar(tiny):
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    rt = load_events(tiny[1])
+    sc = _score_with_empty_bar()
+    out = generate(rt, sc, "fill", seed=0)
+    assert set(out.score.bar[out.generated].tolist()) == {2}
+    assert out.n_score_rows == sc.n_rows
+    fills = generate(rt, sc, "fill", fill_every=2, seed=0)
+    assert set(fills.score.bar[fills.generated].tolist()) <= {1, 2, 3} and 2 in fills.score.bar[fills.generated]
+    # a fill bar replaces the score's rows there
+    gen_bars = set(fills.score.bar[fills.generated].tolist())
+    assert not np.isin(fills.score.bar[~fills.generated], sorted(gen_bars)).any()
+
+
+def test_free_keeps_only_the_first_bar_and_can_start_from_nothing(tiny):
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    rt = load_events(tiny[1])
+    sc = _score_with_empty_bar()
+    out = generate(rt, sc, "free", bars=2, seed=0)
+    assert (out.score.bar[~out.generated] == 0).all() and out.n_score_rows == 8
+    assert out.score.bar.max() <= 5
+    alone = generate(rt, None, "free", bars=3, seed=0)
+    assert alone.score.n_rows > 1 and alone.score.bar.max() <= 3 and alone.score.vel[0, 0] > 0
+
+
+def test_bad_modes_and_bars_are_rejected(tiny):
+    from rolypoly.free.generate import GenerateError, generate
+    from rolypoly.free.runtime import load_events
+    rt = load_events(tiny[1])
+    with pytest.raises(GenerateError, match="mode"):
+        generate(rt, _score_with_empty_bar(), "jam")
+    with pytest.raises(GenerateError, match="bars"):
+        generate(rt, _score_with_empty_bar(), "continue", bars=-1)
+    with pytest.raises(GenerateError, match="needs a score"):
+        generate(rt, None, "continue")
+
+
+def test_performance_model_gives_generated_rows_velocities_and_offsets(tiny):
+    from rolypoly.free.generate import generate, perform
+    from rolypoly.free.runtime import load_events
+    from rolypoly.model.export import load_runtime
+    out = generate(load_events(tiny[1]), _score_with_empty_bar(), "continue", bars=2, seed=0)
+    played = perform(out.score, load_runtime(REPO / "models" / "swing.pt"))
+    hit = out.score.vel > 0
+    assert ((played.vel > 0) == hit).all()
+    # the swing model pushes off-beat 8ths late: generated rows on an off-beat 8th get its offset
+    gen_off8 = out.generated & np.isclose(out.score.phase % 0.25, 0.125)
+    if gen_off8.any():
+        assert np.allclose(played.off[gen_off8][hit[gen_off8]], 0.04)
+
+
+# ----------------------------------------------------------------------------- live attributes
+
+def test_free_mode_attributes_are_checked():
+    from rolypoly.free.live import FreeMode, check_attribute
+    assert check_attribute("generate", ["FILL", 4, 2]) == ("fill", 4, 2)
+    with pytest.raises(EngineError, match="not one of"):
+        check_attribute("generate", ["loop"])
+    with pytest.raises(EngineError, match="whole number"):
+        check_attribute("generate", ["continue", "2.5"])
+    with pytest.raises(EngineError, match="outside"):
+        check_attribute("density", ["1.2"])
+    fm = FreeMode("nowhere.pt")
+    sc = _score_with_empty_bar()
+    assert fm.prepare(sc) is sc                        # off: the score itself, no model needed
+    fm.set("generate", "continue", 2)
+    with pytest.raises(RolypolyError, match="not found"):
+        fm.prepare(sc)
+
+
+def test_free_mode_prepares_a_longer_score_each_take(tiny):
+    from rolypoly.free.live import FreeMode
+    fm = FreeMode(str(tiny[1]), mode="continue", bars=2, seed=5)
+    sc = _score_with_empty_bar()
+    a, b = fm.prepare(sc), fm.prepare(sc)
+    assert a.n_rows > sc.n_rows and b.n_rows > sc.n_rows and fm.last.first_bar == 4
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def test_bar_statistics_on_hand_made_bars():
+    vel = np.zeros((6, 9))
+    vel[:, 2] = 64
+    steps = np.array([0, 4, 16, 20, 32, 35])       # bars 0 and 1 alike, bar 2 differs
+    seq = (steps, vel)
+    s = st.bar_stats([seq], [(0, 3)], known={tuple([0, 0, (1 | 16)] + [0] * 6)})
+    assert s["repetition"] == pytest.approx(0.5)
+    assert s["hits_per_bar"][2] == pytest.approx(2.0) and s["offbeat_share"] == pytest.approx(1 / 6)
+    assert s["ioi"][3] == pytest.approx(2 / 5) and s["ioi"][11] == pytest.approx(2 / 5)
+    assert s["novelty"] == pytest.approx(1 / 3)
+    c = st.compare(s, s)
+    assert c["velocity_intersection"] == pytest.approx(1.0) and c["ioi_tv"] == 0.0
+
+
+# ----------------------------------------------------------------------------- CLI and the trained model
+
+def test_generate_cli_writes_midi_and_never_overwrites(tiny, tmp_path):
+    from rolypoly.cli import main
+    from rolypoly.score.midi import read_score
+    out = tmp_path / "out.mid"
+    args = ["generate", str(DEMO), "--bars", "2", "--mode", "continue", "-o", str(out),
+            "--events-model", str(tiny[1]), "--seed", "0"]
+    assert main(args) == 0
+    src, got = read_score(DEMO), read_score(out)
+    assert got.bar.max() > src.bar.max()
+    before = out.read_bytes()
+    assert main(args) == 2 and out.read_bytes() == before
+    assert main(args + ["--force"]) == 0
+    assert main(["generate", "--mode", "fill", "-o", str(tmp_path / "x.mid"), "--events-model", str(tiny[1])]) == 2
+
+
+@pytest.mark.skipif(not EVENTS_PT.is_file(), reason="models/events.pt not trained yet")
+def test_trained_model_density_knob_steers_hits_per_bar():
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    from rolypoly.score.midi import read_score
+    rt = load_events(EVENTS_PT)
+    sc = read_score(DEMO)
+
+    def hits_per_bar(d):
+        n = 0
+        for seed in range(3):
+            out = generate(rt, sc, "free", bars=0, density=d, seed=seed)
+            n += int((out.score.vel[out.generated] > 0).sum())
+        return n / (3 * (int(sc.bar[-1]) + 1 - 1))
+    assert hits_per_bar(0.9) > 1.2 * hits_per_bar(0.1)
