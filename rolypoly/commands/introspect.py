@@ -30,6 +30,9 @@ def register(sub, common) -> None:
                                     "database at introspect.db. Skipped when it is up to date unless --force.",
                         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--force", action="store_true", help="rebuild even when the database is up to date")
+    p.add_argument("--ship", metavar="NPZ", nargs="?", const="data/patterns_gmd_train.npz",
+                   help="also write the compact table shipped with the project (GMD train bars; "
+                        "default data/patterns_gmd_train.npz), used when GMD is absent")
     p.set_defaults(func=run_build)
 
     p = isub.add_parser("ask", parents=[common], help="propose a pattern for one drum from another's",
@@ -78,6 +81,11 @@ def run_build(args, cfg) -> int:
     table.close()
     out = Table("pattern database", ["key", "value"])
     out.add("path", str(db_path(cfg)))
+    if args.ship:
+        from rolypoly.patterns.introspect import gmd_train_patterns, write_shipped_table
+        per_take, key = gmd_train_patterns(cfg, show_progress=not args.json)
+        shipped = write_shipped_table(per_take, key, args.ship)
+        out.add("shipped_table", f"{shipped} ({shipped.stat().st_size // 1024} KiB, {len(per_take)} takes)")
     out.add("rebuilt", "yes" if stats else "no (up to date)")
     for key in ("corpus", "steps", "bars", "transitions", "pair_rows", "next_rows", "built", "input_key"):
         out.add(key, info.get(key, ""))

@@ -327,8 +327,15 @@ def _extra_files(cfg) -> list[Path]:
     return files
 
 
-def load_corpus(cfg, show_progress: bool = False) -> Corpus:
-    """The configured corpus: GMD train bars (``introspect.max_takes`` limits them) plus ``extra_midi``.
+#: The compact table shipped with the project: GMD train bars as 16-step patterns per take.
+SHIPPED_TABLE = Path(__file__).resolve().parents[2] / "data" / "patterns_gmd_train.npz"
+SHIPPED_CREDIT = ("Bar patterns counted from the train split of the Groove MIDI Dataset "
+                  "(Gillick, Roberts, Engel, Eck, Bamman: Learning to Groove with Inverse Sequence "
+                  "Transformations, ICML 2019), CC BY 4.0")
+
+
+def gmd_train_patterns(cfg, show_progress: bool = False) -> tuple[list[np.ndarray], str]:
+    """Per-take 16-step bar patterns of GMD train (``introspect.max_takes`` limits them) and a key.
 
     Raises
     ------
@@ -336,8 +343,6 @@ def load_corpus(cfg, show_progress: bool = False) -> Corpus:
         GMD is missing.
     """
     from rolypoly.score import gmd
-    from rolypoly.score.midi import read_score
-    steps = _steps(cfg)
     root = gmd.resolve_root(cfg.data)
     takes, cache_file, _ = gmd.prepare(root, cfg.cache_dir, "16", float(cfg.data.min_duration_s), show_progress)
     train = takes.split("train")
@@ -347,13 +352,84 @@ def load_corpus(cfg, show_progress: bool = False) -> Corpus:
     for i in range(n):
         r = train.rows(i)
         per_take.append(bar_patterns(r["vel"], r["phase"], r["bar"]))
-    h = hashlib.sha1(f"v{SCHEMA_VERSION}|{steps}|{Path(cache_file).name}|{n}".encode())
+    return per_take, f"{Path(cache_file).name}|{n}"
+
+
+def write_shipped_table(per_take: list[np.ndarray], key: str, path: str | os.PathLike = SHIPPED_TABLE) -> Path:
+    """Save per-take bar patterns as the compact shipped table (a compressed ``.npz``, atomically).
+
+    Examples
+    --------
+    >>> write_shipped_table([np.array([[1, 16, 0, 0, 0, 0, 0, 0, 0]])], "doc", "/tmp/doc_table.npz").name
+    'doc_table.npz'
+    >>> len(read_shipped_table("/tmp/doc_table.npz")[0])
+    1
+    """
+    path = Path(path)
+    lengths = np.array([len(t) for t in per_take], np.int32)
+    bars = np.concatenate(per_take).astype(np.uint16) if per_take else np.zeros((0, N_DRUMS), np.uint16)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, bars=bars, lengths=lengths, key=np.array(key), credit=np.array(SHIPPED_CREDIT),
+                                drums=np.array(DRUMS))
+    return path
+
+
+def read_shipped_table(path: str | os.PathLike = SHIPPED_TABLE) -> tuple[list[np.ndarray], str]:
+    """The shipped table's per-take bar patterns and its key.
+
+    Raises
+    ------
+    IntrospectError
+        The file is missing or not such a table.
+    """
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            bars, lengths, key = z["bars"].astype(np.int64), z["lengths"], str(z["key"])
+            drums = tuple(str(d) for d in z["drums"])
+    except FileNotFoundError:
+        raise IntrospectError(f"{path}: the shipped pattern table is missing") from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise IntrospectError(f"{path}: not a pattern table ({exc})") from None
+    if drums != DRUMS or bars.ndim != 2 or bars.shape[1] != N_DRUMS or int(lengths.sum()) != len(bars):
+        raise IntrospectError(f"{path}: pattern table does not match the nine drum classes")
+    return np.split(bars, np.cumsum(lengths)[:-1]) if len(lengths) else [], key
+
+
+def load_corpus(cfg, show_progress: bool = False) -> Corpus:
+    """The configured corpus: GMD train bars (``introspect.max_takes`` limits them) plus ``extra_midi``.
+
+    Without GMD on disk the compact table shipped in ``data/`` (:data:`SHIPPED_TABLE`,
+    GMD train counted the same way) stands in for it.
+
+    Raises
+    ------
+    DataError
+        GMD is missing and so is the shipped table.
+    """
+    from rolypoly.errors import DataError
+    from rolypoly.score.midi import read_score
+    steps = _steps(cfg)
+    try:
+        per_take, source = gmd_train_patterns(cfg, show_progress)
+        what = "GMD train"
+    except DataError as exc:
+        if not SHIPPED_TABLE.is_file():
+            raise
+        try:
+            per_take, source = read_shipped_table(SHIPPED_TABLE)
+        except IntrospectError as bad:
+            raise DataError(f"{exc}; and {bad}") from None
+        what = "shipped GMD train table"
+    n = len(per_take)
+    h = hashlib.sha1(f"v{SCHEMA_VERSION}|{steps}|{source}".encode())
     extra = _extra_files(cfg)
     for f in extra:
         h.update(f.read_bytes())
         score = read_score(f, warn_unknown=False)
         per_take.append(bar_patterns(score.vel, score.phase, score.bar))
-    desc = f"GMD train ({n} takes)" + (f" + {len(extra)} MIDI files" if extra else "")
+    desc = f"{what} ({n} takes)" + (f" + {len(extra)} MIDI files" if extra else "")
     return corpus_from_patterns(per_take, steps, h.hexdigest()[:16], desc)
 
 
