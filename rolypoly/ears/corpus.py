@@ -139,8 +139,8 @@ def plan(minutes_per_family: float = 3.0, families=None) -> list[Job]:
 # ---------------------------------------------------------------------------------
 # the parts: humanised phrases
 
-def _phrases(job: Job, rng) -> list[tuple[float, int, int, float]]:
-    """(start s, pitch, velocity, duration s) notes of a melodic/harmonic part: melodies,
+def _phrases(job: Job, rng) -> list[tuple[float, int, int, float, float]]:
+    """(start s, pitch, velocity, duration s, start of its chord s) notes of a melodic/harmonic part: melodies,
     repeated notes, chords (polyphonic presets), fast runs and rests, soft and hard."""
     notes = []
     t = 0.3
@@ -181,7 +181,8 @@ def _phrases(job: Job, rng) -> list[tuple[float, int, int, float]]:
                 shape = [0, 4, 7, 12] if rng.random() < 0.5 else [0, 3, 7, 10]
                 spread = float(rng.uniform(0.0, 0.02)) if job.family == "guitar" else 0.002
                 for j, iv in enumerate(shape[: int(rng.integers(3, 5))]):
-                    notes.append((start + j * spread, root + iv, max(1, vel - 4 * j), dur))
+                    # a chord or a strum is one onset: its notes carry the chord's start
+                    notes.append((start + j * spread, root + iv, max(1, vel - 4 * j), dur, start))
             else:
                 if step is None:
                     pitch += int(rng.choice([-5, -3, -2, -1, 1, 2, 3, 4, 7]))
@@ -190,7 +191,7 @@ def _phrases(job: Job, rng) -> list[tuple[float, int, int, float]]:
                 if pitch < job.low or pitch > job.high:
                     pitch = int(np.clip(pitch, job.low, job.high))
                     step = -step if step else step
-                notes.append((start, pitch, vel, dur))
+                notes.append((start, pitch, vel, dur, start))
             t += ioi
         t += float(rng.uniform(0.0, 0.5)) * beat
     return [n for n in notes if n[0] < CHUNK_S]
@@ -207,7 +208,17 @@ def _render_midi(notes, program: int, out_wav: Path, tail_s: float = 1.5) -> np.
     pm = pretty_midi.PrettyMIDI(initial_tempo=120.0)
     inst = pretty_midi.Instrument(program=program)
     end = 0.0
-    for start, pitch, vel, dur in notes:
+    # a note must end before the same key sounds again (else the first note-off cuts the second)
+    notes = sorted(notes, key=lambda n: n[0])
+    next_on: dict = {}
+    trimmed = []
+    for n in reversed(notes):
+        start, pitch, vel, dur = n[:4]
+        if pitch in next_on:
+            dur = min(dur, max(0.01, next_on[pitch] - start - 0.005))
+        next_on[pitch] = start
+        trimmed.append((start, pitch, vel, dur))
+    for start, pitch, vel, dur in reversed(trimmed):
         inst.notes.append(pretty_midi.Note(int(vel), int(pitch), max(0.0, start), max(0.0, start) + dur))
         end = max(end, start + dur)
     pm.instruments.append(inst)
@@ -257,10 +268,10 @@ def attack_delays(program: int, pitches, cache: Path) -> dict:
             if f"{int(p)}:{b}" not in table]
     if want:
         gap = 1.0
-        probe = [(0.5 + i * gap, p, b, 0.5) for i, (p, b) in enumerate(want)]
+        probe = [(0.5 + i * gap, p, b, 0.5, 0.0) for i, (p, b) in enumerate(want)]
         with tempfile.TemporaryDirectory() as tmp:
             x = _render_midi(probe, program, Path(tmp) / "probe.wav")
-        for (t0, p, b, _) in probe:
+        for (t0, p, b, _, _) in probe:
             i0 = int(round(t0 * SR))
             d = first_audible(x, i0, int(0.6 * SR))
             table[f"{p}:{b}"] = None if d is None else d / SR
@@ -289,16 +300,19 @@ def merge_onsets(times, merge_s: float = MERGE_S) -> np.ndarray:
 def _pitched_chunk(job: Job, rng, cache: Path):
     notes = _phrases(job, rng)
     table = attack_delays(job.program, [n[1] for n in notes], cache / "_attack")
-    truth, kept = [], []
+    events: dict = {}
+    kept = []
     for n in notes:
         d = table.get(f"{int(n[1])}:{_bucket(int(n[2]))}")
         if d is None:  # the preset is silent there: the note is not played
             continue
         kept.append(n)
-        truth.append(max(0.0, n[0]) + d)
+        # the onset of a chord is its first audible note
+        t = max(0.0, n[0]) + d
+        events[n[4]] = min(events.get(n[4], t), t)
     with tempfile.TemporaryDirectory() as tmp:
         x = _render_midi(kept, job.program, Path(tmp) / "part.wav")
-    return x, merge_onsets(truth)
+    return x, merge_onsets(list(events.values()))
 
 
 # ---------------------------------------------------------------------------------

@@ -1,0 +1,251 @@
+"""Calibration: the default detector's latency (stored), and the sound check.
+
+The listener reports an onset at the time the note began, not when it noticed it: the
+detection time less the detector's latency.  The latency depends on the analysis
+structure (sample rate, hop, window, spectral lag), not on the player, so it is a
+stored property of the detector: :data:`LATENCY_FILE` holds the value for the common
+structures, and any other is measured once per process.
+
+Measuring: the median delay on synthetic notes made here (:func:`test_notes`: plucked
+tones, tones with a 10 ms attack, noise bursts, at known onsets and several levels),
+plus the *attack offset*: how much later real instruments become detectable than these
+notes, measured once on the development corpus (:mod:`rolypoly.ears.corpus`, whose
+truth is each note's first audible sample) at the default structure and stored with the
+table.  :func:`calibrate` re-measures and rewrites it.
+
+The sound check (:func:`soundcheck`) calibrates to the player: a few seconds of playing
+choose the input trim, the player's level, the silence floor and the threshold.
+
+Examples
+--------
+>>> from rolypoly.ears.calibration import latency_s
+>>> 0.0 < latency_s(48000, 128, 1024, 4, 3) < 0.02
+True
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly.errors import AudioError, ConfigError
+
+LATENCY_FILE = Path(__file__).with_name("latency.json")
+_MEASURED: dict = {}
+
+
+def key(sr: int, hop: int, n_fft: int, lag: int, ref_frames: int) -> str:
+    """The table key of one analysis structure."""
+    return f"sr={int(sr)} hop={int(hop)} n_fft={int(n_fft)} lag={int(lag)} ref={int(ref_frames)}"
+
+
+def _stored() -> dict:
+    if "_file" not in _MEASURED:
+        try:
+            _MEASURED["_file"] = json.loads(LATENCY_FILE.read_text())
+        except (OSError, ValueError):
+            _MEASURED["_file"] = {}
+    return _MEASURED["_file"]
+
+
+def _table() -> dict:
+    return _stored().get("latency_ms", {})
+
+
+def attack_offset_s() -> float:
+    """How much later real instruments are detected than :func:`test_notes` (stored)."""
+    return float(_stored().get("attack_offset_ms", 0.0)) / 1000.0
+
+
+def test_notes(sr: int, seconds: float = 12.0, seed: int = 7):
+    """Synthetic notes with exact onsets: (audio float32, onset times s).
+
+    One note every 250-400 ms, cycling through a plucked tone (instant attack), a tone
+    with a 10 ms attack ramp, and a decaying noise burst (a drum); pitches 80-900 Hz;
+    peak levels -12 to -30 dBFS; a -80 dBFS noise floor.  The onset is the first sample
+    of the note.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    x = rng.standard_normal(n) * 10 ** (-80 / 20)
+    onsets = []
+    t = 0.3
+    k = 0
+    while t < seconds - 0.5:
+        i0 = int(round(t * sr))
+        m = min(n - i0, int(0.35 * sr))
+        tt = np.arange(m) / sr
+        kind = k % 3
+        level = 10 ** (-float(rng.uniform(12, 30)) / 20)
+        if kind == 2:
+            y = rng.standard_normal(m) * np.exp(-tt / 0.04)
+        else:
+            f0 = float(rng.uniform(80, 900))
+            y = sum(np.sin(2 * np.pi * f0 * h * tt) / h for h in range(1, 8) if f0 * h < sr / 2.5)
+            y = y * np.exp(-tt / 0.25)
+            if kind == 1:
+                y = y * np.clip(tt / 0.01, 0.0, 1.0)
+        x[i0:i0 + m] += level * y / (np.max(np.abs(y)) + 1e-12)
+        onsets.append(i0 / sr)
+        t += float(rng.uniform(0.25, 0.4))
+        k += 1
+    return x.astype(np.float32), np.asarray(onsets)
+
+
+def measure(sr: int, hop: int, settings: dict) -> float:
+    """Median delay (s) from true onset to detection of the default detector on
+    :func:`test_notes`, at these settings (compensation off)."""
+    from rolypoly.ears.listener import Listener, detect_onsets
+    from rolypoly.metrics import onset_f_measure
+    x, truth = test_notes(sr)
+    s = {k: v for k, v in settings.items() if k not in ("latency_ms", "sr", "hop")}
+    lis = Listener(sr, hop, latency_ms=0.0, **s)
+    found = detect_onsets(x, sr, hop, listener=lis)
+    delays = onset_f_measure(found, truth, 0.05)["delays"]
+    return float(np.median(delays)) if len(delays) else 0.0
+
+
+def latency_s(sr: int, hop: int, n_fft: int, lag: int, ref_frames: int, settings: dict | None = None) -> float:
+    """The stored latency of this structure; measured (once per process) when not stored."""
+    k = key(sr, hop, n_fft, lag, ref_frames)
+    table = _table()
+    if k in table:
+        return float(table[k]) / 1000.0
+    if k not in _MEASURED:
+        from rolypoly.ears.listener import DEFAULTS
+        s = dict(DEFAULTS)
+        s.update(settings or {})
+        s.update(buf=int(n_fft * 48000 / sr), lag=lag, ref_frames=ref_frames)
+        _MEASURED[k] = measure(sr, hop, s) + attack_offset_s()
+    return _MEASURED[k]
+
+
+STRUCTURES = [(sr, hop, buf) for sr in (44100, 48000, 96000) for hop in (64, 128, 256, 512)
+              for buf in (1024, 2048)]
+
+
+def corpus_delay(items, sr: int = 48000, hop: int = 128, settings: dict | None = None) -> float:
+    """Median over instrument families of the median raw delay (s) of the default detector
+    on corpus items (:class:`rolypoly.ears.corpus.Item`, at or above -30 dBFS)."""
+    import mir_eval
+
+    from rolypoly.ears.listener import detect_onsets
+    per: dict = {}
+    for it in items:
+        if it.level_db < -30:
+            continue
+        det = detect_onsets(it.audio, sr, hop, latency_ms=0.0, **(settings or {}))
+        for i, j in mir_eval.util.match_events(it.truth, det, 0.05):
+            per.setdefault(it.family, []).append(det[j] - it.truth[i])
+    return float(np.median([np.median(v) for v in per.values()])) if per else 0.0
+
+
+def calibrate(path: Path = LATENCY_FILE, structures=STRUCTURES, corpus_items=None) -> dict:
+    """Measure every structure in ``structures`` ((sr, hop, buf at 48 kHz)) with the
+    default settings and write the table to ``path``; with ``corpus_items`` the attack
+    offset is re-measured at the default structure (else the stored one is kept)."""
+    from rolypoly.ears.listener import DEFAULTS
+    from rolypoly.io import atomic_path
+    if corpus_items:
+        offset = corpus_delay(corpus_items) - measure(48000, 128, dict(DEFAULTS))
+    else:
+        offset = attack_offset_s()
+    out = {}
+    for sr, hop, buf in structures:
+        if buf < hop:
+            continue
+        s = dict(DEFAULTS, buf=buf)
+        n_fft = max(int(2 ** round(math.log2(max(hop, buf * sr / 48000.0)))), hop, 16)
+        out[key(sr, hop, n_fft, s["lag"], s["ref_frames"])] = round((measure(sr, hop, s) + offset) * 1000.0, 3)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"note": "default detector latency (ms): median delay on "
+                                           "rolypoly.ears.calibration.test_notes plus the attack offset measured "
+                                           "on the onsets corpus; rolypoly.ears.calibration.calibrate() rewrites it",
+                                   "attack_offset_ms": round(offset * 1000.0, 3), "latency_ms": out},
+                                  indent=1, sort_keys=True))
+    _MEASURED.clear()
+    return out
+
+
+# ---------------------------------------------------------------------------------
+# the sound check
+
+def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128, base: dict | None = None) -> dict:
+    """Listen to a few seconds of the musician and choose listener settings.
+
+    Starts from the ``instrument`` preset (or ``base``), then sets the input trim so
+    quiet players reach a working level, the player's level (``player_db``, where the
+    relative gate and the hold of quiet onsets start), the silence floor a little above
+    the measured room noise but no lower than 35 dB under the player, and the flux
+    threshold from the spread of the detection function on this player (the busier and
+    noisier the input, the higher).
+
+    Parameters
+    ----------
+    audio : np.ndarray
+        The musician playing, mono or (n, ch); a few seconds with several notes.
+    sr : int
+        Its sample rate.
+    instrument : str or None
+        A key of :data:`PRESETS`.
+
+    Returns
+    -------
+    dict
+        Settings for :class:`Listener` (``Listener(sr, hop, **result)``): ``gain_db``,
+        ``silence_db``, ``player_db``, ``threshold``, the preset's keys and ``instrument``.
+
+    """
+    from rolypoly.ears.listener import DEFAULTS, PRESETS, Listener, detect_onsets
+    x = np.asarray(audio, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.ndim != 1:
+        raise AudioError(f"soundcheck: audio must be mono or (n, channels), got shape {x.shape}")
+    x = np.where(np.isfinite(x), x, 0.0)
+    if x.size < sr // 2:
+        raise AudioError(f"soundcheck: need at least 0.5 s of audio, got {x.size / sr:.2f} s")
+    x = x - np.mean(x)
+    settings = dict(base or {})
+    if instrument is not None:
+        if instrument not in PRESETS:
+            raise ConfigError(f"soundcheck: unknown instrument {instrument!r}; choose one of {', '.join(PRESETS)}")
+        settings = {**PRESETS[instrument], **settings}
+    # frame levels (20 ms): the quiet end is the room, the loud end is the player
+    n = int(0.02 * sr)
+    frames = x[: x.size // n * n].reshape(-1, n)
+    db = 10.0 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
+    room_db = float(np.percentile(db, 10))
+    play_db = float(np.percentile(db, 95))
+    if play_db - room_db < 10.0 or play_db < -90.0:
+        raise AudioError(f"soundcheck: heard no playing (level {play_db:.0f} dBFS over a room at "
+                         f"{room_db:.0f} dBFS); play a few notes during the sound check")
+    # trim: bring the player to about -20 dBFS RMS, never more than +30 dB, never down
+    gain_db = float(np.clip(-20.0 - play_db, 0.0, 30.0))
+    # silence floor: 6 dB over the room, and no lower than 35 dB under the player (on a
+    # recording with digital silence between takes the room alone would put it at -90 dB and
+    # every breath and key click would count), but at least 30 dB under the player
+    silence_db = float(np.clip(max(room_db + 6.0, play_db - 35.0) + gain_db, -90.0, play_db + gain_db - 30.0))
+    # the player's level: the relative gate and the hold of quiet onsets start from it
+    settings.update(gain_db=round(gain_db, 1), silence_db=round(silence_db, 1),
+                    player_db=round(float(min(0.0, play_db + gain_db)), 1))
+    # threshold from this player's detection function: above its typical ripple
+    probe = Listener(sr, hop, latency_ms=0.0, instrument=instrument,
+                     **{k: v for k, v in settings.items() if k in DEFAULTS and k != "latency_ms"})
+    probe.odf = []
+    detect_onsets(x.astype(np.float32), sr, hop, listener=probe)
+    odf = np.asarray(probe.odf)
+    active = odf[odf > 0]
+    base_thr = settings.get("threshold", DEFAULTS["threshold"])
+    if active.size > 20:
+        med = float(np.median(active))
+        mad = float(np.median(np.abs(active - med)))
+        # never under the preset: on real players a lower threshold only added false alarms
+        thr = float(np.clip(med + 3.0 * mad, base_thr, 2.0 * base_thr))
+    else:
+        thr = base_thr
+    settings["threshold"] = round(thr, 4)
+    settings["instrument"] = instrument
+    return settings
