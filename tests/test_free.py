@@ -275,8 +275,12 @@ def test_free_mode_prepares_a_longer_score_each_take(tiny):
     from rolypoly.free.live import FreeMode
     fm = FreeMode(str(tiny[1]), mode="continue", bars=2, seed=5)
     sc = _score_with_empty_bar()
-    a, b = fm.prepare(sc), fm.prepare(sc)
+    a = fm.prepare(sc)
+    b = fm.prepare(a)                 # handed back its own output: it starts again from the score
     assert a.n_rows > sc.n_rows and b.n_rows > sc.n_rows and fm.last.first_bar == 4
+    assert b.bar.max() < 6 and (b.bar[~fm.last.generated] <= 3).all()
+    fm.set("generate", "off")
+    assert fm.prepare(b) is sc        # off again: the score as read
 
 
 # ----------------------------------------------------------------------------- statistics

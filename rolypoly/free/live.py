@@ -92,6 +92,7 @@ class FreeMode:
         self.runtime = None
         self.takes = 0
         self.last = None      # the last Generated (rows that the model made, first generated bar)
+        self._source = None   # the score it was made from
 
     @classmethod
     def from_config(cls, cfg) -> "FreeMode":
@@ -118,10 +119,15 @@ class FreeMode:
     def prepare(self, score, generate_vels=(0.1, 1.0)):
         """The score to play this take: ``score`` itself when off, else with generated rows.
 
-        Each take draws anew (seed + take number when a seed is set).  Raises
+        Given the score it returned last time, it starts again from that one's source, so an
+        engine may simply replace its score by the result at every start.  Each take draws
+        anew (seed + take number when a seed is set).  Raises
         :class:`rolypoly.errors.RolypolyError` (a missing event model, a bad setting).
         """
+        if self.last is not None and score is self.last.score:
+            score = self._source  # the engine hands back what we made last take: start again from its score
         self.last = None
+        self._source = score
         if self.mode == "off" or score is None:
             return score
         from rolypoly.free.generate import generate

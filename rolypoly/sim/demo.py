@@ -2,7 +2,8 @@
 
 A virtual guitarist plays the bundled demo score (``data/demo.mid``) with a laid-back
 feel; the drum machine plays along offline, listening; it is finetuned on that take and
-plays a second take.  Writes ``outputs/demo/`` (drums, stereo mix, the performance as
+plays a second take; in a third, the score ends and the event model keeps playing in its
+style (``continue`` mode).  Writes ``outputs/demo/`` (drums, stereo mix, the performance as
 MIDI, the take records) and prints the asynchrony of both takes next to a quantised
 drum machine's.
 """
@@ -57,6 +58,8 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
             version = train_after_take(with_values(cfg, models_dir=str(work / "models")), res.take_dir, base_model=model)
             table.notes.append(f"finetuned on take 1 in {version.seconds:.1f} s -> {version.path}")
             model = str(version.torchscript)
+    from rolypoly.free.takes import continue_take  # take 3: the score ends, the machine plays on
+    table.add(*continue_take(cfg, score, out / "take3", model, work, feel))
     table.notes.append(f"asynchrony = mean |drum hit - guitar onset| over the hits of rows where both sound; "
                        f"total {time.perf_counter() - t0:.0f} s")
     emit(table, as_json=as_json)
