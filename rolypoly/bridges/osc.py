@@ -24,9 +24,11 @@ the last ``/rolypoly/reply_to`` (Max's ``udpsend`` and Pd's ``netsend`` send fro
 they do not listen on), else to the sender of the packet.  Outlets go to the same place as
 the replies to the most recent packet.
 
-Audio: with ``osc.audio=on`` a sounddevice duplex stream calls the engine once per block;
-with ``osc.audio=off`` a :class:`ClockDriver` thread advances the engine in real time
-without sound, so the patch plays its own sounds or MIDI from the hits.
+Audio: with ``osc.audio=on`` the engine plays through JACK (compiled callback) or the
+sound card (:mod:`rolypoly.live.drivers`); with ``osc.audio=off`` a clock-only driver
+advances it in real time without sound, so the patch plays its own sounds or MIDI from
+the hits.  Messages are checked here for OSC types and paths, then by the engine's own
+checks (:func:`rolypoly.live.engine.check_message`), the one place for argument rules.
 
 Security: the server binds to ``osc.host`` (loopback by default), drops packets larger
 than ``osc.max_packet_bytes``, ignores OSC address patterns (no wildcards: ``/rolypoly/*``
@@ -201,102 +203,15 @@ def inside(path: Path, roots: list[Path]) -> bool:
     return any(real == r or real.is_relative_to(r) for r in (root.resolve() for root in roots))
 
 
-class ClockDriver:
-    """Advance an engine in real time without a sound card (``osc.audio=off``).
-
-    A thread calls ``engine.process(silence, out)`` once per block at the block rate while
-    the engine plays, sleeping until each block is due, so hits leave at their real times.
-    When the thread falls behind it catches up block by block (the hits keep their sample
-    times); behind by more than ``max_behind_s`` it skips ahead rather than bursting.
-    """
-
-    def __init__(self, engine, max_behind_s: float = 0.25):
-        self.engine = engine
-        self.max_behind_s = float(max_behind_s)
-        self.blocks = 0
-        self.skipped_s = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "ClockDriver":
-        self._thread = threading.Thread(target=self._run, name="rolypoly-clock", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-
-    def _run(self) -> None:
-        eng = self.engine
-        B, sr = eng.block_frames, eng.sr
-        period = B / sr
-        inp = np.zeros(B, dtype=np.float32)
-        out = np.zeros((B, 2), dtype=np.float32)
-        clock = time.perf_counter
-        due = clock()
-        was_playing = False
-        while not self._stop.is_set():
-            if not eng.playing:
-                was_playing = False
-                time.sleep(0.002)
-                continue
-            if not was_playing:  # a new take: its first block is due now
-                due = clock()
-                was_playing = True
-            now = clock()
-            if now - due > self.max_behind_s:
-                self.skipped_s += now - due
-                due = now
-            while due <= now and eng.playing:
-                eng.process(inp, out)
-                self.blocks += 1
-                due += period
-            delay = due - clock()
-            if delay > 0:
-                time.sleep(delay)
-
-
-class SoundDriver:
-    """A sounddevice duplex stream that calls the engine once per block (``osc.audio=on``)."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.xruns = 0
-        self.stream = None
-
-    def start(self) -> "SoundDriver":
-        eng = self.engine
-        B = eng.block_frames
-
-        def callback(indata, outdata, frames, t, status):
-            if status:
-                self.xruns += 1
-            if frames != B:
-                outdata.fill(0)
-                return
-            eng.process(indata[:, 0], outdata)
-
-        try:
-            import sounddevice as sd  # PortAudio missing is an OSError at import
-            self.stream = sd.Stream(samplerate=eng.sr, blocksize=B, device=eng.device,
-                                    channels=(int(eng.cfg.audio.input_channels), 2), dtype="float32",
-                                    callback=callback, latency="low")
-            self.stream.start()
-        except Exception as exc:
-            raise AudioError(f"cannot open audio device {eng.device!r}: {exc} "
-                             f"(use osc.audio=off to only send hits)") from None
-        return self
-
-    def close(self) -> None:
-        if self.stream is not None:
-            try:
-                self.stream.stop()
-                self.stream.close()
-            except Exception:
-                pass
-            self.stream = None
+def open_audio(engine, audio: bool):
+    """The engine's driver: the sound card (JACK or PortAudio) with ``audio``, else the clock only."""
+    from rolypoly.live.drivers import ClockDriver, open_driver
+    if not audio:
+        return ClockDriver(engine).start()
+    try:
+        return open_driver(engine).start()
+    except AudioError as exc:
+        raise AudioError(f"{exc} (use osc.audio=off to only send hits)") from None
 
 
 def _audio_on(value) -> bool:
@@ -393,7 +308,7 @@ class OscBridge:
 
     def start(self, serve: bool = True) -> "OscBridge":
         """Start the audio driver, the end-of-take watcher and (``serve=True``) the server thread."""
-        self.driver = (SoundDriver(self.engine) if self.audio else ClockDriver(self.engine)).start()
+        self.driver = open_audio(self.engine, self.audio)
         threads = [threading.Thread(target=self._watch, name="rolypoly-osc-watch", daemon=True)]
         if serve:
             self._serving = threading.Thread(target=self.serve_forever, name="rolypoly-osc", daemon=True)
@@ -435,13 +350,18 @@ class OscBridge:
 
     def _watch(self) -> None:
         # The engine stops itself at the end of the score but only a stop message saves the take,
-        # which ``write`` and ``train`` need: send it here, under the lock, off the audio thread.
+        # which ``write`` and ``train`` need: send it here, under the lock.  A device that stops
+        # delivering blocks ends the take too (saved), with an error.
         eng = self.engine
         while not self._closing.wait(0.02):
-            if eng.schedule is not None and not eng.playing:
-                with self.lock:
-                    if eng.schedule is not None and not eng.playing:
-                        eng.message("stop")
+            if eng.take_open:
+                why = self.driver.problem() if (self.driver is not None and self.audio) else None
+                if why or not eng.playing:
+                    with self.lock:
+                        if eng.take_open:
+                            if why:
+                                eng.emit("error", f"{why}; the take so far is saved")
+                            eng.message("stop")
 
     # -- sending -------------------------------------------------------------------------------
     def send(self, name: str, *args, to: tuple | None = None) -> None:
@@ -603,25 +523,21 @@ class OscBridge:
         self._engine("soundcheck", *vals)
 
     def _do_set(self, sender, address, *args) -> None:
-        from rolypoly.live.engine import ATTRIBUTES
+        from rolypoly.live.engine import ATTRIBUTES, check_attribute
         if not args:
             raise OscError(f"set: expected an attribute and a value (usage: {PREFIX}set latency 12); "
                            f"attributes: {', '.join(ATTRIBUTES)}")
         attribute = _string("set", "attribute", args[0])
-        if attribute not in ATTRIBUTES:
-            raise OscError(f"set: unknown attribute {attribute[:40]!r}; attributes: {', '.join(ATTRIBUTES)}")
         values = list(args[1:])
-        if not values or len(values) > 2:
-            raise OscError(f"set {attribute}: expected 1 value (2 for generate_vels), got {len(values)}")
         for v in values:
-            if isinstance(v, str):
-                _string(f"set {attribute}", "value", v[:256])
-            elif isinstance(v, float) and not math.isfinite(v):
-                raise OscError(f"set {attribute}: value {v!r} is not a finite number")
-            elif v is not None and not isinstance(v, (bool, int, float)):
-                raise OscError(f"set {attribute}: value must be a number or a string, got {_describe(v)}")
+            if isinstance(v, (bytes, bytearray)) or (v is not None and not isinstance(v, (bool, int, float, str))):
+                raise OscError(f"set {attribute[:40]}: value must be a number or a string, got {_describe(v)}")
+        try:
+            check_attribute(attribute, values)   # the engine's rules, checked before anything changes
+        except RolypolyError as exc:
+            raise OscError(f"set: {exc}") from None
         old_device = self.engine.device
-        if self._engine("set", attribute, *values) and attribute == "device" and isinstance(self.driver, SoundDriver):
+        if self._engine("set", attribute, *values) and attribute == "device" and self.audio:
             self._reopen_audio(old_device)
 
     def _reopen_audio(self, old_device) -> None:
@@ -629,12 +545,12 @@ class OscBridge:
         with self.lock:
             self.driver.close()
             try:
-                self.driver = SoundDriver(self.engine).start()
+                self.driver = open_audio(self.engine, True)
                 self.send("status", f"audio device {self.engine.device!r}")
             except AudioError as exc:
                 self._out_error(f"set device: {exc}; keeping {old_device!r}")
                 self.engine.device = old_device
-                self.driver = SoundDriver(self.engine).start()
+                self.driver = open_audio(self.engine, True)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,8 +1,17 @@
 """The rolypoly object: the drum machine that plays a score with a musician.
 
-One implementation drives everything: the CLI, the OSC bridge and the tests send it
-*messages* and set *attributes*, an audio driver calls :meth:`Rolypoly.process` once a
-block, and *outlets* report what happens.
+One implementation drives everything.  Its typed Python API (:meth:`Rolypoly.read`,
+:meth:`~Rolypoly.start`, :meth:`~Rolypoly.stop`, :meth:`~Rolypoly.set`,
+:meth:`~Rolypoly.train`, ...) raises :class:`rolypoly.errors.RolypolyError`;
+:meth:`Rolypoly.message` is the never-raising wrapper that the CLI, the OSC bridge,
+Max and Pd use: a problem becomes an ``error`` outlet event.  Arguments are checked
+in one place (:func:`check_message`), which the OSC bridge calls too.
+
+The room's parts: this module (messages, attributes, outlets), :mod:`.block` (what
+the compiled audio callback does per block), :mod:`.worker` (model ticks),
+:mod:`.recorder` (what comes back from the audio side: onsets, hits, the take's
+audio on disk), :mod:`.schedule` (the take's rows), :mod:`.drivers` (sound card,
+JACK, offline, clock-only).
 
 Messages (``engine.message(name, *args)``): ``read <score.mid>``, ``start``, ``stop``,
 ``train [w_v w_o w_g [w_r]]``, ``write [path]``, ``load <model>``, ``kit <file>``,
@@ -10,45 +19,57 @@ Messages (``engine.message(name, *args)``): ``read <score.mid>``, ``start``, ``s
 
 Attributes: ``enable`` (model on; off = quantised machine), ``latency`` (onset-detector
 compensation in ms; ``None`` = measured), ``lookahead`` (ms), ``filter_hits``
-(score_notes / score_notes_and_vels / none), ``generate_vels`` (lo hi), ``loop``, ``device``.
+(score_notes / score_notes_and_vels / none), ``generate_vels`` (lo hi), ``loop``,
+``device``, ``countin`` (bars of clicks before the score).
 
 Outlets (``engine.connect(outlet, callback)``): ``hit(sample, drum, velocity, offset_ms)``,
 ``onset(tau_ms, row, time_s)``, ``playhead(ms)``, ``status(text)``, ``error(text)``.
-Outlets are called from :meth:`pump` (the worker thread in real time, the driver loop
-offline), never from the audio thread: the audio thread only appends to a queue.
+In real time outlets are delivered on their own thread from a bounded queue: a slow
+receiver loses outlet events (counted in :attr:`Rolypoly.outlets_dropped`), never
+delays the model or the audio.  Offline they are delivered by :meth:`pump`.
 
-A bad message never stops a performance: it ends up on the ``error`` outlet.
+One owner per piece of state: the audio side's memory is written only by the block;
+messages change it through single-word commands the block reads at a block boundary
+(a take is handed over with :meth:`Stage.publish` and taken back with
+:meth:`Stage.retire`).
 
 Examples
 --------
 >>> eng = Rolypoly(load_config([]), offline=True)                  # doctest: +SKIP
->>> eng.connect("hit", print); eng.message("read", "data/demo.mid")  # doctest: +SKIP
->>> eng.message("start")                                             # doctest: +SKIP
+>>> eng.connect("hit", print); eng.read("data/demo.mid")           # doctest: +SKIP
+>>> eng.start()                                                    # doctest: +SKIP
 """
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 import traceback
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 
+from rolypoly.config import check_value
 from rolypoly.errors import EngineError, RolypolyError
+from rolypoly.live import block as blk
 from rolypoly.live.schedule import FILTERS, Schedule
 from rolypoly.score import features as feat
 
 OUTLETS = ("hit", "onset", "playhead", "status", "error")
 MESSAGES = ("read", "start", "stop", "train", "write", "load", "kit", "introspect", "soundcheck", "set")
-ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device")
+ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device", "countin")
 PLAYHEAD_EVERY_MS = 50.0
 MAX_LOOKAHEAD_MS = 2000.0
+OUTLET_QUEUE = 4096
+WARMUP_TICKS = 4
+COUNTIN_DRUM = 8          # the ride... or whichever class 8 is in the kit: a click everyone hears
+COUNTIN_VEL = (110, 80)   # first beat of a bar, other beats
 
 
-def _as_bool(name, value) -> bool:
-    if isinstance(value, (bool, int, float)) and not isinstance(value, str):
+# -- argument checks: the one place (the OSC bridge calls these too) -------------------------------
+def as_bool(name, value) -> bool:
+    if isinstance(value, (bool, int, float, np.bool_)) and not isinstance(value, str):
         if value not in (0, 1, True, False):
             raise EngineError(f"attribute {name}: expected 0 or 1, got {value!r}")
         return bool(value)
@@ -60,14 +81,109 @@ def _as_bool(name, value) -> bool:
     raise EngineError(f"attribute {name}: expected on/off (1/0), got {value!r}")
 
 
-def _as_float(name, value, lo, hi) -> float:
+def as_float(name, value, lo, hi) -> float:
+    if isinstance(value, (bytes, bytearray)):
+        raise EngineError(f"{name}: expected a number, got a blob")
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise EngineError(f"attribute {name}: expected a number, got {value!r}") from None
-    if not math.isfinite(v) or not (lo <= v <= hi):
-        raise EngineError(f"attribute {name}: {value!r} is outside [{lo:g}, {hi:g}]")
+        raise EngineError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise EngineError(f"{name}: {value!r} is not a finite number")
+    if not (lo <= v <= hi):
+        raise EngineError(f"{name}: {value!r} is outside [{lo:g}, {hi:g}]")
     return v
+
+
+_as_bool, _as_float = as_bool, as_float   # older names
+
+
+def check_attribute(attribute, values) -> tuple:
+    """Validate ``set <attribute> <values...>``; returns the value(s) to store.
+
+    Raises
+    ------
+    EngineError
+        Unknown attribute, wrong count, or a value out of range (the message names it).
+    """
+    attribute = str(attribute)
+    if attribute not in ATTRIBUTES:
+        raise EngineError(f"unknown attribute {attribute[:40]!r}; attributes: {', '.join(ATTRIBUTES)}")
+    values = tuple(values)
+    if attribute == "generate_vels":
+        if len(values) != 2:
+            raise EngineError("attribute generate_vels: expected two numbers lo hi in [0, 1]")
+        lo, hi = check_value("engine.generate_vels", list(values), error=EngineError, label="attribute generate_vels")
+        return (lo, hi)
+    if len(values) != 1:
+        raise EngineError(f"attribute {attribute}: expected 1 value (2 for generate_vels), got {len(values)}")
+    v = values[0]
+    if isinstance(v, str) and len(v) > 256:
+        raise EngineError(f"attribute {attribute}: value is {len(v)} characters long (at most 256)")
+    if attribute in ("enable", "loop"):
+        return as_bool(attribute, v)
+    if attribute == "latency":
+        return None if str(v).lower() in ("none", "auto") else \
+            check_value("listen.latency_ms", v, error=EngineError, label="attribute latency")
+    if attribute == "lookahead":  # the config schema holds the ranges: the CLI and OSC agree
+        return check_value("engine.lookahead_ms", v, error=EngineError, label="attribute lookahead")
+    if attribute == "countin":
+        bars = as_float(f"attribute {attribute}", v, 0.0, 16.0)
+        if bars != int(bars):
+            raise EngineError(f"attribute countin: {v!r} is not a whole number of bars")
+        return int(bars)
+    if attribute == "filter_hits":
+        return check_value("engine.filter_hits", v, error=EngineError, label="attribute filter_hits")
+    # device
+    return None if str(v).lower() in ("none", "default") else v
+
+
+def check_message(name, args) -> tuple:
+    """Validate a message's arguments (count and ranges); returns them normalised.
+
+    Raises
+    ------
+    EngineError
+        Unknown message or bad arguments (the message names which and why).
+    """
+    if name not in MESSAGES:
+        raise EngineError(f"unknown message {str(name)[:40]!r}; messages: {', '.join(MESSAGES)}")
+    args = tuple(args)
+
+    def count(*allowed):
+        if len(args) not in allowed:
+            raise EngineError(f"{name}: expected {' or '.join(str(a) for a in allowed)} argument(s), got {len(args)}")
+
+    if name == "read":
+        if not args:
+            raise EngineError("read needs a path to a MIDI score")
+        count(1)
+    elif name in ("start", "stop"):
+        count(0)
+    elif name == "train":
+        count(0, 3, 4)
+        names = ("w_v", "w_o", "w_g", "w_r")
+        return tuple(as_float(f"train: weight {names[i]}", a, 0.0, 100.0) for i, a in enumerate(args))
+    elif name in ("write", "load", "kit"):
+        count(0, 1)
+    elif name == "introspect":
+        if len(args) < 2:
+            raise EngineError("introspect needs a source drum and one or more target drums, e.g. introspect kick snare")
+        if len(args) > 9:
+            raise EngineError(f"introspect: at most 9 drums, got {len(args)}")
+    elif name == "soundcheck":
+        count(0, 1, 2)
+        out = []
+        if args:
+            out.append(as_float("soundcheck seconds", args[0], 0.5, 60.0))
+        if len(args) > 1:
+            out.append(str(args[1])[:64])
+        return tuple(out)
+    elif name == "set":
+        if not args:
+            raise EngineError(f"set needs an attribute: {', '.join(ATTRIBUTES)}")
+        check_attribute(args[0], args[1:])
+    return args
 
 
 class Rolypoly:
@@ -80,14 +196,19 @@ class Rolypoly:
     sr, block_frames : override ``cfg.audio``
     """
 
+    max_lookahead_ms = MAX_LOOKAHEAD_MS
+
     def __init__(self, cfg, offline: bool = False, sr: int | None = None, block_frames: int | None = None):
+        from rolypoly.live.recorder import Reader
+        from rolypoly.live.worker import Worker
         self.cfg = cfg
         self.offline = offline
         self.sr = int(sr or cfg.audio.sample_rate)
         self.block_frames = int(block_frames or cfg.audio.block_frames)
         self._outlets: dict[str, list] = {o: [] for o in OUTLETS}
-        self.events: deque = deque()
-        self.errors: deque = deque(maxlen=50)
+        self.events: queue.Queue = queue.Queue(maxsize=OUTLET_QUEUE)
+        self.outlets_dropped = 0
+        self.errors: list[str] = []
         # attributes
         self.enable = bool(cfg.engine.enable)
         self.latency_ms: float | None = cfg.listen.latency_ms
@@ -96,6 +217,7 @@ class Rolypoly:
         self.generate_vels = tuple(float(v) for v in cfg.engine.generate_vels)
         self.loop = bool(cfg.engine.loop)
         self.device = cfg.audio.device
+        self.countin = int(cfg.engine.get("countin", 0) or 0)
         # components
         self.score = None
         self.score_path: str | None = None
@@ -104,26 +226,56 @@ class Rolypoly:
         self.model_path = str(cfg.engine.model_path)
         self.kit_path = cfg.synth.kit
         self.renderer = None
+        self.stage: blk.Stage | None = None
         self.listener = None
-        self.playing = False
-        self.sample = 0
         self.last_take: Path | None = None
         self.take_settings: dict = {}
-        self._worker: threading.Thread | None = None
+        self.worker = Worker(self)
+        self.reader = Reader(self)
+        self.driver = None                 # set by a real-time driver while it runs blocks
+        self._worker_thread: threading.Thread | None = None
+        self._worker_stop = threading.Event()
+        self._outlet_thread: threading.Thread | None = None
         self._train_thread: threading.Thread | None = None
-        self._input = None
-        self._input_len = 0
-        self._hits: list[dict] = []
-        self._onsets: list[dict] = []
         self._next_playhead = 0
-        self._model_ms = deque(maxlen=64)
         self._soundcheck = None
         self._patterns = None
         self._introspect_n = 0
-        self.tick_ms: list[float] = []
+        self._partial: Path | None = None
+        self._lock = threading.RLock()     # one message at a time, from any thread
         self.block_ms_budget = 1000.0 * self.block_frames / self.sr
 
-    # -- outlets -------------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------------------
+    @property
+    def playing(self) -> bool:
+        """A take is running (started and not at its end)."""
+        return self.schedule is not None and not self.schedule.done and self._take_open
+
+    _take_open = False
+    _threaded = False
+
+    @property
+    def take_open(self) -> bool:
+        """A take was started and not yet stopped (it may have reached its end: then ``stop`` saves it)."""
+        return self._take_open
+
+    @property
+    def sample(self) -> int:
+        return self.schedule.sample if self.schedule is not None else 0
+
+    @property
+    def tick_ms(self) -> list[float]:
+        return self.worker.tick_ms
+
+    @property
+    def _hits(self) -> list[dict]:
+        return self.reader.hits
+
+    @property
+    def _onsets(self) -> list[dict]:
+        return self.reader.onsets
+
+    # -- outlets -------------------------------------------------------------------------------------
     def connect(self, outlet: str, callback) -> None:
         """Call ``callback(*values)`` for every event on ``outlet``."""
         if outlet not in self._outlets:
@@ -131,7 +283,15 @@ class Rolypoly:
         self._outlets[outlet].append(callback)
 
     def emit(self, outlet: str, *values) -> None:
-        self.events.append((outlet, values))
+        """Queue an outlet event (any thread but the audio one); dropped and counted when the queue is full."""
+        if outlet == "error":
+            self.errors = (self.errors + [str(values[0])])[-50:]
+        if (not self.offline or self._threaded) and self._outlet_thread is None:
+            self._start_outlets()
+        try:
+            self.events.put_nowait((outlet, values))
+        except queue.Full:
+            self.outlets_dropped += 1
 
     def last_errors(self) -> list[str]:
         """The most recent error messages (newest last)."""
@@ -142,40 +302,55 @@ class Rolypoly:
         self.emit("status", text)
 
     def pump(self) -> int:
-        """Deliver queued events to the outlets (never on the audio thread)."""
+        """Deliver queued events to the outlets now (the outlet thread does this in real time)."""
         n = 0
         while True:
-            try:  # popleft is atomic: several threads may pump at once
-                outlet, values = self.events.popleft()
-            except IndexError:
+            try:
+                outlet, values = self.events.get_nowait()
+            except queue.Empty:
                 break
-            if outlet == "hit":
-                self._hits.append({"sample": values[0], "drum": values[1], "velocity": values[2],
-                                   "offset_ms": values[3]})
-            elif outlet == "error":
-                self.errors.append(values[0])
-            elif outlet == "onset":
-                self._onsets.append({"tau_ms": values[0], "row": values[1], "time_s": values[2]})
-            for cb in self._outlets[outlet]:
-                try:
-                    cb(*values)
-                except Exception as exc:  # a listener's bug must not stop the show
-                    if outlet != "error":
-                        for ecb in self._outlets["error"]:
-                            ecb(f"outlet {outlet} callback failed: {exc}")
+            try:
+                self._deliver(outlet, values)
+            finally:
+                self.events.task_done()
             n += 1
         return n
 
-    # -- messages ------------------------------------------------------------------------
+    def _deliver(self, outlet, values) -> None:
+        for cb in self._outlets[outlet]:
+            try:
+                cb(*values)
+            except Exception as exc:  # a receiver's bug must not stop the show
+                if outlet != "error":
+                    for ecb in self._outlets["error"]:
+                        try:
+                            ecb(f"outlet {outlet} callback failed: {exc}")
+                        except Exception:
+                            pass
+
+    def _outlet_loop(self) -> None:
+        while True:
+            item = self.events.get()
+            try:
+                if item is None:
+                    return
+                self._deliver(*item)
+            finally:
+                self.events.task_done()
+
+    def _start_outlets(self) -> None:
+        if self._outlet_thread is not None and self._outlet_thread.is_alive():
+            return
+        self._outlet_thread = threading.Thread(target=self._outlet_loop, name="rolypoly-outlets", daemon=True)
+        self._outlet_thread.start()
+
+    # -- the message layer ---------------------------------------------------------------------------
     def message(self, name: str, *args) -> bool:
-        """Handle one message; problems go to the ``error`` outlet (returns False)."""
+        """Handle one message; never raises: problems go to the ``error`` outlet (returns False)."""
         try:
-            if name not in MESSAGES:
-                raise EngineError(f"unknown message {name!r}; messages: {', '.join(MESSAGES)}")
-            getattr(self, f"msg_{name}")(*args)
+            args = check_message(name, args)
+            getattr(self, name)(*args)
             return True
-        except TypeError as exc:
-            self.emit("error", f"{name}: wrong arguments ({exc})")
         except RolypolyError as exc:
             self.emit("error", f"{name}: {exc}")
         except Exception as exc:  # never crash a running performance on a message
@@ -183,134 +358,232 @@ class Rolypoly:
             if getattr(self.cfg, "debug", False):
                 traceback.print_exc()
         finally:
-            if not self.playing or self.offline:
+            if self._outlet_thread is None:
                 self.pump()
         return False
 
-    def msg_read(self, path=None) -> None:
-        if path is None:
-            raise EngineError("read needs a path to a MIDI score")
+    # -- the typed API -------------------------------------------------------------------------------
+    def read(self, score) -> None:
+        """Read a score (a MIDI path or a :class:`rolypoly.score.midi.Score`) and get ready to play it.
+
+        Loads and warms up the model and the synth, so ``start`` plays at once.  A take in
+        progress is stopped and saved first.
+        """
         import warnings
+        if isinstance(score, (str, Path)):
+            from rolypoly.score.midi import read_score
+            path = str(score)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                sc = read_score(path, merge_tolerance_ms=float(self.cfg.data.merge_tolerance_ms))
+            for w in caught:
+                self.status(f"warning: {w.message}")
+        elif hasattr(score, "n_rows") and hasattr(score, "vel"):
+            sc, path = score, None
+        else:
+            raise EngineError(f"read: expected a MIDI path or a Score, got {type(score).__name__}")
+        if sc.n_rows < 1:
+            raise EngineError(f"read: {path or 'score'} has no rows")
+        with self._lock:
+            if self._take_open:
+                self.stop()
+            self.score, self.score_path, self.schedule = sc, path, None
+        self.status(f"read {path or 'score'}: {sc.n_rows} rows, {int(sc.bar[-1]) + 1} bars, {sc.length_ms / 1000:.1f} s")
+        self.warm_up()
 
-        from rolypoly.score.midi import read_score
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            score = read_score(str(path), merge_tolerance_ms=float(self.cfg.data.merge_tolerance_ms))
-        for w in caught:
-            self.status(f"warning: {w.message}")
-        if self.playing:
-            self.msg_stop()
-        self.score, self.score_path, self.schedule = score, str(path), None
-        self.status(f"read {path}: {score.n_rows} rows, {int(score.bar[-1]) + 1} bars, {score.length_ms / 1000:.1f} s")
+    def warm_up(self) -> None:
+        """Load what ``start`` needs and run a few dummy ticks and blocks (compilation, caches)."""
+        if self.enable and self.runtime is None:
+            try:
+                self.load()
+            except RolypolyError as exc:
+                self.emit("error", f"{exc}; playing the score as written")
+        self._ensure_stage()
+        if self.runtime is not None and self.score is not None:
+            sched = Schedule(self.score, self.sr, window=self._window())
+            try:
+                if getattr(self.runtime, "supports_step", False):
+                    self.runtime.reset(sched.x_static)
+                    prev = None
+                    for k in range(min(WARMUP_TICKS, sched.N)):
+                        self.runtime.step(prev, sched.x_static[k])
+                        prev = sched.x_static[k]
+                else:
+                    for k in range(min(WARMUP_TICKS, sched.N)):
+                        sched.next_predict = k
+                        self.runtime.predict(sched.next_window()[1])
+            except Exception as exc:
+                self.emit("error", f"model warm-up failed: {exc}")
 
-    def msg_load(self, path=None) -> None:
+    def load(self, path=None) -> None:
+        """Load a TorchScript model (``engine.model_path`` by default); the old one stays on failure."""
         from rolypoly.model.export import load_runtime
         path = str(path or self.cfg.engine.model_path)
-        runtime = load_runtime(path)  # raises ModelError; the old model stays on failure
+        runtime = load_runtime(path)
+        if self._take_open:
+            raise EngineError("load: stop first (the model cannot change under a running take)")
         self.runtime, self.model_path = runtime, path
         self.status(f"loaded model {path} (version {runtime.version})")
 
-    def msg_kit(self, path=None) -> None:
+    def kit(self, path=None) -> None:
+        """Load a drum kit (the default kit when ``path`` is None)."""
         from rolypoly.synth import BlockRenderer, load_kit
         kit = load_kit(path)
-        renderer = BlockRenderer(kit, sr=self.sr, block_frames=self.block_frames, polyphony=int(self.cfg.synth.polyphony),
+        if self._take_open:
+            raise EngineError("kit: stop first (the kit cannot change under a running take)")
+        renderer = BlockRenderer(kit, sr=self.sr, block_frames=self.block_frames,
+                                 polyphony=int(self.cfg.synth.polyphony),
                                  steal_fade_ms=float(self.cfg.synth.steal_fade_ms))
-        self.renderer, self.kit_path = renderer, path
+        if self.stage is None or renderer.coefs.shape != self.renderer.coefs.shape:
+            if self.stage is not None and self.driver is not None:
+                raise EngineError("kit: a kit of another polyphony needs the audio stopped")
+            self.renderer = renderer
+            self.stage = blk.Stage(renderer, max_block=max(4096, self.block_frames))
+        else:  # same bank shape: the new patches go into the arrays the block already reads
+            self.renderer.params[:] = renderer.params
+            self.renderer.pans[:] = renderer.pans
+            self.renderer.groups[:] = renderer.groups
+            st = self.stage._stage_arrays
+            st[9][:], st[10][:], st[11][:] = renderer.params, renderer.pans, renderer.groups
+            self.renderer.kit = kit
+        self.kit_path = path
         self.status(f"kit {getattr(kit, 'name', path)}")
 
-    def msg_set(self, attribute=None, *values) -> None:
-        if attribute is None:
-            raise EngineError(f"set needs an attribute: {', '.join(ATTRIBUTES)}")
-        self.set(str(attribute), *values)
+    def _ensure_stage(self) -> None:
+        if self.stage is None:
+            self.kit(self.kit_path)
 
     def set(self, attribute: str, *values) -> None:
-        """Set an attribute (validated; see module docs)."""
-        if attribute not in ATTRIBUTES:
-            raise EngineError(f"unknown attribute {attribute!r}; attributes: {', '.join(ATTRIBUTES)}")
+        """Set an attribute (validated by :func:`check_attribute`; see module docs)."""
+        v = check_attribute(attribute, values)
         if attribute == "generate_vels":
-            if len(values) != 2:
-                raise EngineError("attribute generate_vels: expected two numbers lo hi in [0, 1]")
-            lo, hi = (_as_float("generate_vels", v, 0.0, 1.0) for v in values)
-            if lo > hi:
-                raise EngineError(f"attribute generate_vels: lo {lo} > hi {hi}")
-            self.generate_vels = (lo, hi)
-        else:
-            if len(values) != 1:
-                raise EngineError(f"attribute {attribute}: expected one value, got {len(values)}")
-            v = values[0]
-            if attribute == "enable":
-                self.enable = _as_bool(attribute, v)
-            elif attribute == "latency":
-                self.latency_ms = None if str(v).lower() in ("none", "auto") else _as_float(attribute, v, 0.0, 500.0)
-            elif attribute == "lookahead":
-                self.lookahead_ms = _as_float(attribute, v, 0.0, MAX_LOOKAHEAD_MS)
-            elif attribute == "filter_hits":
-                if str(v) not in FILTERS:
-                    raise EngineError(f"attribute filter_hits: {v!r} is not one of {', '.join(FILTERS)}")
-                self.filter_hits = str(v)
-            elif attribute == "loop":
-                self.loop = _as_bool(attribute, v)
-            elif attribute == "device":
-                self.device = None if str(v).lower() in ("none", "default") else v
+            self.generate_vels = v
+        elif attribute == "enable":
+            self.enable = v
+        elif attribute == "latency":
+            self.latency_ms = v
+        elif attribute == "lookahead":
+            self.lookahead_ms = v
+        elif attribute == "filter_hits":
+            self.filter_hits = v
+        elif attribute == "loop":
+            if self._take_open:
+                raise EngineError("attribute loop: stop first (it changes the take's length)")
+            self.loop = v
+        elif attribute == "countin":
+            self.countin = v
+        elif attribute == "device":
+            self.device = v
         if self.schedule is not None:
             self._apply_attributes(self.schedule)
-        self.status(f"{attribute} = {' '.join(str(v) for v in values)}")
+        self.status(f"{attribute} = {' '.join(str(x) for x in values)}")
 
     def _apply_attributes(self, sched: Schedule) -> None:
+        # single words the block reads at its next boundary
         sched.filter_hits = self.filter_hits
         sched.generate_vels = self.generate_vels
-        sched.use_model = self.enable and self.runtime is not None
+        sched.use_model = self.enable and self.runtime is not None and not self.worker._failed
 
-    def msg_start(self) -> None:
-        if self.score is None:
-            raise EngineError("no score: send 'read <score.mid>' first")
-        if self.playing:
-            self.msg_stop()
-        if self.enable and self.runtime is None:
-            try:
-                self.msg_load()
-            except RolypolyError as exc:
-                self.emit("error", f"start: {exc}; playing the score as written")
-        if self.renderer is None:
-            self.msg_kit(self.kit_path)
-        if self.listener is None:
-            self._make_listener()
-        self.renderer.reset()
-        self.listener.reset()
-        window = int(getattr(self.runtime, "window", feat.DEFAULT_WINDOW))
-        sched = Schedule(self.score, self.sr, loop=self.loop, window=window)
-        self._apply_attributes(sched)
-        self.schedule = sched
-        self.sample = 0
-        self._next_playhead = 0
-        self._hits, self._onsets = [], []
-        self._model_ms.clear()
-        self.tick_ms = []
-        cap = int(sched.length_samples + 5 * self.sr) if not self.loop else int(600 * self.sr)
-        self._input = np.zeros(cap, dtype=np.float32)
-        self._input_len = 0
-        self.take_settings = self._settings()
-        self.playing = True
-        if not self.offline:
-            self._worker = threading.Thread(target=self._work, name="rolypoly-model", daemon=True)
-            self._worker.start()
+    def _window(self) -> int:
+        return int(getattr(self.runtime, "window", feat.DEFAULT_WINDOW))
+
+    def start(self) -> None:
+        """Start a take of the score read; the first block after this plays its first sample."""
+        with self._lock:
+            if self.score is None:
+                raise EngineError("no score: send 'read <score.mid>' first")
+            if self._take_open:
+                self.stop()
+            if self.enable and self.runtime is None:
+                try:
+                    self.load()
+                except RolypolyError as exc:
+                    self.emit("error", f"start: {exc}; playing the score as written")
+            self._ensure_stage()
+            if self.listener is None:
+                self._make_listener()
+            self.listener.reset()
+            sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
+            self._apply_attributes(sched)
+            countin = self._countin_samples()
+            sched.tc[blk.SAMPLE] = -countin
+            if countin:
+                self._queue_clicks(sched, countin)
+            self.worker.reset(sched)
+            self.take_settings = self._settings()
+            writer = self._open_writer()
+            self.reader.begin(sched, self.listener, writer)
+            # the rows due before the worker's first tick are predicted now, not played late
+            self.schedule = sched
+            self._tick(sched.sample + self.block_frames + self.worker.lookahead_ms() * self.sr / 1000.0)
+            self._take_open = True
+            self.stage.publish(sched)
+            # a real-time driver runs the block itself: the worker and the reader get threads
+            self._threaded = not self.offline or self.driver is not None
+            if self._threaded:
+                self._start_outlets()
+                self.reader.start_thread()
+                self._worker_stop.clear()
+                self._worker_thread = threading.Thread(target=self.worker.run, args=(sched, self._worker_stop),
+                                                       name="rolypoly-model", daemon=True)
+                self._worker_thread.start()
         self.status("start")
 
-    def msg_stop(self) -> None:
-        if not self.playing and self.schedule is None:
-            self.status("stop (nothing playing)")
-            return
-        was = self.playing
-        self.playing = False
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=5)
-        self._worker = None
-        self.pump()
-        if was or self.schedule is not None:
-            self._save_take()
-        self.schedule = None
+    def _countin_samples(self) -> int:
+        if not self.countin:
+            return 0
+        return int(round(self.countin * float(self.score.bar_ms[0]) * self.sr / 1000.0))
 
-    def msg_write(self, path=None) -> None:
+    def _queue_clicks(self, sched: Schedule, countin: int) -> None:
+        # the count-in's clicks go straight into the take's pending hits before it is handed over
+        beats = int(round(self.countin * float(self.score.tsig[0]) * 4)) if self.score.tsig[0] < 4 else \
+            int(self.countin * 4)
+        beats = max(1, beats)
+        per = countin / beats
+        per_bar = max(1, beats // self.countin)
+        for b in range(beats):
+            p = sched.n_pending
+            sched.pend[p] = (int(round(-countin + b * per)), COUNTIN_DRUM,
+                             COUNTIN_VEL[0] if b % per_bar == 0 else COUNTIN_VEL[1], -1)
+            sched.tc[blk.N_PEND] = p + 1
+
+    def stop(self) -> None:
+        """Stop the take (saving it); the drums' tails ring on."""
+        with self._lock:
+            if not self._take_open:
+                self.status("stop (nothing playing)")
+                return
+            sched = self.schedule
+            self.stage.retire()
+            if self.driver is not None and getattr(self.driver, "running", False):
+                deadline = time.monotonic() + 0.5
+                while not self.stage.acknowledged() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            self._worker_stop.set()
+            if self._worker_thread is not None and self._worker_thread is not threading.current_thread():
+                self._worker_thread.join(timeout=2)
+                if self._worker_thread.is_alive():
+                    self.emit("error", "model worker did not stop within 2 s (a hung tick); the take is saved anyway")
+            self._worker_thread = None
+            if self._threaded:
+                self.reader.stop_thread()
+            writer = self.reader.end()
+            self._take_open = False
+            self._save_take(sched, writer)
+            self.schedule = None
+        self.flush_outlets()
+
+    def flush_outlets(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most ``timeout_s``) until every queued outlet event has been delivered."""
+        if self._outlet_thread is None or self._outlet_thread is threading.current_thread():
+            self.pump()
+            return
+        deadline = time.monotonic() + timeout_s
+        while self.events.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def write(self, path=None) -> None:
+        """Copy the last take's performance MIDI to ``path`` (a ``.mid``)."""
         if self.last_take is None:
             raise EngineError("nothing to write yet: play a take first")
         src = self.last_take / "performance.mid"
@@ -320,30 +593,40 @@ class Rolypoly:
         dest = Path(str(path))
         if dest.suffix.lower() not in (".mid", ".midi"):
             raise EngineError(f"write: {dest} must end in .mid")
+        from rolypoly.io import atomic_path
         import shutil
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
         self.status(f"wrote {dest}")
 
-    def msg_train(self, *weights) -> None:
+    def train(self, *weights) -> None:
+        """Finetune on the last take (in a thread in real time); the new model is loaded when done."""
         from rolypoly.learn.finetune import parse_weights, train_after_take
         if self.last_take is None:
             raise EngineError("train: no take yet (play one first)")
         if self._train_thread is not None and self._train_thread.is_alive():
             raise EngineError("train: a finetune is already running")
         w = parse_weights(weights, self.cfg.finetune)
+        take = self.last_take
 
         def job():
             try:
-                version = train_after_take(self.cfg, self.last_take, base_model=self.model_path, weights=w,
+                version = train_after_take(self.cfg, take, base_model=self.model_path, weights=w,
                                            on_progress=lambda text: self.status(text))
-                self.msg_load(str(version.torchscript))
+                from rolypoly.model.export import load_runtime
+                rt = load_runtime(str(version.torchscript))
+                with self._lock:  # swapped between takes only: a running take keeps its model
+                    while self._take_open and not self.offline:
+                        self._lock.release()
+                        time.sleep(0.05)
+                        self._lock.acquire()
+                    self.runtime, self.model_path = rt, str(version.torchscript)
                 self.status(f"trained: new model version {version.path}")
             except RolypolyError as exc:
                 self.emit("error", f"train: {exc}")
             except Exception as exc:
                 self.emit("error", f"train: internal error {type(exc).__name__}: {exc}")
-            if not self.playing:
+            if self._outlet_thread is None:
                 self.pump()
 
         if self.offline:
@@ -357,12 +640,13 @@ class Rolypoly:
             self._train_thread.join(timeout)
         self.pump()
 
-    def msg_introspect(self, src=None, *dsts) -> None:
+    def introspect(self, src=None, *dsts) -> None:
+        """Rewrite the target drums' parts from the source drum's (pattern corpus)."""
         if self.score is None:
             raise EngineError("introspect: no score loaded")
         if src is None or not dsts:
             raise EngineError("introspect needs a source drum and one or more target drums, e.g. introspect kick snare")
-        if self.playing:
+        if self._take_open:
             raise EngineError("introspect: stop first (the score cannot change under a running take)")
         from rolypoly.patterns.introspect import PatternTable, generate_for_score
         from rolypoly.score.drums import drum_index
@@ -377,13 +661,76 @@ class Rolypoly:
         self.schedule = None
         self.status(f"introspect: new {', '.join(str(d) for d in dsts)} part from {src}; send start to play it")
 
-    def msg_soundcheck(self, seconds=4.0, instrument=None) -> None:
-        seconds = _as_float("soundcheck seconds", seconds, 0.5, 60.0)
+    def soundcheck(self, seconds=4.0, instrument=None) -> None:
+        """Listen for ``seconds`` between takes and fit the listener to the instrument."""
+        seconds = as_float("soundcheck seconds", seconds, 0.5, 60.0)
+        if self._take_open:
+            raise EngineError("soundcheck: stop the take first (a sound check during a take would re-date its onsets)")
+        self._ensure_stage()
         self._soundcheck = {"need": int(seconds * self.sr), "buf": np.zeros(int(seconds * self.sr), np.float32),
                             "n": 0, "instrument": str(instrument or self.cfg.listen.instrument)}
+        if self.driver is not None:
+            self._start_outlets()
+            self.reader.start_thread()
         self.status(f"soundcheck: play for {seconds:g} s")
 
-    # -- internals ---------------------------------------------------------------------------
+    # old message-method names (msg_<name>) for code written against them
+    def __getattr__(self, name):
+        if name.startswith("msg_") and name[4:] in MESSAGES:
+            return getattr(self, name[4:])
+        raise AttributeError(name)
+
+    # -- the audio side, driven from Python (offline and clock-only drivers) -------------------------
+    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
+        """One block from Python: ``inp`` (B,) in, ``out`` (B, 2) filled (the compiled block, as the JACK callback runs it).
+
+        Offline, the model ticks before the block and the reader runs after it, inline,
+        so the output is deterministic.
+        """
+        self._ensure_stage()
+        sched = self.schedule if self._take_open else None
+        if not self._threaded and sched is not None and not sched.done:
+            self._tick(sched.sample + out.shape[0] + self.worker.lookahead_ms() * self.sr / 1000.0)
+        self.stage.run(inp, out)
+        if not self._threaded or self.reader._thread is None:
+            self.reader.drain()
+
+    def _tick(self, horizon_sample: float) -> int:
+        """Predict every row due before the horizon (the worker's side)."""
+        sched = self.schedule
+        if sched is None:
+            return 0
+        return self.worker.tick(sched, horizon_sample)
+
+    def effective_lookahead_ms(self) -> float:
+        """The lookahead in use: fixed offline, grown from measured ticks in real time."""
+        return self.worker.lookahead_ms()
+
+    # -- sound check -----------------------------------------------------------------------------------
+    def _soundcheck_feed(self, data: np.ndarray) -> None:
+        sc = self._soundcheck
+        if sc is None:
+            return
+        n = min(len(data), sc["need"] - sc["n"])
+        sc["buf"][sc["n"]:sc["n"] + n] = data[:n]
+        sc["n"] += n
+        if sc["n"] >= sc["need"]:
+            self._soundcheck = None
+            self.emit("status", "soundcheck: analysing")
+            self._finish_soundcheck(sc)   # on the reader (or offline) thread, never the audio one
+
+    def _finish_soundcheck(self, sc) -> None:
+        from rolypoly.ears.listener import soundcheck
+        try:
+            settings = soundcheck(sc["buf"], self.sr, instrument=sc["instrument"])
+            if self._take_open:
+                raise EngineError("a take started during the analysis; its listener is kept")
+            self._make_listener(settings)
+            self.emit("status", f"soundcheck: {settings}")
+        except RolypolyError as exc:
+            self.emit("error", f"soundcheck: {exc}")
+
+    # -- internals ---------------------------------------------------------------------------------------
     def _make_listener(self, settings: dict | None = None) -> None:
         from rolypoly.ears.listener import Listener
         if settings:
@@ -396,148 +743,48 @@ class Rolypoly:
         return {"score": self.score_path, "sample_rate": self.sr, "block_frames": self.block_frames,
                 "enable": self.enable, "latency_ms": self.latency_ms, "lookahead_ms": self.lookahead_ms,
                 "filter_hits": self.filter_hits, "generate_vels": list(self.generate_vels), "loop": self.loop,
+                "countin_bars": self.countin, "countin_samples": self._countin_samples(),
                 "model": self.model_path if self.runtime is not None else None,
                 "model_version": getattr(self.runtime, "version", None),
+                "model_step": bool(getattr(self.runtime, "supports_step", False)),
                 "kit": str(self.kit_path), "listener": dict(getattr(self.listener, "settings", {}) or {}),
                 "offline": self.offline, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
-    def effective_lookahead_ms(self) -> float:
-        """The lookahead, grown when the model is slow (6 * recent tick time + 50 ms)."""
-        if not self._model_ms:
-            return self.lookahead_ms
-        return min(MAX_LOOKAHEAD_MS, max(self.lookahead_ms, 6.0 * max(self._model_ms) + 50.0))
-
-    def _tick(self, horizon_sample: float) -> int:
-        """Predict every row due before the horizon (model worker side)."""
-        sched = self.schedule
-        if sched is None:
-            return 0
-        n = 0
-        while sched.rows_wanted(horizon_sample):
-            if not sched.use_model:
-                sched.skip_prediction(sched.next_predict)
-                n += 1
-                continue
-            k, x = sched.next_window()
-            t0 = time.perf_counter()
-            try:
-                y = self.runtime.predict(x)
-            except Exception as exc:  # a failing model: play as written from here on
-                sched.use_model = False
-                self.emit("error", f"model failed, playing the score as written: {exc}")
-                continue
-            dt = 1000.0 * (time.perf_counter() - t0)
-            self._model_ms.append(dt)
-            self.tick_ms.append(dt)
-            sched.set_prediction(k, y[-1])
-            n += 1
-        return n
-
-    def _work(self) -> None:
-        while self.playing:
-            sched = self.schedule
-            if sched is None:
-                break
-            horizon = self.sample + self.effective_lookahead_ms() * self.sr / 1000.0
-            did = self._tick(horizon)
-            self.pump()
-            if not did:
-                time.sleep(0.002)
-        self.pump()
-
-    def _trigger(self, offset: int, drum: int, vel: int, k: int) -> None:
-        self.renderer.trigger(offset, drum, vel)
-        sched = self.schedule
-        s = k % sched.capacity
-        self.events.append(("hit", (self.sample + offset, drum, vel,
-                                    float(sched.real_off[s, drum] * sched.bar_samples[k % sched.N] * 1000.0 / self.sr))))
-
-    def process(self, inp: np.ndarray, out: np.ndarray) -> None:
-        """One audio block: listen to ``inp``, start due hits, render drums into ``out`` (B, 2).
-
-        This is the audio thread's whole job: no model calls, no locks, no file I/O.
-        """
-        out.fill(0.0)
-        if self._soundcheck is not None:
-            self._soundcheck_block(inp)
-        if not self.playing or self.schedule is None:
-            if self.renderer is not None:
-                self.renderer.process(out)
-            return
-        sched = self.schedule
-        B = out.shape[0]
-        b0 = self.sample
-        b1 = b0 + B
-        mono = inp if inp.ndim == 1 else inp[:, 0]
-        n = min(B, self._input.shape[0] - self._input_len)
-        if n > 0:
-            self._input[self._input_len:self._input_len + n] = mono[:n]
-            self._input_len += n
-        for t in self.listener.process(inp):
-            if self.latency_ms is not None:
-                t = t + self.listener.latency_s - self.latency_ms / 1000.0
-            k = sched.match_onset(t * self.sr)
-            if k >= 0:
-                s = k % sched.capacity
-                self.events.append(("onset", (float(sched.tau_g[s] * sched.bar_samples[k % sched.N] * 1000.0 / self.sr),
-                                              k, float(t))))
-        if self.offline:
-            self._tick(b1 + self.effective_lookahead_ms() * self.sr / 1000.0)
-        sched.commit_until(b1 + B)
-        sched.pop_due_hits(b0, b1, self._trigger)
-        self.renderer.process(out)
-        self.sample = b1
-        if b1 >= self._next_playhead:
-            self.events.append(("playhead", (1000.0 * b1 / self.sr,)))
-            self._next_playhead = b1 + int(PLAYHEAD_EVERY_MS * self.sr / 1000.0)
-        if sched.finished(b1):
-            self.playing = False
-            self.events.append(("status", ("end of score",)))
-
-    def _soundcheck_block(self, inp) -> None:
-        sc = self._soundcheck
-        mono = inp if inp.ndim == 1 else inp[:, 0]
-        n = min(len(mono), sc["need"] - sc["n"])
-        sc["buf"][sc["n"]:sc["n"] + n] = mono[:n]
-        sc["n"] += n
-        if sc["n"] >= sc["need"]:
-            self._soundcheck = None
-            self.events.append(("status", ("soundcheck: analysing",)))
-            if self.offline:
-                self._finish_soundcheck(sc)
-            else:  # analysis allocates and may take a moment: never on the audio thread
-                threading.Thread(target=self._finish_soundcheck, args=(sc,), daemon=True).start()
-
-    def _finish_soundcheck(self, sc) -> None:
-        from rolypoly.ears.listener import soundcheck
+    def _open_writer(self):
+        from rolypoly.live.recorder import TakeWriter, partial_dir
+        self._partial = partial_dir(self.cfg.takes_dir, time.strftime("%Y%m%d-%H%M%S"))
         try:
-            settings = soundcheck(sc["buf"], self.sr, instrument=sc["instrument"])
-            self._make_listener(settings)
-            self.emit("status", f"soundcheck: {settings}")
-        except RolypolyError as exc:
-            self.emit("error", f"soundcheck: {exc}")
+            return TakeWriter(self._partial, self.sr, fmt=str(self.cfg.engine.get("take_format", "wav")))
+        except Exception as exc:
+            self.emit("error", f"cannot stream the take to {self._partial}: {exc}; nothing of it will be saved")
+            self._partial = None
+            return None
 
-    # -- take record -------------------------------------------------------------------------
-    def take_rows(self) -> dict[str, np.ndarray]:
-        """Per-row record of the current take (rows committed so far)."""
-        sched = self.schedule
+    # -- take record -------------------------------------------------------------------------------------
+    def take_rows(self, sched: Schedule | None = None) -> dict[str, np.ndarray]:
+        """Per-row record of a take (rows committed so far)."""
+        sched = sched or self.schedule
         K = sched.next_commit
-        ks = np.arange(K)
+        if sched.loop:  # the slots hold the last `capacity` rows only
+            ks = np.arange(max(0, K - sched.capacity), K)
+        else:
+            ks = np.arange(K)
         slots = ks % sched.capacity
         idx = ks % sched.N
-        sc = self.score
-        return {"k": ks, "score_row": idx, "time_ms": np.array([sched.row_time(k) for k in ks]) * 1000.0 / self.sr,
+        sc = sched.score
+        times = sched.row_samples[idx] + (ks // sched.N) * sched.length_samples
+        return {"k": ks, "score_row": idx, "time_ms": times * 1000.0 / self.sr,
                 "pred": sched.pred[slots].copy(), "real_vel": sched.real_vel[slots].copy(),
                 "real_off": sched.real_off[slots].copy(), "tau_g": sched.tau_g[slots].copy(),
-                "has_onset": sched.has_onset[slots].copy(), "late": sched.late[slots].copy(),
+                "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
                 "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
                 "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()}
 
-    def performance_score(self):
+    def performance_score(self, sched: Schedule | None = None):
         """The drums as played, as a Score (realised velocities and offsets)."""
-        sched = self.schedule
+        sched = sched or self.schedule
         K = min(sched.next_commit, sched.N)
-        perf = self.score.copy()
+        perf = sched.score.copy()
         perf.vel = np.zeros_like(perf.vel)
         perf.off = np.zeros_like(perf.off)
         slots = np.arange(K) % sched.capacity
@@ -545,29 +792,37 @@ class Rolypoly:
         perf.off[:K] = sched.real_off[slots]
         return perf
 
-    def _save_take(self) -> None:
-        from rolypoly.live.takes import save_take
-        sched = self.schedule
-        if sched is None:
-            return
-        rows = self.take_rows()
+    def _save_take(self, sched: Schedule, writer) -> None:
+        from rolypoly.live.takes import finish_take, save_take
+        tick = self.worker.tick_ms
         settings = dict(self.take_settings)
         settings.update({"rows_played": int(sched.next_commit), "late_rows": int(sched.late_rows),
-                         "dropped_hits": int(sched.dropped_hits), "onsets": len(self._onsets),
-                         "hits": len(self._hits), "samples": int(self.sample),
+                         "dropped_hits": int(sched.dropped_hits), "onsets": len(self.reader.onsets),
+                         "hits": len(self.reader.hits), "samples": int(max(sched.sample, 0)),
                          "lookahead_effective_ms": self.effective_lookahead_ms(),
                          "listener": dict(getattr(self.listener, "settings", {}) or {}),
-                         "tick_ms_p50": float(np.percentile(self.tick_ms, 50)) if self.tick_ms else None,
-                         "tick_ms_p99": float(np.percentile(self.tick_ms, 99)) if self.tick_ms else None})
+                         "outlets_dropped": int(self.outlets_dropped),
+                         "input_dropped_samples": int(self.stage.ctl[blk.IN_DROPPED]),
+                         "tick_ms_p50": float(np.percentile(tick, 50)) if tick else None,
+                         "tick_ms_p99": float(np.percentile(tick, 99)) if tick else None})
         try:
-            midi = self.performance_score().to_midi()
+            midi = self.performance_score(sched).to_midi()
         except Exception:
             midi = None
+        rows = self.take_rows(sched)
         try:
-            self.last_take = save_take(self.cfg.takes_dir, settings, rows, self._onsets, self._hits,
-                                       self._input[:self._input_len], self.sr, self.score_path, midi)
-            self.status(f"take saved: {self.last_take} ({sched.next_commit} rows, {len(self._onsets)} onsets, "
+            if writer is not None:
+                writer.close()
+                if writer.error:
+                    self.emit("error", f"the take's audio could not be written completely: {writer.error}")
+                self.last_take = finish_take(writer.folder, self.cfg.takes_dir, settings, rows, self.reader.onsets,
+                                             self.reader.hits, self.score_path, midi)
+            else:
+                self.last_take = save_take(self.cfg.takes_dir, settings, rows, self.reader.onsets, self.reader.hits,
+                                           None, self.sr, self.score_path, midi)
+            self.status(f"take saved: {self.last_take} ({sched.next_commit} rows, {len(self.reader.onsets)} onsets, "
                         f"{sched.late_rows} late)")
         except OSError as exc:
             self.emit("error", f"could not save the take: {exc}")
-        self.pump()
+        if self._outlet_thread is None:
+            self.pump()

@@ -1,19 +1,22 @@
-"""The take's timeline: lookahead ticks, committing rows to hits, onset matching.
+"""The take's timeline: rows, who fixes them when, and onset matching.
 
 Rows are numbered ``k = 0, 1, 2, ...`` through the take; with ``loop`` the score
 repeats, so row ``k`` is score row ``k % N`` in iteration ``k // N``.  Per-row state
-lives in preallocated slot arrays (``k % capacity``), so nothing here allocates on the
-audio path except tiny Python scalars.
+lives in preallocated slot arrays (``k % capacity``) that the compiled block
+(:mod:`rolypoly.live.block`) reads and writes without Python.
 
-Three actors touch a schedule:
+Three actors touch a schedule, each owning its own fields:
 
-* the model worker (:meth:`Schedule.next_window` / :meth:`Schedule.set_prediction`)
-  predicts rows in order, up to the lookahead horizon;
-* the audio thread (:meth:`Schedule.commit_until` / :meth:`Schedule.pop_due_hits`)
-  fixes each row a block before its earliest possible hit — with the model's
-  prediction when it is ready, as written otherwise (counted as late) — and starts
-  hits at their exact sample;
-* the listener's onsets (:meth:`Schedule.match_onset`) set ``tau_g`` on the nearest row.
+* the model worker (:meth:`Schedule.next_window` / :meth:`Schedule.set_prediction`,
+  field ``next_predict``, arrays ``pred`` and ``ready``) predicts rows in order, up to
+  the lookahead horizon;
+* the audio side (:func:`rolypoly.live.block.commit_rows`; counters in ``tc``, arrays
+  ``committed``, ``late``, ``real_vel``, ``real_off``, ``pend``) fixes each row a block
+  before its earliest possible hit, with the model's prediction when the worker has
+  published it, as written otherwise (counted as late), and starts hits at their
+  exact sample;
+* the reader thread's onsets (:meth:`Schedule.match_onset`; ``has_onset``, ``tau_g``,
+  ``onset_sample``) date the musician on the nearest row.
 
 A row's realised offsets and ``tau_g`` feed the decoder of later ticks.
 """
@@ -23,11 +26,12 @@ import math
 
 import numpy as np
 
+from rolypoly.live import block as blk
 from rolypoly.score import features as feat
 from rolypoly.score.drums import N_DRUMS
 
-MAX_PENDING = 512
-FILTERS = ("score_notes", "score_notes_and_vels", "none")
+MAX_PENDING = blk.MAX_PENDING
+FILTERS = tuple(blk.FILTER_CODES)
 
 
 class Schedule:
@@ -38,36 +42,97 @@ class Schedule:
         self.score, self.sr, self.loop, self.window = score, int(sr), bool(loop), int(window)
         self.N = N
         self.capacity = 2 * N if loop else N
-        self.row_samples = score.times_ms * (sr / 1000.0)
-        self.bar_samples = score.bar_ms * (sr / 1000.0)
-        self.length_samples = max(score.length_ms * sr / 1000.0, self.row_samples[-1] + 1.0)
+        self.row_samples = np.ascontiguousarray(score.times_ms * (sr / 1000.0), dtype=np.float64)
+        self.bar_samples = np.ascontiguousarray(score.bar_ms * (sr / 1000.0), dtype=np.float64)
+        self.length_samples = float(max(score.length_ms * sr / 1000.0, self.row_samples[-1] + 1.0))
         # earliest possible hit of a row: the offset clip (+-0.04 bar) before it
-        self.max_early = feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples
+        self.max_early = np.ascontiguousarray(feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples, dtype=np.float64)
+        self.score_vel = np.ascontiguousarray(score.vel, dtype=np.int16)
+        self.consts = np.array([feat.OFF_CLIP, feat.OFF_SCALE], np.float64)
         self.x_static = feat.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
-                                      np.zeros(N))
+                                         np.zeros(N)).astype(np.float32)
         C = self.capacity
+        # worker
         self.pred = np.zeros((C, feat.N_OUT), dtype=np.float32)
-        self.ready = np.zeros(C, dtype=bool)
-        self.committed = np.zeros(C, dtype=bool)
-        self.late = np.zeros(C, dtype=bool)
+        self.ready = np.zeros(C, dtype=np.int64)        # k + 1 once row k's prediction is in pred
+        self.next_predict = 0
+        # audio side
+        self.committed = np.zeros(C, dtype=np.int64)    # k + 1 once row k is fixed
+        self.late = np.zeros(C, dtype=np.int8)
         self.real_vel = np.zeros((C, N_DRUMS), dtype=np.int16)
-        self.real_off = np.zeros((C, N_DRUMS))
+        self.real_off = np.zeros((C, N_DRUMS), dtype=np.float64)
+        self.pend = np.zeros((MAX_PENDING, 4), dtype=np.int64)
+        self.tc = np.zeros(blk.N_TC, dtype=np.int64)
+        self.tf = np.zeros(blk.N_TF, dtype=np.float64)
+        self.tc[blk.N_ROWS], self.tc[blk.CAPACITY], self.tc[blk.LOOP] = N, C, int(self.loop)
+        self.tc[blk.USE_MODEL] = 1
+        self.tf[blk.LENGTH] = self.length_samples
+        self.tf[blk.SR] = self.sr
+        self.tf[blk.FADE_SAMPLES] = 1.0
+        # reader thread
         self.tau_g = np.zeros(C)
         self.has_onset = np.zeros(C, dtype=bool)
         self.onset_sample = np.zeros(C)
+        self.onset_k = np.zeros(C, dtype=np.int64)     # k + 1 once row k has its onset
         self._x = np.zeros((window, feat.N_IN), dtype=np.float32)
-        self.pend_s = np.zeros(MAX_PENDING, dtype=np.int64)
-        self.pend_d = np.zeros(MAX_PENDING, dtype=np.int64)
-        self.pend_v = np.zeros(MAX_PENDING, dtype=np.int64)
-        self.pend_k = np.zeros(MAX_PENDING, dtype=np.int64)
-        self.n_pending = 0
-        self.next_predict = 0
-        self.next_commit = 0
-        self.late_rows = 0
-        self.dropped_hits = 0
         self.filter_hits = "score_notes"
         self.generate_vels = (0.1, 1.0)
-        self.use_model = True
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays the block reads and writes, in :data:`rolypoly.live.block.TAKE_ARRAYS` order."""
+        return [self.row_samples, self.bar_samples, self.max_early, self.score_vel, self.consts, self.pred,
+                self.ready, self.committed, self.late, self.real_vel, self.real_off, self.pend, self.tc, self.tf]
+
+    # -- commands (one word each, read by the block at its start) ------------------------------
+    @property
+    def filter_hits(self) -> str:
+        return FILTERS[int(self.tc[blk.FILTER])]
+
+    @filter_hits.setter
+    def filter_hits(self, mode: str) -> None:
+        self.tc[blk.FILTER] = blk.FILTER_CODES[mode]
+
+    @property
+    def generate_vels(self) -> tuple[float, float]:
+        return float(self.tf[blk.GEN_LO]), float(self.tf[blk.GEN_HI])
+
+    @generate_vels.setter
+    def generate_vels(self, lo_hi) -> None:
+        self.tf[blk.GEN_LO], self.tf[blk.GEN_HI] = float(lo_hi[0]), float(lo_hi[1])
+
+    @property
+    def use_model(self) -> bool:
+        return bool(self.tc[blk.USE_MODEL])
+
+    @use_model.setter
+    def use_model(self, on: bool) -> None:
+        self.tc[blk.USE_MODEL] = int(bool(on))
+
+    # -- what the audio side reports ------------------------------------------------------------
+    @property
+    def next_commit(self) -> int:
+        return int(self.tc[blk.NEXT_COMMIT])
+
+    @property
+    def late_rows(self) -> int:
+        return int(self.tc[blk.LATE_ROWS])
+
+    @property
+    def dropped_hits(self) -> int:
+        return int(self.tc[blk.DROPPED_HITS])
+
+    @property
+    def n_pending(self) -> int:
+        return int(self.tc[blk.N_PEND])
+
+    @property
+    def sample(self) -> int:
+        """The first sample of the next block, in take time."""
+        return int(self.tc[blk.SAMPLE])
+
+    @property
+    def done(self) -> bool:
+        return bool(self.tc[blk.FINISHED])
 
     # -- time ------------------------------------------------------------------------
     @property
@@ -77,11 +142,11 @@ class Schedule:
     def row_time(self, k: int) -> float:
         """Nominal time of row ``k`` in samples from the take's start."""
         i, it = k % self.N, k // self.N
-        return self.row_samples[i] + it * self.length_samples
+        return float(self.row_samples[i] + it * self.length_samples)
 
     def commit_time(self, k: int) -> float:
         """When row ``k`` must be fixed: its earliest possible hit."""
-        return self.row_time(k) - self.max_early[k % self.N]
+        return self.row_time(k) - float(self.max_early[k % self.N])
 
     def finished(self, sample: float) -> bool:
         """All rows committed and their hits started, and the score's last bar is over."""
@@ -89,11 +154,34 @@ class Schedule:
             return False
         return self.next_commit >= self.N and self.n_pending == 0 and sample >= self.length_samples
 
+    def is_committed(self, k: int) -> bool:
+        return int(self.committed[k % self.capacity]) == k + 1
+
     # -- model side --------------------------------------------------------------------
     def rows_wanted(self, horizon_sample: float) -> bool:
         """Is there a row whose prediction is due before ``horizon_sample``?"""
         k = self.next_predict
         return k < self.total_rows and self.commit_time(k) < horizon_sample
+
+    def skip_played(self) -> int:
+        """Move ``next_predict`` past rows the audio side already fixed (they played as written)."""
+        nc = self.next_commit
+        skipped = max(0, nc - self.next_predict)
+        if skipped:
+            self.next_predict = nc
+        return skipped
+
+    def history_row(self, j: int, k: int, out: np.ndarray) -> None:
+        """Row ``j``'s model input as seen when predicting row ``k`` (into ``out``)."""
+        out[:] = self.x_static[j % self.N]
+        if j < k:
+            s = j % self.capacity
+            if self.is_committed(j):  # what was played: zero for drums that did not sound
+                out[feat.OFF] = feat.scale_off(self.real_off[s])
+            else:  # predicted, not yet played: only the drums the row will play, as in training
+                pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
+                out[feat.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
+            out[feat.TAU_G] = feat.scale_off(self.tau_g[s]) if self.onset_k[s] == j + 1 else 0.0
 
     def next_window(self) -> tuple[int, np.ndarray]:
         """The row to predict next and its model input window ``(T, 22)`` (a view; copy to keep).
@@ -102,122 +190,42 @@ class Schedule:
         (rows predicted but not yet played), and the musician's tau_g where matched.
         """
         k = self.next_predict
-        if self.loop and k >= self.capacity:
-            self._recycle(k)
         start = max(0, k - self.window + 1)
         T = k - start + 1
         x = self._x[:T]
         for t, j in enumerate(range(start, k + 1)):
-            x[t] = self.x_static[j % self.N]
-            if j < k:
-                s = j % self.capacity
-                if self.committed[s]:  # what was played: zero for drums that did not sound
-                    x[t, feat.OFF] = feat.scale_off(self.real_off[s])
-                else:  # predicted, not yet played: only the drums the row will play, as in training
-                    pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
-                    x[t, feat.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
-                x[t, feat.TAU_G] = feat.scale_off(self.tau_g[s]) if self.has_onset[s] else 0.0
+            self.history_row(j, k, x[t])
         return k, x
 
-    def _recycle(self, k: int) -> None:
-        s = k % self.capacity
-        self.ready[s] = self.committed[s] = self.late[s] = self.has_onset[s] = False
-        self.tau_g[s] = 0.0
-
     def set_prediction(self, k: int, y_row: np.ndarray) -> None:
-        """Store the model's output row for row ``k`` (ignored if the row was already committed)."""
-        s = k % self.capacity
+        """Publish the model's output row for row ``k`` (the audio side ignores it once the row is fixed)."""
         if k != self.next_predict:
             return
         self.next_predict = k + 1
         if k < self.next_commit:  # too late: it already played as written
             return
+        s = k % self.capacity
         self.pred[s] = y_row
-        self.ready[s] = True
+        self.ready[s] = k + 1   # after the data: the block reads ready, then pred
 
     def skip_prediction(self, k: int) -> None:
         """Mark row ``k`` as handled without a model (plays as written)."""
         if k == self.next_predict:
             self.next_predict = k + 1
 
-    # -- audio side --------------------------------------------------------------------
+    # -- audio side (for drivers and tests that run it from Python) -----------------------------
     def commit_until(self, sample_end: float) -> int:
         """Fix every row whose earliest hit falls before ``sample_end``; queue its hits.
 
         Returns the number of rows committed.  A row whose prediction is not ready
         plays as written (score velocity, zero offset) and is counted in ``late_rows``.
         """
-        n = 0
-        while self.next_commit < self.total_rows and self.commit_time(self.next_commit) < sample_end:
-            k = self.next_commit
-            s = k % self.capacity
-            i = k % self.N
-            if self.loop and k >= self.capacity and self.next_predict <= k:
-                self._recycle(k)
-            vel_score = self.score.vel[i]
-            t0 = self.row_time(k)
-            bar = self.bar_samples[i]
-            use_pred = self.use_model and self.ready[s] and k < self.next_predict
-            if self.use_model and not use_pred:
-                self.late[s] = True
-                self.late_rows += 1
-                if self.next_predict <= k:  # the model will not need to predict this one any more
-                    self.next_predict = k + 1
-            for d in range(N_DRUMS):
-                v = int(vel_score[d])
-                off = 0.0
-                if use_pred:
-                    pv = float(self.pred[s, d]) * feat.VEL_SCALE
-                    off = max(-feat.OFF_CLIP, min(feat.OFF_CLIP, float(self.pred[s, 9 + d]))) * feat.OFF_SCALE
-                    if self.filter_hits == "score_notes":
-                        v = int(round(min(127.0, max(1.0, pv)))) if v > 0 else 0
-                    elif self.filter_hits == "none":
-                        lo, hi = self.generate_vels
-                        v = int(round(min(hi * 127.0, max(1.0, pv)))) if pv >= lo * 127.0 else 0
-                if v <= 0:
-                    self.real_vel[s, d] = 0
-                    self.real_off[s, d] = 0.0
-                    continue
-                self.real_vel[s, d] = v
-                self.real_off[s, d] = off
-                at = int(round(t0 + off * bar))
-                if at < 0:
-                    at = 0
-                if self.n_pending < MAX_PENDING:
-                    p = self.n_pending
-                    self.pend_s[p], self.pend_d[p], self.pend_v[p], self.pend_k[p] = at, d, v, k
-                    self.n_pending = p + 1
-                else:
-                    self.dropped_hits += 1
-            self.committed[s] = True
-            self.next_commit = k + 1
-            n += 1
-        return n
-
-    def pop_due_hits(self, block_start: int, block_end: int, sink) -> int:
-        """Call ``sink(sample_offset_in_block, drum, velocity, k)`` for hits in ``[block_start, block_end)``.
-
-        Hits are removed from the pending list; a hit already in the past (only possible
-        after a stall) starts at the block's first sample.
-        """
-        n = 0
-        p = 0
-        while p < self.n_pending:
-            at = self.pend_s[p]
-            if at < block_end:
-                sink(max(0, int(at - block_start)), int(self.pend_d[p]), int(self.pend_v[p]), int(self.pend_k[p]))
-                last = self.n_pending - 1
-                self.pend_s[p], self.pend_d[p] = self.pend_s[last], self.pend_d[last]
-                self.pend_v[p], self.pend_k[p] = self.pend_v[last], self.pend_k[last]
-                self.n_pending = last
-                n += 1
-            else:
-                p += 1
-        return n
+        return int(blk.commit_rows(float(sample_end), *self.arrays()[:4], float(self.consts[0]),
+                                   float(self.consts[1]), *self.arrays()[5:]))
 
     # -- listening ---------------------------------------------------------------------
     def match_onset(self, onset_sample: float) -> int:
-        """Match an onset to the nearest row (within half a row's spacing); returns the row or -1.
+        """Match an onset to the nearest row; returns the row or -1.
 
         It counts if ``|onset - row| < gap/3`` where gap is the distance to the
         neighbouring row on the onset's side; one onset per row (the first wins).
@@ -248,8 +256,9 @@ class Schedule:
         if nb is not None and not abs(onset_sample - t) < abs(nb - t) / 3.0:
             return -1
         s = k % self.capacity
-        if self.has_onset[s]:
+        if self.onset_k[s] == k + 1:
             return -1
+        self.onset_k[s] = k + 1
         self.has_onset[s] = True
         self.onset_sample[s] = onset_sample
         self.tau_g[s] = (onset_sample - t) / self.bar_samples[k % self.N]

@@ -4,15 +4,17 @@ A take lives in ``takes/<timestamp>/``::
 
     settings.json   attributes, listener settings, sample rate, model version, counts
     score.mid       the score that was played (a copy of the file)
-    input.wav       the musician's input as heard (mono, float)
+    input.wav       the musician's input as heard (mono, float), streamed during the take
+    drums.wav       the drums as they left the audio callback (stereo, float), streamed too
     onsets.json     every detected onset: time, matched row, tau
     rows.npz        per played row: score row, nominal time, prediction, realised
                     velocities and offsets, tau_g, onset flag, late flag
     hits.json       every drum hit that sounded: sample, drum, velocity, offset
     performance.mid the drums as played
 
-The folder is written under a temporary name and renamed into place, so a take is
-either complete or absent.
+The folder is written under a hidden name (the audio while the take plays) and renamed
+into place at stop, so a take is either complete or absent; after a crash the hidden
+``.partial-*`` folder still holds the audio written so far.
 
 Examples
 --------
@@ -88,6 +90,28 @@ def save_take(root: str | os.PathLike, settings: dict, rows: dict, onsets: list,
             shutil.copyfile(score_path, tmp / "score.mid")
         if performance_midi is not None:
             performance_midi.save(str(tmp / "performance.mid"))
+    return final
+
+
+def finish_take(folder: Path, root: str | os.PathLike, settings: dict, rows: dict, onsets: list, hits: list,
+                score_path: str | None, performance_midi=None) -> Path:
+    """Complete a take streamed into ``folder`` (its audio already there) and rename it into ``root``.
+
+    The rename is the commit: until it happens the folder is hidden, and a crash
+    before it leaves the audio written so far readable in ``folder``.
+    """
+    root = Path(root)
+    final = new_take_dir(root)
+    folder = Path(folder)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1, default=_json_default))
+    np.savez(folder / "rows.npz", **{k: np.asarray(v) for k, v in rows.items()})
+    (folder / "onsets.json").write_text(json.dumps(onsets, default=_json_default))
+    (folder / "hits.json").write_text(json.dumps(hits, default=_json_default))
+    if score_path and Path(score_path).is_file():
+        shutil.copyfile(score_path, folder / "score.mid")
+    if performance_midi is not None:
+        performance_midi.save(str(folder / "performance.mid"))
+    os.replace(folder, final)
     return final
 
 

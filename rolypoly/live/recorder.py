@@ -1,0 +1,235 @@
+"""The recorder: everything that comes back from the audio side, heard, dated and written down.
+
+One reader (a thread in real time, inline after each block offline) is the only
+consumer of the block's three rings (:mod:`rolypoly.live.block`):
+
+* the *input ring* feeds the sound check (between takes) or the take's listener,
+  whose onsets are dated in take samples and matched to rows, and the take's
+  ``input.wav``;
+* the *drum ring* feeds the take's ``drums.wav``;
+* the *hit ring* becomes the take's hit list and the ``hit`` outlet.
+
+Audio is streamed to disk while the take runs (:class:`TakeWriter`), in a hidden
+folder under ``takes_dir`` whose WAV headers are brought up to date every second: a
+crash leaves the part written so far readable, and memory stays bounded however long
+the take.  :func:`rolypoly.live.takes.finish_take` turns the folder into a take.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly.live import block as blk
+
+SFC_UPDATE_HEADER_NOW = 0x1060   # libsndfile: rewrite the header to the data written so far
+HEADER_EVERY_S = 1.0
+PLAYHEAD_EVERY_MS = 50.0
+
+
+class TakeWriter:
+    """Stream a take's input (mono) and drums (stereo) into ``folder`` (see module docs)."""
+
+    def __init__(self, folder: Path, sr: int, fmt: str = "wav"):
+        import soundfile as sf
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ext, subtype = ("flac", "PCM_24") if fmt == "flac" else ("wav", "FLOAT")
+        self.input = sf.SoundFile(str(self.folder / f"input.{ext}"), "w", sr, 1, subtype=subtype)
+        self.drums = sf.SoundFile(str(self.folder / f"drums.{ext}"), "w", sr, 2, subtype=subtype)
+        self.frames_in = 0
+        self.frames_drums = 0
+        self._last_header = time.monotonic()
+        self.error: str | None = None
+
+    def write(self, inp: np.ndarray | None, drums: np.ndarray | None) -> None:
+        if self.error:
+            return
+        try:
+            if inp is not None and len(inp):
+                self.input.write(inp)
+                self.frames_in += len(inp)
+            if drums is not None and len(drums):
+                self.drums.write(drums)
+                self.frames_drums += len(drums)
+            now = time.monotonic()
+            if now - self._last_header >= HEADER_EVERY_S:
+                self._last_header = now
+                self.sync()
+        except Exception as exc:  # a full disk: the take goes on, the writing stops, the user is told
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def sync(self) -> None:
+        """Make what was written so far readable by others (headers, then the OS)."""
+        for f in (self.input, self.drums):
+            try:
+                f._check_if_closed()
+                from soundfile import _snd
+                _snd.sf_command(f._file, SFC_UPDATE_HEADER_NOW, _snd_null(), 0)
+                f.flush()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        for f in (self.input, self.drums):
+            try:
+                f.close()
+            except Exception:
+                pass
+
+
+def _snd_null():
+    from soundfile import _ffi
+    return _ffi.NULL
+
+
+class Reader:
+    """The one consumer of the stage's rings (see module docs)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.stage = None
+        self.gen = 0
+        self.take = None           # the schedule being heard
+        self.take_start = 0        # its first sample's take time (negative with a count-in)
+        self.heard = 0             # input samples of the take given to its listener
+        self.writer: TakeWriter | None = None
+        self.hits: list[dict] = []
+        self.onsets: list[dict] = []
+        self.listener = None
+        self.dropped_reported = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.lock = threading.Lock()   # drain() from the thread and from stop(): one at a time
+
+    # -- set up by the engine between takes ----------------------------------------------------------
+    def begin(self, sched, listener, writer: TakeWriter | None) -> None:
+        with self.lock:
+            self.take, self.listener, self.writer = sched, listener, writer
+            self.hits, self.onsets = [], []
+            self.heard = 0
+            self.pending_take = True
+            self.next_playhead = -10**12
+            self.end_said = False
+
+    def end(self) -> TakeWriter | None:
+        with self.lock:
+            self._drain()
+            w, self.writer, self.take = self.writer, None, None
+            return w
+
+    # -- the thread ------------------------------------------------------------------------------------
+    def start_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="rolypoly-reader", daemon=True)
+        self._thread.start()
+
+    def stop_thread(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.004):
+            try:
+                self.drain()
+            except Exception as exc:  # the reader must outlive a bug in what it feeds
+                self.engine.emit("error", f"reader: internal error {type(exc).__name__}: {exc}")
+
+    def drain(self) -> None:
+        with self.lock:
+            self._drain()
+
+    def _drain(self) -> None:
+        stage = self.engine.stage
+        if stage is None:
+            return
+        ctl = stage.ctl
+        # the write index first: a take that started within what we read has already published itself
+        w = int(stage.in_idx[blk.W])
+        gen = int(ctl[blk.TAKE_GEN])
+        pos = int(ctl[blk.TAKE_RING_POS])
+        r = int(stage.in_idx[blk.R])
+        data = blk.ring_read(stage.in_ring, stage.in_idx, max_items=w - r)
+        drums = stage.read_drums()
+        hits = stage.read_hits()
+        if gen != self.gen and self.take is not None and getattr(self, "pending_take", False):
+            # the take began at ring position pos: what came before belongs to the time between takes
+            cut = min(max(pos - r, 0), len(data))
+            self._between_takes(data[:cut])
+            data = data[cut:]
+            self.gen = gen
+            self.pending_take = False
+            self.take_start = int(ctl[blk.TAKE_START_SAMPLE])
+            if self.listener is not None:
+                self.listener.reset()
+            drums = drums[-len(data):] if len(data) else drums[:0]
+        elif gen != self.gen:
+            self.gen = gen
+        if self.take is None or getattr(self, "pending_take", False):
+            self._between_takes(data)
+        else:
+            self._hear(data)
+            if self.writer is not None:
+                self.writer.write(data, drums)
+        for h in hits:
+            self._hit(h)
+        sched = self.take
+        if sched is not None and not getattr(self, "pending_take", False):
+            b1 = sched.sample
+            if b1 >= self.next_playhead:
+                self.engine.emit("playhead", 1000.0 * b1 / self.engine.sr)
+                self.next_playhead = b1 + int(PLAYHEAD_EVERY_MS * self.engine.sr / 1000.0)
+            if sched.done and not self.end_said:
+                self.end_said = True
+                self.engine.emit("status", "end of score")
+        dropped = int(ctl[blk.IN_DROPPED])
+        if dropped > self.dropped_reported:
+            self.engine.emit("error", f"input dropped: {dropped - self.dropped_reported} samples (reader behind)")
+            self.dropped_reported = dropped
+
+    def _between_takes(self, data: np.ndarray) -> None:
+        if len(data) and self.engine._soundcheck is not None:
+            self.engine._soundcheck_feed(data)
+
+    def _hear(self, data: np.ndarray) -> None:
+        if not len(data) or self.listener is None:
+            return
+        eng = self.engine
+        sched = self.take
+        lst = self.listener
+        B = eng.block_frames
+        for a in range(0, len(data), B):
+            seg = data[a:a + B]
+            for t in lst.process(seg):
+                if eng.latency_ms is not None:
+                    t = t + lst.latency_s - eng.latency_ms / 1000.0
+                at = t * eng.sr + self.take_start
+                k = sched.match_onset(at)
+                if k >= 0:
+                    s = k % sched.capacity
+                    tau_ms = float(sched.tau_g[s] * sched.bar_samples[k % sched.N] * 1000.0 / eng.sr)
+                    self.onsets.append({"tau_ms": tau_ms, "row": int(k), "time_s": float(at / eng.sr)})
+                    eng.emit("onset", tau_ms, int(k), float(at / eng.sr))
+        self.heard += len(data)
+
+    def _hit(self, h) -> None:
+        sample, drum, vel, k = (int(v) for v in h)
+        sched = self.take
+        off_ms = 0.0
+        if sched is not None and k >= 0:
+            s = k % sched.capacity
+            off_ms = float(sched.real_off[s, drum] * sched.bar_samples[k % sched.N] * 1000.0 / self.engine.sr)
+        self.hits.append({"sample": sample, "drum": drum, "velocity": vel, "offset_ms": off_ms})
+        self.engine.emit("hit", sample, drum, vel, off_ms)
+
+
+def partial_dir(root, stamp: str) -> Path:
+    """The hidden folder a take streams into while it plays."""
+    return Path(root) / f".partial-{stamp}-{os.getpid()}"

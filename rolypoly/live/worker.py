@@ -1,0 +1,127 @@
+"""The worker: model ticks that predict rows ahead of the playhead.
+
+One thread (inline in :meth:`Rolypoly.process` offline) predicts each row when the
+playhead comes within the *lookahead* of the row's commit time, and publishes the
+prediction for the block (:meth:`Schedule.set_prediction`).  It owns the schedule's
+``next_predict``, ``pred`` and ``ready`` and nothing else.
+
+Two model interfaces are used, whichever the runtime offers:
+
+* incremental (``rt.supports_step``): ``rt.reset(score_x)`` once per take (and per
+  loop iteration), then ``rt.step(prev_row, row)`` for every row in order, ``prev_row``
+  being the previous row as played (or as predicted when it has not played yet);
+* windowed: ``rt.predict(window)`` on the last ``window`` rows, taking the last output.
+
+Lookahead: offline it is the configured value, so the output does not depend on how
+busy the machine is; in real time it grows, never shrinks during a take, to cover the
+ticks measured so far (twice the slowest recent tick plus one block).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+GROWTH = 2.0
+
+
+class Worker:
+    """Model ticks for one engine (see module docs)."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.recent_ms: deque = deque(maxlen=256)
+        self.tick_ms: list[float] = []
+        self.grown_ms = 0.0
+        self._stepped = 0          # rows stepped since the last reset (incremental models)
+        self._failed = False
+
+    def reset(self, sched) -> None:
+        """A new take: clear the measurements and the decoder cache."""
+        self.recent_ms.clear()
+        self.tick_ms = []
+        self.grown_ms = 0.0
+        self._stepped = 0
+        self._failed = False
+        rt = self.engine.runtime
+        if sched.use_model and getattr(rt, "supports_step", False):
+            rt.reset(sched.x_static)
+
+    def lookahead_ms(self) -> float:
+        eng = self.engine
+        if eng.offline:
+            return eng.lookahead_ms
+        return min(eng.max_lookahead_ms, max(eng.lookahead_ms, self.grown_ms))
+
+    def _measured(self, ms: float) -> None:
+        self.recent_ms.append(ms)
+        self.tick_ms.append(ms)
+        eng = self.engine
+        if not eng.offline:
+            need = GROWTH * ms + 1000.0 * eng.block_frames / eng.sr
+            if need > self.grown_ms:
+                self.grown_ms = need
+
+    def tick(self, sched, horizon_sample: float) -> int:
+        """Predict every row due before the horizon; returns how many rows were handled."""
+        eng = self.engine
+        rt = eng.runtime
+        n = 0
+        stepping = getattr(rt, "supports_step", False)
+        while sched.rows_wanted(horizon_sample):
+            if not sched.use_model or rt is None:
+                sched.skip_prediction(sched.next_predict)
+                n += 1
+                continue
+            if not stepping:
+                sched.skip_played()  # rows already fixed play as written: no use predicting them
+                if not sched.rows_wanted(horizon_sample):
+                    break
+            k = sched.next_predict
+            t0 = time.perf_counter()
+            try:
+                if stepping:
+                    y = self._step(rt, sched, k)
+                else:
+                    _, x = sched.next_window()
+                    y = rt.predict(x)[-1]
+                y = np.asarray(y, dtype=np.float32)
+                if y.shape != (sched.pred.shape[1],) or not np.all(np.isfinite(y)):
+                    raise ValueError(f"model returned {y.shape} with non-finite values" if y.size else "no output")
+            except Exception as exc:  # a failing model: play as written from here on
+                sched.use_model = False
+                eng.emit("error", f"model failed, playing the score as written: {type(exc).__name__}: {exc}")
+                continue
+            self._measured(1000.0 * (time.perf_counter() - t0))
+            sched.set_prediction(k, y)
+            n += 1
+        return n
+
+    def _step(self, rt, sched, k: int):
+        N = sched.N
+        if sched.loop and k > 0 and k % N == 0 and self._stepped:
+            rt.reset(sched.x_static)  # each loop iteration is a fresh pass over the score
+            self._stepped = 0
+        prev = None
+        if k % N > 0 or (not sched.loop and k > 0):
+            prev = np.zeros(sched.x_static.shape[1], np.float32)
+            sched.history_row(k - 1, k, prev)
+        row = sched.x_static[k % N]
+        self._stepped += 1
+        return rt.step(prev, row)
+
+    def run(self, sched, stop) -> None:
+        """The real-time loop: tick until ``stop`` is set or the take ends."""
+        eng = self.engine
+        sr = eng.sr
+        while not stop.is_set() and not sched.done:
+            horizon = sched.sample + self.lookahead_ms() * sr / 1000.0
+            try:
+                did = eng._tick(horizon)
+            except Exception as exc:  # never let a bug here end the take: it plays as written
+                sched.use_model = False
+                eng.emit("error", f"model worker failed, playing the score as written: {exc}")
+                did = 0
+            if not did:
+                stop.wait(0.001)
