@@ -56,3 +56,8 @@ class IntrospectError(RolypolyError):
 
 class OscError(RolypolyError):
     """An OSC message is malformed or refers to something unknown."""
+
+
+class OutputError(RolypolyError):
+    """An output cannot be written: it exists (and ``--force`` was not given), its folder
+    cannot be created, or its name has the wrong extension."""

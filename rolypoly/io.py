@@ -16,7 +16,46 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.errors import AudioError
+from rolypoly.errors import AudioError, OutputError
+
+
+def check_output(path: str | os.PathLike, force: bool = False, suffixes: tuple[str, ...] | None = None,
+                 what: str = "output") -> Path:
+    """The path an output goes to, refused (``OutputError``) when writing there would surprise.
+
+    Refused: an existing file unless ``force`` (nothing a user made, and no shipped file in
+    ``data/`` or ``models/``, is replaced silently), an existing folder, a name without one
+    of ``suffixes``.  ``~`` is expanded.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output(d / "x.wav", suffixes=(".wav",)).name
+    'x.wav'
+    >>> check_output(d / "noext", suffixes=(".wav",))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rolypoly.errors.OutputError: output ...noext: the name must end in .wav
+    """
+    path = Path(os.path.expanduser(str(path)))
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OutputError(f"{what} {path}: the name must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not force:
+        raise OutputError(f"{what} {path} exists; pass --force to replace it, or choose another name")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, force: bool = False, what: str = "output folder") -> Path:
+    """A folder outputs go to: refused when it holds files, unless ``force`` (then they are replaced)."""
+    path = Path(os.path.expanduser(str(path)))
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path} is a file")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise OutputError(f"{what} {path} is not empty; pass --force to write over its files, or choose another")
+    return path
 
 
 @contextlib.contextmanager
@@ -41,16 +80,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     'hello'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     suffix = path.suffix if suffix is None else suffix
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
     tmp.unlink(missing_ok=True)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder of {path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -69,13 +118,16 @@ def atomic_dir(path: str | os.PathLike):
     ['a.txt']
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,5 +188,16 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str 
     import soundfile as sf
     path = Path(path)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype=subtype, format="WAV")
+        try:
+            sf.write(str(tmp), np.clip(audio, -1.0, 1.0), sr, subtype=subtype, format="WAV")
+        except (RuntimeError, ValueError) as exc:  # soundfile's own errors (a bad rate, a full disk)
+            raise OutputError(f"cannot write {path}: {exc}") from None
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return path

@@ -1,8 +1,15 @@
-"""Readable tables and ``--json`` output for commands and benchmarks."""
+"""Readable tables and ``--json`` output for commands and benchmarks.
+
+The JSON interface is stable: each table is one key (its ``key``, snake_case, never a
+display title or a path) holding a list of records whose keys are the columns in
+snake_case with units in the name (``"timing MAE (ms)"`` -> ``timing_mae_ms``); a table's
+notes go under ``notes.<key>``; ``extra`` adds top-level keys (also snake_case).
+"""
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,12 +17,21 @@ from typing import Any
 
 @dataclass
 class Table:
-    """One printed table: a title, column names and rows of cells."""
+    """One printed table: a title, column names and rows of cells.
+
+    ``key`` names the table in ``--json`` output (default: the title in snake_case;
+    give one whenever the title holds a file name or other changing text).
+    """
 
     title: str
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    key: str | None = None
+
+    @property
+    def json_key(self) -> str:
+        return snake(self.key or self.title)
 
     def add(self, *cells: Any) -> None:
         if len(cells) != len(self.columns):
@@ -23,7 +39,22 @@ class Table:
         self.rows.append(list(cells))
 
     def records(self) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns, row)) for row in self.rows]
+        """Rows as dicts keyed by the snake_case column names."""
+        keys = [snake(c) for c in self.columns]
+        return [dict(zip(keys, row)) for row in self.rows]
+
+
+def snake(text: str) -> str:
+    """A display name as a snake_case JSON key, units kept: ``"timing MAE (ms)"`` -> ``"timing_mae_ms"``.
+
+    Examples
+    --------
+    >>> snake("timing MAE (ms)"), snake("x real time"), snake("osc Hz"), snake("late_rows")
+    ('timing_mae_ms', 'x_real_time', 'osc_hz', 'late_rows')
+    """
+    s = str(text).replace("%", " pct ").replace("+", " plus ")
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", s).strip("_").lower()
+    return s or "value"
 
 
 def _cell(value: Any) -> str:
@@ -61,17 +92,19 @@ def emit(tables: list[Table] | Table, as_json: bool = False, extra: dict[str, An
     if isinstance(tables, Table):
         tables = [tables]
     if as_json:
-        payload: dict[str, Any] = {t.title: t.records() for t in tables}
+        payload: dict[str, Any] = {t.json_key: t.records() for t in tables}
         for t in tables:
             if t.notes:
-                payload.setdefault("notes", {})[t.title] = t.notes
-        payload.update(extra or {})
+                payload.setdefault("notes", {})[t.json_key] = t.notes
+        payload.update({snake(k): v for k, v in (extra or {}).items()})
         stream.write(json.dumps(_clean(payload), indent=1) + "\n")
         return
     try:
         from rich.console import Console
         from rich.table import Table as RichTable
-        console = Console(file=stream, width=max(100, Console().width))
+        # piped or redirected: as wide as the table needs (never cut); a terminal: its width
+        tty = hasattr(stream, "isatty") and stream.isatty()
+        console = Console(file=stream, width=max(100, Console().width) if tty else 100_000, soft_wrap=not tty)
         for t in tables:
             rt = RichTable(title=t.title, title_justify="left")
             for c in t.columns:

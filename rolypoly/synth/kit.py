@@ -133,13 +133,9 @@ def kit_to_toml(kit: Kit) -> str:
 
 
 def save_kit(kit: Kit, path: str | Path) -> Path:
-    """Write ``kit`` as TOML to ``path``."""
-    path = Path(path)
-    try:
-        path.write_text(kit_to_toml(kit))
-    except OSError as exc:
-        raise SynthError(f"cannot write kit file {path}: {exc}") from None
-    return path
+    """Write ``kit`` as TOML to ``path`` (atomically)."""
+    from rolypoly.io import write_text
+    return write_text(path, kit_to_toml(kit))
 
 
 def kit_from_dict(d: dict, where: str) -> Kit:
