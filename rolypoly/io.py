@@ -195,6 +195,14 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int, subtype: str 
     return path
 
 
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a file atomically (the copy appears complete or not at all)."""
+    dst = Path(dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically."""
     path = Path(path)

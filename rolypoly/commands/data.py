@@ -32,12 +32,13 @@ def prepare(args, cfg) -> int:
     from rolypoly.score.gmd import SPLITS, resolve_root
     from rolypoly.score.gmd import prepare as prepare_gmd
     root = resolve_root(cfg.data)
-    table = Table(f"GMD prepared from {root}", ["grid", "split", "takes", "rows", "hits", "hours", "cache"])
-    extra = {}
+    table = Table(f"GMD prepared from {root}", ["grid", "split", "takes", "rows", "hits", "hours", "cache"],
+                  key="splits")
+    extra = {"root": str(root)}
     for grid in ("16+24", "16"):
         t0 = time.perf_counter()
         takes, cache_file, built = prepare_gmd(root, cfg.cache_dir, grid, float(cfg.data.min_duration_s))
-        extra[f"seconds_{grid}"] = round(time.perf_counter() - t0, 2)
+        extra[f"seconds_grid_{grid.replace('+', '_')}"] = round(time.perf_counter() - t0, 2)
         for split in SPLITS:
             s = takes.split(split)
             table.add(grid, split, len(s), s.n_rows, int((s.arrays["vel"] > 0).sum()),
@@ -59,7 +60,7 @@ def onsets_corpus(args, cfg) -> int:
     root = default_root(cfg.cache_dir)
     families = args.families.split(",") if args.families else None
     metas = build(root, args.minutes, families, (i, n))
-    table = Table(f"onsets corpus in {root}", ["family", "chunks", "onsets", "minutes"])
+    table = Table(f"onsets corpus in {root}", ["family", "chunks", "onsets", "minutes"], key="families")
     import json
     per: dict = {}
     for m in metas:

@@ -8,7 +8,7 @@ def register(sub, common) -> None:
                                    "write a new model version under models_dir/versions/. Weights: w_v w_o w_g "
                                    "[w_r] (defaults from finetune.*). Example: rolypoly train-take "
                                    "takes/20261122-101500 1 1 1 0.1")
-    p.add_argument("take", help="a take folder (takes/<timestamp>)")
+    p.add_argument("take", help="a take folder, or a take's name under takes_dir (rolypoly takes list)")
     p.add_argument("weights", nargs="*", help="w_v w_o w_g [w_r]")
     p.add_argument("--model", default=None, help="TorchScript model to start from (default: the take's model)")
     p.set_defaults(func=run)
@@ -21,7 +21,9 @@ def run(args, cfg) -> int:
 
     from rolypoly.learn.finetune import parse_weights, train_after_take
     from rolypoly.report import Table, emit
+    from rolypoly.commands.live import resolve_take
     weights = parse_weights(args.weights, cfg.finetune)
+    args.take = str(resolve_take(cfg, args.take))
     bar = tqdm(total=int(cfg.finetune.epochs), desc="finetune", disable=not sys.stderr.isatty(), leave=False)
 
     def progress(text):
@@ -31,10 +33,11 @@ def run(args, cfg) -> int:
 
     version = train_after_take(cfg, args.take, base_model=args.model, weights=weights, on_progress=progress)
     bar.close()
-    t = Table(f"finetune on {args.take}", ["epoch", "loss", "r", "vel", "off", "g"])
+    t = Table(f"finetune on {args.take}", ["epoch", "loss", "r", "vel", "off", "g"], key="losses")
     for row in version.losses:
         t.add(row["epoch"], row["loss"], row["r"], row["vel"], row["off"], row["g"])
     t.notes.append(f"weights {weights}; {version.seconds:.2f} s; rejected steps {version.rejected_steps}")
     t.notes.append(f"new model version: {version.path} (load it with: load {version.torchscript})")
-    emit(t, as_json=args.json, extra={"version": str(version.path), "seconds": version.seconds})
+    emit(t, as_json=args.json, extra={"version_path": str(version.path), "model_path": str(version.torchscript),
+                                      "weights": weights, "seconds": version.seconds})
     return 0

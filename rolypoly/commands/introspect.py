@@ -60,7 +60,8 @@ def register(sub, common) -> None:
     p.add_argument("path", metavar="IN.mid", help="the score to read")
     p.add_argument("--from", dest="src", required=True, metavar="DRUM", help="the drum whose part is kept")
     p.add_argument("--to", dest="dst", required=True, metavar="DRUM[,DRUM]", help="the drum(s) to regenerate")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.mid", help="where to write the new score")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mid", help="where to write the new score (.mid)")
+    p.add_argument("--force", action="store_true", help="replace OUT.mid when it exists")
     p.add_argument("--seed", type=int, help="seed of the draws (same seed, same score)")
     p.add_argument("--per-bar", action="store_true",
                    help="draw every bar anew (default: one answer per distinct source pattern)")
@@ -121,7 +122,7 @@ def run_ask(args, cfg) -> int:
         seed = args.seed if args.seed is not None else cfg.introspect.seed
         rng = np.random.default_rng(seed)
         out = Table(f"{DRUMS[a]} {format_pattern(pattern, table.steps)}",
-                    ["to", "pattern", "level", "probability"])
+                    ["to", "pattern", "level", "probability"], key="answers")
         for b in targets:
             last = exclude
             for _ in range(args.count):
@@ -144,6 +145,8 @@ def run_score(args, cfg) -> int:
     from rolypoly.report import Table, emit
     from rolypoly.score.drums import DRUMS, drum_index
     from rolypoly.score.midi import read_score
+    from rolypoly.io import check_output
+    check_output(args.output, args.force, suffixes=(".mid", ".midi"))
     a = drum_index(args.src)
     _targets(a, args.dst)  # bad names fail before the database is opened
     with warnings.catch_warnings(record=True) as caught:
@@ -156,7 +159,8 @@ def run_score(args, cfg) -> int:
         new = apply_parts(score, plan, table.steps)
         steps = table.steps
     new.write_midi(args.output)
-    out = Table(f"{args.output}: parts from {DRUMS[a]}", ["drum", "windows", "distinct patterns", "levels"])
+    out = Table(f"{args.output}: parts from {DRUMS[a]}", ["drum", "windows", "distinct patterns", "levels"],
+                key="parts")
     for b, answers in plan.items():
         got = [x for x in answers if x is not None]
         levels = Counter(x.level for x in got)

@@ -32,7 +32,8 @@ def register(sub, common) -> None:
                    help="preset to start from: guitar, bass, keys, voice, percussion "
                         "(default: config listen.instrument)")
     s.add_argument("--seconds", type=float, default=6.0, help="how long to listen live (default 6)")
-    s.add_argument("--out", default=None, help="write the chosen settings to this JSON file")
+    s.add_argument("--out", default=None, help="write the chosen settings to this JSON file (.json)")
+    s.add_argument("--force", action="store_true", help="replace --out when it exists")
     s.set_defaults(func=_soundcheck)
 
 
@@ -82,8 +83,11 @@ def _soundcheck(args, cfg):
     from rolypoly.ears.listener import soundcheck
     _warn_to_stderr()
     sr = int(cfg.audio.sample_rate)
-    if args.seconds <= 0:
-        raise AudioError("soundcheck: --seconds must be positive")
+    if not (0 < args.seconds <= 600):
+        raise AudioError("soundcheck: --seconds must be in (0, 600]")
+    if args.out:
+        from rolypoly.io import check_output
+        args.out = check_output(args.out, args.force, suffixes=(".json",), what="--out")
     x = read_audio(args.input, sr) if args.input else _record(cfg, args.seconds)
     instrument = args.instrument or cfg.listen.get("instrument")
     settings = soundcheck(x, sr, instrument=instrument, hop=int(cfg.listen.hop))

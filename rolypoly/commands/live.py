@@ -10,7 +10,8 @@ def register(sub, common) -> None:
                                    "-o outputs/duet")
     p.add_argument("score", help="a MIDI score")
     p.add_argument("--input", default=None, help="the musician's recording (WAV/FLAC); silence when omitted")
-    p.add_argument("-o", "--out", default="outputs/perform", help="output folder (default outputs/perform)")
+    p.add_argument("-o", "--out", default=None, help="output folder (default: outputs_dir/perform)")
+    p.add_argument("--force", action="store_true", help="write over the files of a non-empty output folder")
     p.set_defaults(func=perform)
 
     p = sub.add_parser("play", parents=[common], help="play a score live with the sound card (duplex)",
@@ -25,7 +26,7 @@ def register(sub, common) -> None:
     p = sub.add_parser("takes", parents=[common], help="list or show recorded takes")
     tsub = p.add_subparsers(dest="takes_command", metavar="<action>")
     p.set_defaults(subparser=p)
-    lp = tsub.add_parser("list", parents=[common], help="list the takes under takes_dir")
+    lp = tsub.add_parser("list", parents=[common], help="list the takes under takes_dir (every command saves there)")
     lp.set_defaults(func=takes_list)
     sp = tsub.add_parser("show", parents=[common], help="show one take (path or name under takes_dir)")
     sp.add_argument("take", help="take folder or its name")
@@ -45,28 +46,40 @@ def perform(args, cfg) -> int:
     from pathlib import Path
 
     from rolypoly.errors import RolypolyError
-    from rolypoly.io import read_audio, write_wav
+    from rolypoly.io import check_output_dir, copy_file, read_audio, write_wav
     from rolypoly.live.drivers import perform_offline
     from rolypoly.report import Table, emit
+    out = check_output_dir(args.out or Path(cfg.outputs_dir) / "perform", args.force)
+    audio = read_audio(args.input, int(cfg.audio.sample_rate)) if args.input else None
     eng = _engine(cfg, offline=True)
     if not eng.message("read", args.score):
         raise RolypolyError(eng.last_errors()[-1])
-    audio = read_audio(args.input, eng.sr) if args.input else None
+    _require_model(eng)
     res = perform_offline(eng, audio)
-    out = Path(args.out)
     write_wav(out / "drums.wav", res.drums, eng.sr)
     write_wav(out / "mix.wav", res.mix, eng.sr)
     if res.take_dir is not None:
-        import shutil
-        shutil.copyfile(res.take_dir / "performance.mid", out / "performance.mid")
-    t = Table(f"perform {args.score}", ["what", "value"])
+        copy_file(res.take_dir / "performance.mid", out / "performance.mid")
+    t = Table(f"perform {args.score}", ["what", "value"], key="performance")
     for k, v in (("rows", res.rows), ("late rows", res.late_rows), ("onsets matched", res.onsets),
                  ("hits", len(res.hits)), ("audio s", round(len(res.drums) / eng.sr, 2)),
                  ("wall s", round(res.seconds, 2)), ("x real time", round(len(res.drums) / eng.sr / res.seconds, 1)),
                  ("take", str(res.take_dir)), ("outputs", str(out))):
         t.add(k, v)
-    emit(t, as_json=args.json)
+    figures = {"rows": res.rows, "late_rows": res.late_rows, "onsets_matched": res.onsets, "hits": len(res.hits),
+               "audio_s": round(len(res.drums) / eng.sr, 3), "wall_s": round(res.seconds, 3),
+               "take_path": str(res.take_dir), "output_dir": str(out)}
+    emit([] if args.json else t, as_json=args.json, extra=figures if args.json else None)
     return 0
+
+
+def _require_model(eng) -> None:
+    """With the model on, a model that does not load is an error, not a quiet quantised take."""
+    from rolypoly.errors import ModelError
+    if eng.enable and eng.runtime is None:
+        errs = [e for e in eng.last_errors() if "model" in e or "load" in e]
+        raise ModelError((errs[-1] if errs else f"model {eng.model_path} did not load")
+                         + " (engine.enable=false plays the score as written)")
 
 
 def play(args, cfg) -> int:
@@ -74,23 +87,48 @@ def play(args, cfg) -> int:
 
     from rolypoly.errors import RolypolyError
     from rolypoly.live.drivers import play_realtime
+    from rolypoly.errors import AudioError
+    from rolypoly.report import Table, emit
     if args.list_devices:
-        import sounddevice as sd
-        print(sd.query_devices())
+        try:
+            import sounddevice as sd
+            devices = sd.query_devices()
+        except (ImportError, OSError) as exc:
+            raise AudioError(f"no audio system available ({exc})") from None
+        t = Table("audio devices", ["index", "name", "inputs", "outputs", "default_sample_rate_hz"], key="devices")
+        for i, d in enumerate(devices):
+            t.add(i, d["name"], d["max_input_channels"], d["max_output_channels"], d["default_samplerate"])
+        emit(t, as_json=args.json)
         return 0
+    if args.seconds is not None and not (0 < args.seconds <= 24 * 3600):
+        raise AudioError(f"--seconds: {args.seconds} is outside (0, 86400]")
     eng = _engine(cfg, offline=False)
     eng.connect("status", lambda text: print(f"rolypoly: {text}", file=sys.stderr))
     if not eng.message("read", args.score):
         raise RolypolyError(eng.last_errors()[-1])
+    _require_model(eng)
     stats = play_realtime(eng, duration_s=args.seconds)
-    print(f"blocks {stats.blocks}, xruns {stats.xruns}, take {eng.last_take}")
+    t = Table("play", ["blocks", "xruns", "take"], key="play")
+    t.add(stats.blocks, stats.xruns, str(eng.last_take))
+    emit(t, as_json=args.json)
     return 0
 
 
-def _resolve_take(cfg, name):
+def resolve_take(cfg, name):
+    """A take folder given as a path, or as a name under ``takes_dir``."""
     from pathlib import Path
-    p = Path(name)
-    return p if p.is_dir() else Path(cfg.takes_dir) / name
+
+    from rolypoly.errors import TakeError
+    p = Path(name).expanduser()
+    if p.is_dir():
+        return p
+    q = Path(cfg.takes_dir) / name
+    if q.is_dir():
+        return q
+    raise TakeError(f"{name}: no such take (a folder, or a name listed by: rolypoly takes list)")
+
+
+_resolve_take = resolve_take
 
 
 def takes_list(args, cfg) -> int:
@@ -98,11 +136,17 @@ def takes_list(args, cfg) -> int:
 
     from rolypoly.live.takes import list_takes
     from rolypoly.report import Table, emit
-    t = Table(f"takes in {cfg.takes_dir}", ["take", "score", "rows", "onsets", "late", "model"])
+    t = Table(f"takes in {cfg.takes_dir}", ["take", "score", "rows", "onsets", "late rows", "model"], key="takes")
     for p in list_takes(cfg.takes_dir):
-        s = json.loads((p / "settings.json").read_text())
+        try:
+            s = json.loads((p / "settings.json").read_text())
+            if not isinstance(s, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as exc:
+            t.notes.append(f"{p.name}: unreadable settings.json ({exc})")
+            continue
         t.add(p.name, s.get("score"), s.get("rows_played"), s.get("onsets"), s.get("late_rows"), s.get("model_version"))
-    emit(t, as_json=args.json)
+    emit(t, as_json=args.json, extra={"takes_dir": str(cfg.takes_dir)})
     return 0
 
 
@@ -112,7 +156,7 @@ def takes_show(args, cfg) -> int:
     from rolypoly.live.takes import load_take
     from rolypoly.report import Table, emit
     take = load_take(_resolve_take(cfg, args.take))
-    t = Table(f"take {take.path}", ["setting", "value"])
+    t = Table(f"take {take.path}", ["setting", "value"], key="settings")
     for k, v in take.settings.items():
         t.add(k, v if not isinstance(v, dict) else ", ".join(f"{a}={b}" for a, b in v.items()))
     r = take.rows

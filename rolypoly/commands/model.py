@@ -47,6 +47,7 @@ def register(sub, common) -> None:
     ex.add_argument("output", nargs="?", help="TorchScript file to write")
     ex.add_argument("--swing", metavar="OUT", help="write the example swing model to OUT instead")
     ex.add_argument("--ckpt-out", metavar="PATH", help="also write the weights-only eager checkpoint here")
+    ex.add_argument("--force", action="store_true", help="replace the output file(s) when they exist")
     ex.set_defaults(func=export)
 
 
@@ -80,7 +81,7 @@ def eval_model(args, cfg) -> int:
         loaded.append((path, predict, desc, block, stepper_from_path(path)))
     takes = load_gmd(cfg, grid="16", show_progress=False)
     test = eval_takes(takes)
-    table = Table("GMD test: timing and velocity MAE, velocity distribution",
+    table = Table("GMD test: timing and velocity MAE, velocity distribution", key="results", columns=
                   ["predictor", "condition", "hits", "timing MAE (ms)", "velocity MAE",
                    "velocity histogram intersection", "mean velocity"])
     for b in baselines(takes.split("train"), test):
@@ -107,8 +108,9 @@ def eval_model(args, cfg) -> int:
         res = results[path]
         name = Path(path).name
         drum = Table(f"per drum ({name}): timing MAE (ms) / velocity MAE / mean velocity",
-                     ["drum", "hits"] + [f"{c} timing" for c in CONDITIONS] + [f"{c} velocity" for c in CONDITIONS]
-                     + ["teacher-forced mean velocity", "free-running mean velocity", "GMD mean velocity"])
+                     key=f"per_drum_model_{paths.index(path) + 1}",
+                     columns=["drum", "hits"] + [f"{c} timing" for c in CONDITIONS]
+                     + [f"{c} velocity" for c in CONDITIONS] + ["teacher-forced mean velocity", "free-running mean velocity", "GMD mean velocity"])
         for i, d in enumerate(res[CONDITIONS[0]]["per_drum"]):
             drum.add(d["drum"], d["hits"], *[res[c]["per_drum"][i]["timing_ms"] for c in CONDITIONS],
                      *[res[c]["per_drum"][i]["velocity"] for c in CONDITIONS],
@@ -132,7 +134,7 @@ def eval_baselines(args, cfg) -> int:
     from rolypoly.score.gmd import load_gmd
     takes = load_gmd(cfg, grid="16")
     test = eval_takes(takes)
-    t = Table("GMD test baselines", ["predictor", "rows", "hits", "timing MAE (ms)", "velocity MAE"])
+    t = Table("GMD test baselines", key="baselines", columns=["predictor", "rows", "hits", "timing MAE (ms)", "velocity MAE"])
     for r in baselines(takes.split("train"), test):
         t.add(r["predictor"], r["rows"], r["hits"], r["timing_ms"], r["velocity"])
     t.notes.append(PROTOCOL)
@@ -145,7 +147,11 @@ def export(args, cfg) -> int:
     from rolypoly.errors import ConfigError
     from rolypoly.model.export import export_torchscript, load_runtime, write_swing
     from rolypoly.report import Table, emit
+    from rolypoly.io import check_output
     t = Table("export", ["written", "version", "bytes"])
+    for target in (args.swing, args.output, args.ckpt_out):
+        if target:  # a shipped model (models/) or any existing file is replaced only with --force
+            check_output(target, args.force, what="export target")
     if args.swing:
         p = write_swing(args.swing)
         rt = load_runtime(p)

@@ -19,12 +19,12 @@ def run(args, cfg) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         score = read_score(args.path, merge_tolerance_ms=float(cfg.data.merge_tolerance_ms))
-    table = Table(f"score {args.path}", ["row", "time_ms", "bar", "phase", "bpm", "tsig", "hits"])
+    table = Table(f"score {args.path}", ["row", "time_ms", "bar", "phase", "bpm", "tsig", "hits"], key="rows")
     rows = score.summary_rows()
     for row in rows[: args.limit or None]:
         table.add(*row)
     table.notes.extend(str(w.message) for w in caught)
-    emit(table, as_json=args.json, extra={"rows": score.n_rows, "bars": int(score.bar[-1]) + 1,
+    emit(table, as_json=args.json, extra={"n_rows": score.n_rows, "bars": int(score.bar[-1]) + 1,
                                           "length_ms": round(score.length_ms, 3),
                                           "unknown_pitches": score.unknown_pitches})
     return 0

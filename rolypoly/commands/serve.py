@@ -16,6 +16,8 @@ examples:
   rolypoly serve osc.audio=off            # hits only: the patch plays its own sounds or MIDI
   rolypoly serve osc.port=9000 osc.reply_port=9001
   oscsend localhost 5005 /rolypoly/read s data/demo.mid; oscsend localhost 5005 /rolypoly/start
+--json: one JSON object per line on stdout: {"event": "listening", "host", "port", "audio", "reply_to"}
+  once serving, then {"event": "stopped", "packets", "last_take"}.
 """
 
 
@@ -64,6 +66,9 @@ def serve(args, cfg) -> int:
     reply = (f"{bridge.fixed_reply[0]}:{bridge.fixed_reply[1]}" if bridge.fixed_reply
              else "the sender (or /rolypoly/reply_to)")
     log(f"OSC bridge listening on {host}:{port}, audio {'on' if bridge.audio else 'off'}, replies to {reply}")
+    if args.json:
+        _json_line({"event": "listening", "host": host, "port": port, "audio": "on" if bridge.audio else "off",
+                    "reply_to": reply})
     try:
         bridge.serve_forever()
     except KeyboardInterrupt:
@@ -71,4 +76,13 @@ def serve(args, cfg) -> int:
     finally:
         bridge.close()
     log(f"served {bridge.packets} packets; last take {bridge.engine.last_take}")
+    if args.json:
+        _json_line({"event": "stopped", "packets": bridge.packets,
+                    "last_take": str(bridge.engine.last_take) if bridge.engine.last_take else None})
     return 0
+
+
+def _json_line(obj) -> None:
+    import json
+    import sys
+    print(json.dumps(obj), file=sys.stdout, flush=True)

@@ -23,7 +23,6 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
     from rolypoly.learn.finetune import train_after_take
     from rolypoly.report import Table, emit
     from rolypoly.score.midi import read_score
-    from rolypoly.config import with_values
     from rolypoly.sim.duet import (
         asynchrony_ms,
         play_take,
@@ -41,7 +40,7 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
     table = Table(f"demo: duet on {path.name} with a {feel.replace('_', ' ')} virtual guitarist",
                   ["take", "model", "asynchrony ms", "quantised machine ms", "onsets heard", "late rows", "files"])
     model = str(cfg.engine.model_path)
-    work = out / "work"
+    work = None  # takes and model versions go to takes_dir and models_dir: `rolypoly takes list` shows them
     for take in (1, 2):
         audio, rows, onsets = virtual_take(score, feel, seed=take, sr=sr)
         res = play_take(cfg, path, audio, model, work)
@@ -55,7 +54,7 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
                   round(asynchrony_ms(res.hits, sr, score, rows, onsets), 2),
                   round(quantised_asynchrony_ms(score, rows, onsets), 2), res.onsets, res.late_rows, str(sub))
         if take == 1:
-            version = train_after_take(with_values(cfg, models_dir=str(work / "models")), res.take_dir, base_model=model)
+            version = train_after_take(cfg, res.take_dir, base_model=model)
             table.notes.append(f"finetuned on take 1 in {version.seconds:.1f} s -> {version.path}")
             model = str(version.torchscript)
     from rolypoly.free.takes import continue_take  # take 3: the score ends, the machine plays on

@@ -66,7 +66,8 @@ def play_take(cfg, score_path, audio, model: str | None, work_dir: Path):
     """One offline take with ``model`` (None = quantised machine); returns the OfflineResult."""
     from rolypoly.live.drivers import perform_offline
     from rolypoly.live.engine import Rolypoly
-    over = {"takes_dir": str(work_dir / "takes"), "models_dir": str(work_dir / "models")}
+    # work_dir None: the take goes where every command keeps takes (takes_dir)
+    over = {} if work_dir is None else {"takes_dir": str(work_dir / "takes"), "models_dir": str(work_dir / "models")}
     over.update({"engine.model_path": model} if model else {"engine.enable": False})
     eng = Rolypoly(with_values(cfg, **over), offline=True)
     if not eng.message("read", str(score_path)):
