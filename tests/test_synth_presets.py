@@ -162,7 +162,7 @@ def test_kit_import_and_render_commands(tmp_path, capsys):
     src.write_text(make_preset())
     out = tmp_path / "kit.toml"
     assert main(["kit", "import", str(src), "-o", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["kit import"][0]["channels"] == 8
+    assert json.loads(capsys.readouterr().out)["kit_import"][0]["channels"] == 8
     kit = load_kit(out)
     assert kit.channels[1].patch.oscWave == 2
     assert main(["kit", "show", str(out)]) == 0
@@ -174,7 +174,7 @@ def test_kit_import_and_render_commands(tmp_path, capsys):
     import soundfile as sf
     audio, sr = sf.read(wav)
     assert sr == 48000 and audio.shape[1] == 2 and np.abs(audio).max() > 0
-    assert main(["render", str(mid), "synth.kit=/nonexistent.toml", "-o", str(wav)]) == 2
+    assert main(["render", str(mid), "synth.kit=/nonexistent.toml", "-o", str(tmp_path / "t.wav")]) == 2
     assert "nonexistent" in capsys.readouterr().err
 
 
@@ -200,3 +200,31 @@ def test_fidelity_metric_tells_patches_apart():
     hat, _ = sf.read(REFERENCE / "default_3_v127.flac")
     assert mel_distance(kick, kick, sr) == 0.0
     assert mel_distance(kick, hat, sr) > 10.0          # a kick scored against a hi-hat reference
+
+
+def test_channels_map_by_name_then_sound_position_last():
+    from rolypoly.synth.kit import Channel
+    from rolypoly.synth.mtpreset import map_channels, patch_category
+    from rolypoly.synth.patch import Patch
+    assert patch_category("VT-MRK BD To Tom Tom") == "kick"          # the first instrument word wins
+    assert patch_category("HT Ping") == "tom" and patch_category("SC HH Lemon") == "hihat"
+    assert patch_category("RD GSn", "./By Category/Snare Drum Patches/RD GSn.mtdrum") == "snare"
+    names = ["SC BD Blue", "VT-808 CP", "LT Deep", "SC CH Gringo", "HT Ping", "VT-DMX Ride", "MT Mid", "SC SD Crack"]
+    freqs = [50.0, 600.0, 90.0, 9000.0, 300.0, 2000.0, 150.0, 200.0]
+    chans = [Channel(patch=Patch(oscFreq=f, name=n), name=n) for n, f in zip(names, freqs)]
+    mapping, rows = map_channels(chans)
+    drum = {r.channel: r.drum for r in rows}
+    assert drum[1] == "kick" and drum[8] == "snare" and drum[4] == "hihat" and drum[6] == "ride"
+    assert (drum[3], drum[7], drum[5]) == ("lowtom", "midtom", "hightom")    # toms ordered by pitch
+    assert len(set(drum.values())) == 8                                      # every channel playable
+    assert all(1 <= mapping[d] <= 8 for d in mapping) and len(mapping) == 9
+    assert rows[1].category == "clap" and all(r.how == "name" for r in rows)
+
+
+def test_chonk_toms_are_not_clap_snare_ride():
+    from conftest import shared
+    preset = read_mtpreset(shared("presets", "chonk.mtpreset"))
+    cats = {r.channel: r.category for r in preset.channel_map}
+    assert cats[1] == "kick" and cats[5] == "clap" and cats[7] == "ride"
+    assert preset.kit.mapping["kick"] == 1 and preset.kit.mapping["snare"] == 2
+    assert preset.kit.mapping["ride"] == 7 and preset.kit.mapping["hihat"] == 3

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.errors import PresetError, SynthError
-from rolypoly.synth.kit import Channel, Kit
+from rolypoly.synth.kit import DEFAULT_MAPPING, Channel, Kit
 from rolypoly.synth.patch import SPECS, Patch
 
 WAVES = {"sine": 0, "triangle": 1, "saw": 2}
@@ -32,6 +32,8 @@ MOD_MODES = {"decay": 0, "sine": 1, "noise": 2}
 FILTERS = {"lp": 0, "bp": 1, "hp": 2}
 NOISE_ENVS = {"exp": 0, "linear": 1, "mod": 2}
 ON_OFF = {"on": 1, "off": 0, "true": 1, "false": 0}
+PATTERN_NAMES = "abcdefghijkl"
+MAX_STEPS = 32
 _NUM = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 
 
@@ -54,12 +56,164 @@ class Pattern:
 
 
 @dataclass
+class ChannelMap:
+    """How one Microtonic channel was given a drum class (what the box and ``kit show`` display)."""
+
+    channel: int          # 1..8
+    name: str             # the patch name
+    category: str         # what the name or the sound says it is: kick, snare, clap, hihat, ...
+    drum: str             # the drum class it plays
+    how: str              # "name", "pitch" or "position" (the last resort)
+
+
+@dataclass
 class Preset:
-    """A parsed preset: the kit, its patterns and the global settings (raw strings)."""
+    """A parsed preset: the kit, its patterns, the global settings (raw strings) and the channel map."""
 
     kit: Kit
     patterns: dict[str, Pattern]
     settings: dict[str, str]
+    channel_map: list[ChannelMap] = field(default_factory=list)
+
+
+# ---- channels -> drum classes ------------------------------------------------------------------------
+# Words in Microtonic patch names and category folders, most specific first.
+_CATEGORY_WORDS = (
+    ("openhat", ("oh", "open", "ohh", "opn")),
+    ("hihat", ("ch", "hh", "hat", "hihat", "chh", "closed", "hi-hat", "hats")),
+    ("ride", ("rd", "ride")),
+    ("crash", ("cy", "cym", "cymbal", "crash", "splash", "china")),
+    ("clap", ("cp", "clp", "clap", "claps")),
+    ("rim", ("rs", "rim", "rimshot", "stick")),
+    ("tom", ("tom", "lt", "mt", "ht", "toms")),
+    ("kick", ("bd", "kick", "kik", "kck", "bass")),
+    ("snare", ("sd", "snare", "snr", "sn")),
+    ("perc", ("perc", "cabasa", "shaker", "shk", "cowbell", "cb", "conga", "bongo", "clave", "tamb",
+              "tambourine", "maracas", "block", "zap", "fx")),
+)
+# Drum classes a category prefers, best first (every class is listed so an assignment always exists).
+_PREFERENCE = {
+    "kick": ("kick", "lowtom", "midtom", "hightom", "snare", "crash", "ride", "hihat", "openhat"),
+    "snare": ("snare", "midtom", "hightom", "lowtom", "crash", "ride", "openhat", "hihat", "kick"),
+    "clap": ("snare", "hightom", "midtom", "lowtom", "crash", "ride", "openhat", "hihat", "kick"),
+    "rim": ("snare", "hightom", "midtom", "lowtom", "ride", "crash", "hihat", "openhat", "kick"),
+    "hihat": ("hihat", "openhat", "ride", "crash", "hightom", "midtom", "snare", "lowtom", "kick"),
+    "openhat": ("openhat", "hihat", "crash", "ride", "hightom", "midtom", "snare", "lowtom", "kick"),
+    "crash": ("crash", "ride", "openhat", "hihat", "hightom", "midtom", "snare", "lowtom", "kick"),
+    "ride": ("ride", "crash", "openhat", "hihat", "hightom", "midtom", "snare", "lowtom", "kick"),
+    "perc": ("hightom", "midtom", "lowtom", "ride", "openhat", "crash", "hihat", "snare", "kick"),
+}
+_TOM_ORDER = ("lowtom", "midtom", "hightom")
+
+
+def patch_category(name: str, path: str = "") -> str | None:
+    """The category a patch's name (or its library folder) names, or None.
+
+    Microtonic names start with the author's initials ("SC", "VT-808", "RD"), then the
+    instrument ("BD", "SD", "CH", "CP", ...): the first word that names an instrument wins;
+    the library folder ("By Category/Snare Drum Patches") answers when no word does.
+
+    Examples
+    --------
+    >>> patch_category("VT-808 CP"), patch_category("SC CH Gringo"), patch_category("VT-MRK BD To Tom Tom")
+    ('clap', 'hihat', 'kick')
+    >>> patch_category("RD GSn", "./By Category/Snare Drum Patches/RD GSn.mtdrum")
+    'snare'
+    """
+    def named(words):
+        for w in words:
+            for cat, keys in _CATEGORY_WORDS:
+                if w in keys:
+                    return cat
+        return None
+
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    # a leading "SC"/"RD"/"VT" is usually the author's initials ("RD GSn" is a snare, not a
+    # ride): the other words and the library folder speak first, the first word last
+    initials = len(words) > 1 and re.fullmatch(r"[A-Z]{2,3}", re.split(r"[^A-Za-z0-9]+", name.strip())[0] or "")
+    cat = named(words[1:] if initials else words)
+    if cat is not None:
+        return cat
+    folder = path.replace("\\", "/").lower()
+    for key, cat in (("bass drum", "kick"), ("snare", "snare"), ("tom", "tom"), ("percussion", "perc"),
+                     ("cymbal", "crash")):
+        if key in folder:
+            return cat
+    return named(words[:1]) if initials else None
+
+
+def sound_category(patch: Patch) -> str | None:
+    """A guess from the sound when the name says nothing: low sine = kick, bright noise = hat, ...
+
+    Examples
+    --------
+    >>> sound_category(Patch(oscFreq=50.0, mix=90.0, oscDcy=400.0))
+    'kick'
+    >>> sound_category(Patch(oscFreq=8000.0, mix=10.0, nFilFrq=9000.0, nEnvDcy=60.0))
+    'hihat'
+    """
+    osc = patch.mix >= 50.0
+    if osc and patch.oscFreq < 80.0:
+        return "kick"
+    if not osc and patch.nFilFrq >= 5000.0:
+        return "hihat" if patch.nEnvDcy < 200.0 else "crash"
+    if osc and patch.oscFreq < 400.0 and patch.mix >= 70.0:
+        return "tom"
+    if not osc or patch.mix < 60.0:
+        return "snare"
+    return None
+
+
+def map_channels(channels: list[Channel], paths: list[str] | None = None) -> tuple[dict[str, int], list[ChannelMap]]:
+    """Give each of the 8 channels its own drum class: by patch name, then by sound, position last.
+
+    Every channel gets a distinct class (so every channel can be played); the ninth class
+    shares the channel that suits it best.  Toms are ordered by pitch (the lowest plays the
+    low tom).
+
+    Returns
+    -------
+    mapping : drum class -> channel 1..8 (a :class:`Kit` mapping)
+    rows : one :class:`ChannelMap` per channel, in channel order
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    from rolypoly.score.drums import DRUMS
+    paths = paths or [""] * len(channels)
+    cats = [patch_category(ch.name or ch.patch.name, path) for ch, path in zip(channels, paths)]
+    hows = ["name" if c is not None else "position" for c in cats]
+    if any(c is not None for c in cats):
+        # a kit whose names say nothing at all keeps the positional layout it was made in;
+        # in a named kit, the unnamed channels are judged by their sound
+        for i, ch in enumerate(channels):
+            if cats[i] is None:
+                cats[i] = sound_category(ch.patch)
+                hows[i] = "pitch" if cats[i] is not None else "position"
+    toms = sorted((i for i, c in enumerate(cats) if c == "tom"), key=lambda i: channels[i].patch.oscFreq)
+    prefs = []
+    for i, cat in enumerate(cats):
+        if cat == "tom":
+            order = _TOM_ORDER[min(toms.index(i), 2):] + _TOM_ORDER[:min(toms.index(i), 2)][::-1]
+            prefs.append(order + tuple(d for d in _PREFERENCE["perc"] if d not in order))
+        elif cat is None:   # position: the Microtonic layout of the default kit
+            default = [k for k, v in DEFAULT_MAPPING.items() if v == i + 1][0]
+            prefs.append((default,) + tuple(d for d in _PREFERENCE["perc"] if d != default))
+        else:
+            prefs.append(_PREFERENCE[cat])
+    # ties go to the earlier channel (Microtonic's own layout puts the main drums first)
+    # and a real snare takes the snare class before a clap or a rim shot does
+    cost = np.array([[(p.index(d) + (0.5 if d == "snare" and cats[i] in ("clap", "rim") else 0.0))
+                      * (1.0 + 0.01 * (len(prefs) - i)) for d in DRUMS] for i, p in enumerate(prefs)])
+    rows_, cols = linear_sum_assignment(cost)
+    mapping = {DRUMS[c]: int(r) + 1 for r, c in zip(rows_, cols)}
+    for d in DRUMS:            # the class no channel took: the channel that ranks it highest
+        if d not in mapping:
+            best = min(range(len(channels)), key=lambda i: (prefs[i].index(d), i))
+            mapping[d] = best + 1
+    drum_of = {v: k for k, v in mapping.items() if k in [DRUMS[c] for c in cols]}
+    table = [ChannelMap(i + 1, ch.name or ch.patch.name, cats[i] or "unknown", drum_of[i + 1], hows[i])
+             for i, ch in enumerate(channels)]
+    return {d: mapping[d] for d in DRUMS}, table
 
 
 def _unquote(text: str) -> str:
@@ -195,7 +349,7 @@ def _patch(block: dict, where: str, line: int) -> tuple[Patch, float, int]:
 
 
 def _steps(v, where: str, key: str) -> np.ndarray:
-    if not isinstance(v, _Value) or not re.fullmatch(r"[#\-]{1,64}", v.text):
+    if not isinstance(v, _Value) or not re.fullmatch(r"[#\-]{1,%d}" % MAX_STEPS, v.text):
         line = v.line if isinstance(v, _Value) else "?"
         raise PresetError(f"{where}:{line}: {key} must be a string of '#' and '-'")
     return np.array([ch == "#" for ch in v.text], bool)
@@ -216,12 +370,15 @@ def read_mtpreset(path: str | Path) -> Preset:
     if not isinstance(drums, dict):
         raise PresetError(f"{where}: no DrumPatches block")
     channels: list[Channel | None] = [None] * 8
+    paths = [""] * 8
     for key, block in drums.items():
         if key not in {str(i) for i in range(1, 9)} or not isinstance(block, dict):
             raise PresetError(f"{where}: DrumPatches has an entry {key!r}; expected blocks \"1\"..\"8\"")
         line = min((v.line for v in block.values() if isinstance(v, _Value)), default=0)
         patch, pan, choke = _patch(block, where, line)
         channels[int(key) - 1] = Channel(patch=patch, pan=pan, choke=choke, name=patch.name)
+        if isinstance(block.get("Path"), _Value):
+            paths[int(key) - 1] = block["Path"].text
     missing = [str(i + 1) for i, c in enumerate(channels) if c is None]
     if missing:
         raise PresetError(f"{where}: DrumPatches lacks channel(s) {', '.join(missing)}")
@@ -231,8 +388,13 @@ def read_mtpreset(path: str | Path) -> Preset:
         if not isinstance(block, dict):
             raise PresetError(f"{where}: pattern {name!r} is not a block")
         pat = Pattern(name=name)
+        if name not in PATTERN_NAMES:
+            raise PresetError(f"{where}: pattern {name!r}; patterns are named a..l")
         if "Length" in block:
             pat.length = int(_number(block["Length"], where, f"pattern {name} Length")[0])
+            if not 1 <= pat.length <= MAX_STEPS:
+                raise PresetError(f"{where}:{block['Length'].line}: pattern {name} Length {pat.length} "
+                                  f"outside 1..{MAX_STEPS}")
         if "Chained" in block:
             pat.chained = bool(_choice(block["Chained"], ON_OFF, where, f"pattern {name} Chained"))
         for ch in range(1, 9):
@@ -247,6 +409,7 @@ def read_mtpreset(path: str | Path) -> Preset:
                         setattr(pat, attr, arr := np.zeros((8, max(len(steps), arr.shape[1])), bool))
                     arr[ch - 1, :len(steps)] = steps
         patterns[name] = pat
-    kit = Kit(name=path.stem, channels=channels)  # type: ignore[arg-type]
-    return Preset(kit=kit, patterns=patterns, settings=settings)
+    mapping, table = map_channels(channels, paths)  # type: ignore[arg-type]
+    kit = Kit(name=path.stem, channels=channels, mapping=mapping)  # type: ignore[arg-type]
+    return Preset(kit=kit, patterns=patterns, settings=settings, channel_map=table)
 
