@@ -32,9 +32,21 @@ _FLAGS = ("--json", "--debug")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")
 
 
+class UsageError(RolypolyError):
+    """A command line argparse refuses (a missing argument, an unknown flag)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is raised (so ``--json`` reports it as JSON too), not printed and exited."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: {message}")
+
+
 def common_parser() -> argparse.ArgumentParser:
     """Flags every command accepts."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output (one JSON object on stdout)")
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors (engine and bridge too)")
     return common
@@ -42,7 +54,7 @@ def common_parser() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rolypoly", parents=[common],
         description="An expressive, introspective AI drum machine.",
         epilog=OVERRIDES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -136,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             _check_typos(unknown)
             parser.print_usage(sys.stderr)
             return _fail(f"unrecognised arguments: {' '.join(unknown)}", 2, as_json)
+        if not getattr(args, "func", None) and args.command is not None:
+            (getattr(args, "subparser", None) or parser).print_help(sys.stderr)
+            return _fail(f"{args.command}: which action? (see the list above)", 2, as_json)
         _check_typos(rest)
         if not getattr(args, "func", None):
             (getattr(args, "subparser", None) or parser).print_help()

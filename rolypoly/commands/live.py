@@ -77,9 +77,9 @@ def _require_model(eng) -> None:
     """With the model on, a model that does not load is an error, not a quiet quantised take."""
     from rolypoly.errors import ModelError
     if eng.enable and eng.runtime is None:
-        errs = [e for e in eng.last_errors() if "model" in e or "load" in e]
-        raise ModelError((errs[-1] if errs else f"model {eng.model_path} did not load")
-                         + " (engine.enable=false plays the score as written)")
+        errs = eng.last_errors()
+        why = errs[-1].replace("; playing the score as written", "") if errs else f"model {eng.model_path} did not load"
+        raise ModelError(f"{why} (engine.enable=false plays the score as written)")
 
 
 def play(args, cfg) -> int:

@@ -455,6 +455,11 @@ class Answer:
         return format_pattern(self.pattern, self.steps)
 
 
+def _is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(16) == b"SQLite format 3\x00"
+
+
 class PatternTable:
     """Read-only, thread-safe queries on a pattern database.
 
@@ -564,6 +569,9 @@ class PatternTable:
               "max_neighbours": int(cfg.introspect.max_neighbours)}
         if rebuild == "never":
             return cls(path, **kw)
+        if path.is_file() and not _is_sqlite(path):  # a user's file named by mistake is never rebuilt over
+            raise IntrospectError(f"{path}: not an SQLite pattern database; it is left alone "
+                                  f"(point introspect.db at a new file)")
         corpus = None
         problem = None
         try:
