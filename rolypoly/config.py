@@ -80,10 +80,10 @@ class IncrementalModel(Model):
 @dataclass
 class EventsTrain:
     out_dir: str = opt("runs/events", path=True)
-    max_steps: int = opt(9000, 0, 10_000_000)
+    max_steps: int = opt(5000, 0, 10_000_000)
     batch_size: int = opt(32, 1, 65536)
     lr: float = opt(0.002, 0.0, 1.0)
-    weight_decay: float = opt(0.01, 0.0, 1.0)
+    weight_decay: float = opt(0.05, 0.0, 1.0)
     warmup_steps: int = opt(200, 0, 10_000_000)
     min_lr_ratio: float = opt(0.05, 0.0, 1.0)
     grad_clip: float = opt(1.0, 0.0, 1000.0)
@@ -99,10 +99,10 @@ class EventsTrain:
 class EventsModel:
     name: str = opt("events")
     kind: str = opt("events", choices=("events",))
-    d_model: int = opt(128, 8, 4096)
-    hidden: int = opt(192, 8, 4096)
+    d_model: int = opt(96, 8, 4096)
+    hidden: int = opt(128, 8, 4096)
     n_layers: int = opt(2, 1, 64)
-    dropout: float = opt(0.1, 0.0, 0.9)
+    dropout: float = opt(0.3, 0.0, 0.9)
     window: int = opt(96, 1, 100_000)
     train: EventsTrain = field(default_factory=EventsTrain)
 
@@ -219,7 +219,8 @@ class Generate:
     events_model: str = opt("models/events.pt", path=True)
     mode: str = opt("off", choices=("off", "continue", "fill", "free"))
     bars: int = opt(8, 0, 1024)
-    temperature: float = opt(1.0, 0.01, 10.0)
+    temperature: float = opt(1.0, 0.05, 5.0)
+    generate_vels: list[float] = opt([0.0, 1.0], 0.0, 1.0, length=2, doc="window on drum probabilities, lo <= hi")
     density: Optional[float] = opt(None, 0.0, 1.0)
     complexity: Optional[float] = opt(None, 0.0, 1.0)
     fill_every: int = opt(0, 0, 1024)

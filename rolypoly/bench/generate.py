@@ -2,7 +2,9 @@
 
 Prompts are the first ``--prompt-bars`` bars of every 4/4 GMD test take long enough; the
 event model continues each for ``--bars`` bars (``continue`` mode, seeded), and the
-performance model plays the result (its velocities are the ones measured).  The same
+performance model plays the result (its velocities are the ones measured).  A second row keeps the
+generated velocities (drawn within the event model's velocity classes) and takes only the
+micro-timing from the performance model (``filter_hits score_notes_and_vels``).  The same
 number of bars comes from two baselines: *random train bars* (bars drawn at random from
 GMD train, with their real velocities) and *supertonic's way* (for each bar and drum, a
 pattern drawn by frequency from that drum's 64 most common GMD-train patterns, at the
@@ -23,6 +25,8 @@ import numpy as np
 from rolypoly.free import stats as st
 
 HELP = "free mode: generated bars vs GMD test bars, random-bar baseline and supertonic's way"
+MODEL = "event model (continue)"
+OWN = "event model (continue), generated velocities"
 STAT_KEYS = ("hits_per_bar_l1", "offbeat_share_diff", "ioi_tv", "velocity_intersection", "repetition_diff")
 
 
@@ -86,8 +90,9 @@ def run(cfg, args):
     t0 = time.perf_counter()
     g = cfg.generate
     runtime = load_events(args.events_model or g.events_model)
-    predict, perf_desc, window = predictor_from_path(args.model or cfg.engine.model_path)
+    predict, perf_desc, perf_window = predictor_from_path(args.model or cfg.engine.model_path)
     temperature = float(args.temperature if args.temperature is not None else g.temperature)
+    window = tuple(float(v) for v in g.generate_vels)
     takes = load_gmd(cfg, grid="16", show_progress=False)
     four = np.array([str(t) in ("4-4", "4/4") for t in takes.meta["time_signature"]])
     train = takes.select((takes.meta["split"] == "train") & four)
@@ -124,7 +129,6 @@ def run(cfg, args):
         if int(r["bar"].max()) + 1 < P + 4:
             continue
         sc = take_score(r)
-        keep = sc.bar < P
         prompts.append(sc.crop_bars(P))
         real_next.append(_seq_of_score(sc))
         if args.max_prompts and len(prompts) >= args.max_prompts:
@@ -134,15 +138,17 @@ def run(cfg, args):
     gens = []
     for k, sc in enumerate(prompts):
         gens.append(generate(runtime, sc, "continue", bars=G, temperature=temperature,
-                             generate_vels=tuple(float(v) for v in cfg.engine.generate_vels), seed=args.seed * 1000 + k).score)
+                             generate_vels=window, seed=args.seed * 1000 + k).score)
     t_gen = time.perf_counter() - t0
-    played = perform_many(gens, predict=predict, window=window)
+    played = perform_many(gens, predict=predict, window=perf_window)
     model_seqs = [_seq_of_score(p) for p in played]
+    own_vel = perform_many(gens, predict=predict, window=perf_window, filter_hits="score_notes_and_vels")
+    own_seqs = [_seq_of_score(p) for p in own_vel]
     rng = np.random.default_rng(args.seed)
     rand_seqs = [_random_bars(train_bars, G, rng) for _ in prompts]
     sup_seqs = [_supertonic_bars(common, mean_vel, G, rng) for _ in prompts]
     # generated bars are P .. P+G-1 of the model's sequences, 0 .. G-1 of the baselines'
-    systems = {"event model (continue)": (model_seqs, [(P, P + G)] * len(prompts)),
+    systems = {MODEL: (model_seqs, [(P, P + G)] * len(prompts)), OWN: (own_seqs, [(P, P + G)] * len(prompts)),
                "random train bars": (rand_seqs, [(0, G)] * len(prompts)),
                "supertonic's way": (sup_seqs, [(0, G)] * len(prompts))}
     measured = {name: st.bar_stats(seqs, ranges, known) for name, (seqs, ranges) in systems.items()}
@@ -170,7 +176,7 @@ def run(cfg, args):
     style = {name: {k: [] for k in STAT_KEYS} for name in list(systems) + ["real continuation"]}
     for k, sc in enumerate(prompts):
         last4 = st.bar_stats([_seq_of_score(sc)], [(P - 4, P)])
-        cands = {"event model (continue)": (model_seqs[k], (P, P + 4)), "random train bars": (rand_seqs[k], (0, 4)),
+        cands = {MODEL: (model_seqs[k], (P, P + 4)), OWN: (own_seqs[k], (P, P + 4)), "random train bars": (rand_seqs[k], (0, 4)),
                  "supertonic's way": (sup_seqs[k], (0, 4)), "real continuation": (real_next[k], (P, P + 4))}
         for name, (seq, rg) in cands.items():
             c = st.compare(st.bar_stats([seq], [rg]), last4)
@@ -190,7 +196,7 @@ def run(cfg, args):
         seqs = []
         for k, sc in enumerate(sub):
             out = generate(runtime, sc, "free", bars=0, temperature=temperature, density=dens, complexity=comp,
-                           generate_vels=tuple(float(v) for v in cfg.engine.generate_vels), seed=args.seed * 1000 + k)
+                           generate_vels=window, seed=args.seed * 1000 + k)
             seqs.append(_seq_of_score(out.score))
         m = st.bar_stats(seqs, [(1, P)] * len(seqs))
         knobs.add(dens, comp, round(float(m["hits_per_bar"].sum()), 2), round(m["offbeat_share"], 4))
@@ -200,16 +206,18 @@ def run(cfg, args):
     def closer(a: dict, b: dict) -> dict:
         return {k: (a[k] >= b[k] - 1e-12) if st.HIGHER_IS_CLOSER[k] else (a[k] <= b[k] + 1e-12) for k in STAT_KEYS}
 
-    model, rand = "event model (continue)", "random train bars"
-    targets = {"vs_gmd_test_at_least_as_close_as_random": closer(dist[model], dist[rand]),
-               "novelty_above_half": bool(measured[model]["novelty"] > 0.5),
-               "style_at_least_as_close_as_random": closer(style_mean[model], style_mean[rand])}
-    targets["all_met"] = bool(all(targets["vs_gmd_test_at_least_as_close_as_random"].values())
-                              and targets["novelty_above_half"]
-                              and all(targets["style_at_least_as_close_as_random"].values()))
+    rand = "random train bars"
+    targets = {}
+    for model, key in ((MODEL, "performance_model_velocities"), (OWN, "generated_velocities")):
+        t = {"vs_gmd_test_at_least_as_close_as_random": closer(dist[model], dist[rand]),
+             "novelty_above_half": bool(measured[model]["novelty"] > 0.5),
+             "style_at_least_as_close_as_random": closer(style_mean[model], style_mean[rand])}
+        t["all_met"] = bool(all(t["vs_gmd_test_at_least_as_close_as_random"].values()) and t["novelty_above_half"]
+                            and all(t["style_at_least_as_close_as_random"].values()))
+        targets[key] = t
     seconds = time.perf_counter() - t0
     main.notes.append(f"{len(prompts)} prompts of {P} bars from GMD test (4/4), {G} bars each; event model "
-                      f"{runtime.version}, temperature {temperature}; performance model {perf_desc}; "
+                      f"{runtime.version}, temperature {temperature}, generate_vels {window}; performance model {perf_desc}; "
                       f"generation {t_gen:.1f} s, total {seconds:.1f} s")
     extra = {"distances": dist, "style_check": style_mean, "knobs": knob_rows, "targets": targets,
              "prompts": len(prompts), "prompt_bars": P, "bars": G, "events_model": runtime.version,

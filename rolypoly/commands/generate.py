@@ -21,6 +21,11 @@ def register(sub, common) -> None:
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default generate.temperature)")
     p.add_argument("--density", type=float, default=None, help="density knob 0..1 (default: follow the score)")
     p.add_argument("--complexity", type=float, default=None, help="complexity knob 0..1 (default: follow the score)")
+    p.add_argument("--generate-vels", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                   help="window on drum probabilities (default generate.generate_vels)")
+    p.add_argument("--filter-hits", default=None, choices=("score_notes", "score_notes_and_vels"),
+                   help="velocities from the performance model (score_notes) or as generated "
+                        "(score_notes_and_vels); default engine.filter_hits when it is one of these")
     p.add_argument("--fill-every", type=int, default=None, help="fill mode: a fill every N bars")
     p.add_argument("--seed", type=int, default=None, help="seed of the sampling (default generate.seed)")
     p.add_argument("--events-model", default=None, help="event model (default generate.events_model)")
@@ -63,7 +68,7 @@ def run(args, cfg) -> int:
     seed = _pick(args.seed, g.seed)
     gen = generate(runtime, score, mode, bars=int(_pick(args.bars, g.bars)),
                    temperature=float(_pick(args.temperature, g.temperature)),
-                   generate_vels=tuple(float(v) for v in cfg.engine.generate_vels),
+                   generate_vels=tuple(float(v) for v in _pick(args.generate_vels, g.generate_vels)),
                    density=_pick(args.density, g.density), complexity=_pick(args.complexity, g.complexity),
                    fill_every=int(_pick(args.fill_every, g.fill_every)), seed=None if seed is None else int(seed))
     played = gen.score
@@ -71,8 +76,10 @@ def run(args, cfg) -> int:
     if not args.no_perform:
         from rolypoly.model.export import load_runtime
         perf = load_runtime(_pick(args.model, cfg.engine.model_path))
-        played = perform(gen.score, perf)
-        perf_desc = perf.version
+        filt = args.filter_hits or (str(cfg.engine.filter_hits) if str(cfg.engine.filter_hits) != "none"
+                                    else "score_notes")
+        played = perform(gen.score, perf, filter_hits=filt)
+        perf_desc = f"{perf.version} ({filt})"
     if played.n_rows == 0:
         raise RolypolyError("nothing was generated (try more --bars or a higher --density)")
     played.write_midi(args.output)

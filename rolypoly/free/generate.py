@@ -12,9 +12,10 @@ Modes (``mode``):
     score's length plus ``bars`` bars (with no score: ``bars`` bars after a downbeat kick).
 
 Generated events become score rows on the 16th grid of the score's tempo map (tempo and
-meter carry on from the score's last ones), with their velocity class's typical velocity
-as the score velocity.  :func:`perform` then lets the performance model give every row its
-velocities and micro-timing, free-running as when it plays alone.
+meter carry on from the score's last ones); a hit's score velocity is drawn within its
+sampled class from GMD train's velocities.  :func:`perform` then lets the performance model
+give every row its velocities and micro-timing (or, with ``filter_hits=
+"score_notes_and_vels"``, its micro-timing only), free-running as when it plays alone.
 
 Examples
 --------
@@ -64,8 +65,8 @@ def score_events(score) -> enc.Events:
     return enc.events_from_rows(score.vel, score.phase, score.bar)
 
 
-def rows_for_events(score, ev: enc.Events, vel_centers: np.ndarray) -> dict:
-    """Row arrays for events placed on ``score``'s tempo map (16 steps a bar)."""
+def rows_for_events(score, ev: enc.Events, vel: np.ndarray) -> dict:
+    """Row arrays for events placed on ``score``'s tempo map (16 steps a bar), with velocities ``vel (E, 9)``."""
     tm = score.tempo
     E = len(ev)
     out = {"times_ms": np.zeros(E), "vel": np.zeros((E, N_DRUMS), np.int16), "bpm": np.zeros(E),
@@ -80,15 +81,14 @@ def rows_for_events(score, ev: enc.Events, vel_centers: np.ndarray) -> dict:
         out["tsig"][i] = n / d
         out["phase"][i] = s / enc.STEPS
         out["bar"][i] = b
-        for dr in np.nonzero(ev.vcls[i] >= 0)[0]:
-            out["vel"][i, dr] = int(round(vel_centers[dr, ev.vcls[i, dr]]))
+    out["vel"][:] = np.where(ev.vcls >= 0, vel, 0) if E else out["vel"]
     return out
 
 
-def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel_centers: np.ndarray):
-    """A new Score: the kept rows of ``score`` plus rows for ``ev``; and the generated-row mask."""
+def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel: np.ndarray):
+    """A new Score: the kept rows of ``score`` plus rows for ``ev`` (velocities ``vel``); and the generated-row mask."""
     from rolypoly.score.midi import Score
-    new = rows_for_events(score, ev, vel_centers)
+    new = rows_for_events(score, ev, vel)
     E = len(ev)
     times = np.concatenate([score.times_ms[keep], new["times_ms"]])
     order = np.argsort(times, kind="stable")
@@ -137,7 +137,6 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         score = empty_score()
     if mode != "free" and score.n_rows == 0:
         raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
-    centers = runtime.vel_centers
     s = _sampler(runtime, temperature, generate_vels, density, complexity, seed)
     ev = score_events(score)
     S = enc.STEPS
@@ -166,7 +165,7 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         gen, first_bar = _fill(s, ev, int(score.bar[-1]) + 1, fill_every, runtime, density, complexity)
         fill_bars = set((gen.abs_step // S).tolist())
         keep = ~np.isin(score.bar, sorted(fill_bars)) if fill_bars else np.ones(score.n_rows, bool)
-    out, mask = merge_rows(score, keep, gen, centers)
+    out, mask = merge_rows(score, keep, gen, runtime.velocities(gen, s.rng))
     return Generated(out, mask, gen, first_bar, int(keep.sum()))
 
 
@@ -216,18 +215,25 @@ def _quantile_of(runtime, which: int, value: float) -> float:
     return float(np.interp(value, (d, c)[which], q))
 
 
-def perform(score, perf_runtime=None, predict=None, window: int | None = None):
+PERFORM_FILTERS = ("score_notes", "score_notes_and_vels")
+
+
+def perform(score, perf_runtime=None, predict=None, window: int | None = None, filter_hits: str = "score_notes"):
     """The performance model plays ``score`` alone (free-running): a Score with its velocities and offsets.
 
-    Velocities come from the model on the drums the score holds (``filter_hits score_notes``);
-    offsets are the model's (bar fractions).  Pass a loaded :class:`rolypoly.model.export.Runtime`
-    or a batched ``predict`` with its ``window``.
+    The drums are the score's; with ``filter_hits="score_notes"`` their velocities are the
+    model's, with ``"score_notes_and_vels"`` the score's; offsets are the model's (bar
+    fractions).  Pass a loaded :class:`rolypoly.model.export.Runtime` or a batched
+    ``predict`` with its ``window``.
     """
-    return perform_many([score], perf_runtime, predict, window)[0]
+    return perform_many([score], perf_runtime, predict, window, filter_hits)[0]
 
 
-def perform_many(scores: list, perf_runtime=None, predict=None, window: int | None = None) -> list:
+def perform_many(scores: list, perf_runtime=None, predict=None, window: int | None = None,
+                 filter_hits: str = "score_notes") -> list:
     """:func:`perform` for several scores at once (one batched model call per row index)."""
+    if filter_hits not in PERFORM_FILTERS:
+        raise GenerateError(f"filter_hits {filter_hits!r}: choose one of {', '.join(PERFORM_FILTERS)}")
     from rolypoly.model.evaluate import predictor_from_model, running
     from rolypoly.score.features import decode_outputs, encode_rows
     if predict is None:
@@ -242,7 +248,8 @@ def perform_many(scores: list, perf_runtime=None, predict=None, window: int | No
     for sc, y, hit in zip(scores, outs, hits):
         vel, off, _ = decode_outputs(y)
         p = sc.copy()
-        p.vel = np.where(hit, np.clip(np.rint(vel), 1, 127), 0).astype(np.int16)
+        if filter_hits == "score_notes":
+            p.vel = np.where(hit, np.clip(np.rint(vel), 1, 127), 0).astype(np.int16)
         p.off = np.where(hit, off, 0.0)
         played.append(p)
     return played

@@ -14,11 +14,14 @@ Attributes::
     set generate off|continue|fill|free [bars [fill_every]]
     set density <0..1 | auto>        set complexity <0..1 | auto>     (auto: follow the music)
 
+The sampling window is the engine's ``generate_vels`` (a window on drum probabilities
+here; ``generate.generate_vels`` until the attribute is set).
+
 Examples
 --------
 >>> fm = FreeMode.from_config(load_config([]))      # doctest: +SKIP
 >>> fm.set("generate", "continue", 8)               # doctest: +SKIP
->>> played = fm.prepare(score, generate_vels=(0.1, 1.0))   # doctest: +SKIP
+>>> played = fm.prepare(score)                      # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -82,13 +85,14 @@ class FreeMode:
     """Free-mode settings and the event model, loaded on first use (see module docs)."""
 
     def __init__(self, events_model: str, mode: str = "off", bars: int = 8, fill_every: int = 0,
-                 density=None, complexity=None, temperature: float = 1.0, seed=None):
+                 density=None, complexity=None, temperature: float = 1.0, seed=None, window=(0.0, 1.0)):
         self.events_model = str(events_model)
         self.mode, self.bars, self.fill_every = check_attribute("generate", [mode, bars, fill_every])
         self.density = check_attribute("density", [density])[0]
         self.complexity = check_attribute("complexity", [complexity])[0]
         self.temperature = float(temperature)
         self.seed = None if seed is None else int(seed)
+        self.window = (float(window[0]), float(window[1]))   # generate_vels: the engine sets it too
         self.runtime = None
         self.takes = 0
         self.last = None      # the last Generated (rows that the model made, first generated bar)
@@ -98,7 +102,7 @@ class FreeMode:
     def from_config(cls, cfg) -> "FreeMode":
         g = cfg.generate
         return cls(g.events_model, str(g.mode), int(g.bars), int(g.fill_every), g.density, g.complexity,
-                   float(g.temperature), g.seed)
+                   float(g.temperature), g.seed, tuple(g.get("generate_vels", (0.0, 1.0))))
 
     def set(self, attribute: str, *values) -> None:
         checked = check_attribute(attribute, values)
@@ -116,7 +120,7 @@ class FreeMode:
                 "complexity": self.complexity, "temperature": self.temperature,
                 "events_model": getattr(self.runtime, "version", None)}
 
-    def prepare(self, score, generate_vels=(0.1, 1.0)):
+    def prepare(self, score, generate_vels=None):
         """The score to play this take: ``score`` itself when off, else with generated rows.
 
         Given the score it returned last time, it starts again from that one's source, so an
@@ -137,6 +141,6 @@ class FreeMode:
         self.takes += 1
         seed = None if self.seed is None else self.seed + self.takes
         self.last = generate(self.runtime, score, self.mode, bars=self.bars, temperature=self.temperature,
-                             generate_vels=generate_vels, density=self.density, complexity=self.complexity,
+                             generate_vels=self.window if generate_vels is None else generate_vels, density=self.density, complexity=self.complexity,
                              fill_every=self.fill_every, seed=seed)
         return self.last.score

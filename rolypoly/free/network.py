@@ -115,7 +115,7 @@ def export_events(net: EventNet, meta: dict, path) -> Path:
     from rolypoly.io import atomic_path
     path = Path(path)
     net = copy.deepcopy(net).cpu().eval()
-    layout = {k: meta[k] for k in ("steps", "max_delta", "vel_bounds", "vel_centers", "style_quantiles",
+    layout = {k: meta[k] for k in ("steps", "max_delta", "vel_bounds", "vel_centers", "style_quantiles", "vel_quantiles",
                                    "n_feat", "style_bars", "density_scale") if k in meta}
     layout["model_config"] = asdict(net.config)
     scripted = torch.jit.script(ExportedEvents(net, str(meta.get("version", "events")), json.dumps(layout)))

@@ -14,7 +14,8 @@ Sampling, per event:
    the ``generate_vels`` window ``(lo, hi)``: below ``lo`` a drum stays silent, from ``hi``
    on it always plays, between it plays with probability ``p`` (an event with no drum left
    plays its most probable one);
-3. each sounding drum's velocity class from ``softmax(class_logits / temperature)``.
+3. each sounding drum's velocity class from ``softmax(class_logits / temperature)``, and
+   (:meth:`EventRuntime.velocities`) a velocity within that class from GMD train's quantiles.
 
 The style code the model is conditioned on comes from the ``density`` and ``complexity``
 knobs (0..1, mapped through the training data's quantiles: 0.5 is a typical GMD groove)
@@ -58,6 +59,8 @@ class EventRuntime:
                 raise ModelError(f"{path}: layout {key}={self.layout.get(key)} but rolypoly needs {want}")
         self.n_layers, self.hidden = int(module.n_layers), int(module.hidden)
         self.vel_centers = np.asarray(self.layout.get("vel_centers", [list(enc.VEL_CENTERS)] * N_DRUMS), np.float64)
+        vq = self.layout.get("vel_quantiles")
+        self.vel_quantiles = None if vq is None else np.asarray(vq, np.float64)
         q = self.layout.get("style_quantiles") or {"q": [0, 1], "density": [0, 1], "complexity": [0, 1]}
         self._q = (np.asarray(q["q"]), np.asarray(q["density"]), np.asarray(q["complexity"]))
 
@@ -65,6 +68,26 @@ class EventRuntime:
         """Knob values in [0, 1] to the style code (quantiles of the training data)."""
         q, d, c = self._q
         return np.array([np.interp(density, q, d), np.interp(complexity, q, c)])
+
+    def velocities(self, ev: enc.Events, rng: np.random.Generator) -> np.ndarray:
+        """(E, 9) velocities of events: each hit drawn within its class from GMD train's quantiles.
+
+        Without quantiles in the model file every hit gets its class's typical velocity.
+        """
+        out = np.zeros((len(ev), N_DRUMS), dtype=np.int16)
+        rows, drums = np.nonzero(ev.vcls >= 0)
+        cls = ev.vcls[rows, drums]
+        if self.vel_quantiles is None:
+            out[rows, drums] = np.rint(self.vel_centers[drums, cls])
+            return out
+        n = self.vel_quantiles.shape[-1]
+        u = rng.random(len(rows)) * (n - 1)
+        lo = np.floor(u).astype(int)
+        hi = np.minimum(lo + 1, n - 1)
+        q = self.vel_quantiles[drums, cls]
+        v = q[np.arange(len(rows)), lo] * (1 - (u - lo)) + q[np.arange(len(rows)), hi] * (u - lo)
+        out[rows, drums] = np.clip(np.rint(v), 1, 127)
+        return out
 
     def initial_state(self):
         import torch

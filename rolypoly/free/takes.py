@@ -22,7 +22,7 @@ def continue_take(cfg, score, sub: Path, model: str, work: Path, feel: str = "la
     sr = int(cfg.audio.sample_rate)
     g = cfg.generate
     gen = generate(load_events(g.events_model), score, "continue", bars=int(g.bars),
-                   temperature=float(g.temperature), generate_vels=tuple(float(v) for v in cfg.engine.generate_vels),
+                   temperature=float(g.temperature), generate_vels=tuple(float(v) for v in g.generate_vels),
                    density=g.density, complexity=g.complexity, seed=seed if g.seed is None else int(g.seed))
     sub = Path(sub)
     sub.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,27 @@ def velocity_centers(takes) -> list:
     return out.round(1).tolist()
 
 
+def velocity_quantiles(takes, n: int = 11) -> list:
+    """Per drum and velocity class, ``n`` quantiles (0..1) of the performed velocities (9 x 3 x n).
+
+    Generation draws a hit's velocity within its sampled class from these, so generated
+    velocities keep GMD's distribution; a class seldom seen falls back to its typical value.
+    """
+    v = takes.arrays["vel"]
+    cls = enc.vel_class(v)
+    qs = np.linspace(0, 1, n)
+    out = np.zeros((9, enc.N_VEL, n))
+    bounds = (1,) + enc.VEL_BOUNDS + (128,)
+    for d in range(9):
+        for c in range(enc.N_VEL):
+            sel = cls[:, d] == c
+            if sel.sum() > 20:
+                out[d, c] = np.quantile(v[sel, d], qs)
+            else:
+                out[d, c] = np.linspace(bounds[c], bounds[c + 1] - 1, n)
+    return out.round(1).tolist()
+
+
 def batch(data: EventData, starts: np.ndarray, window: int):
     idx = starts[:, None] + np.arange(window)[None, :]
     return data.x[idx], data.gap[idx], data.q[idx], data.drums[idx], data.vcls[idx]
@@ -186,7 +207,7 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     meta = {"version": f"rolypoly-{cfg.model.get('name', 'events')}", "model_config": asdict(conf),
             "format": "rolypoly-events-1", "kind": "events", "steps": enc.STEPS, "max_delta": enc.MAX_DELTA,
             "n_feat": enc.N_FEAT, "vel_bounds": list(enc.VEL_BOUNDS), "style_bars": enc.STYLE_BARS,
-            "density_scale": enc.DENSITY_SCALE, "vel_centers": velocity_centers(train_takes),
+            "density_scale": enc.DENSITY_SCALE, "vel_centers": velocity_centers(train_takes), "vel_quantiles": velocity_quantiles(train_takes),
             "style_quantiles": style_quantiles(tr_ev), "seed": seed, "train": _plain(tc),
             "data": f"GMD train, 4/4 takes, 16th grid: {len(tr_ev)} takes, {len(train.x)} events; "
                     f"validation {len(va_ev)} takes, {len(val.x)} events"}
