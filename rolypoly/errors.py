@@ -61,3 +61,11 @@ class OscError(RolypolyError):
 class OutputError(RolypolyError):
     """An output cannot be written: it exists (and ``--force`` was not given), its folder
     cannot be created, or its name has the wrong extension."""
+
+
+class BoxError(RolypolyError):
+    """A drum-machine (``rolypoly box``) action, script or project file that does not make sense."""
+
+
+class MidiError(RolypolyError):
+    """A MIDI port cannot be opened or a MIDI message is not understood."""
