@@ -18,7 +18,7 @@ Examples
 --------
 >>> import numpy as np
 >>> x = encode_rows(np.full((2, 9), 127.0), np.zeros((2, 9)), [120, 120], [1, 1], [0, .5], [0, 0])
->>> x.shape, float(x[0, 0]), float(x[0, 18])
+>>> x.shape, float(x[0, 0]), round(float(x[0, 18]), 6)
 ((2, 22), 1.0, 0.4)
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ Examples
 >>> kit = read_kit(None)                 # our default kit
 >>> kit.class_channel(DRUMS.index("snare"))
 1
->>> save_kit(kit, "/tmp/k.toml"); read_kit("/tmp/k.toml").name == kit.name
+>>> _ = save_kit(kit, "/tmp/k.toml"); read_kit("/tmp/k.toml").name == kit.name
 True
 """
 from __future__ import annotations
