@@ -1,0 +1,257 @@
+"""Playing the box through the rolypoly engine: the same engine and audio path as a duet.
+
+The box never renders audio itself.  What it plays is a :class:`rolypoly.score.midi.Score`
+built from the pattern (:func:`box_score`): one row per sounding step, at the step's
+exact first sample, one bar per pattern pass; the engine reads it and plays it like
+any score -- as written (``humanize`` off: the quantised machine) or through the
+performance model (``humanize`` on: its velocities and micro-timing), following a
+musician on the input when ``listen`` is on.
+
+:func:`render_offline` runs the engine offline, block by block (deterministic: what a
+test checks); :class:`Player` drives it in real time with a driver (JACK, the sound
+card, or the silent clock driver) and restarts the take at a pattern boundary when the
+pattern or the tempo changed (the engine plays a score it was given; a changed pattern
+is a new score).
+
+Examples
+--------
+>>> from rolypoly.box.model import Box
+>>> box = Box(); box.toggle(0, 0); box.toggle(1, 4)
+>>> score = box_score(box, ["a"], 48000)
+>>> score.n_rows, [round(t) for t in score.times_ms]
+(2, [0, 500])
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from rolypoly.box.model import STEP_RATES, Box, BoxError
+
+PPQ = 960
+
+
+def _meter(box: Box, length: int) -> tuple[int, int]:
+    """A meter whose bar is exactly one pass of ``length`` steps (4/4 for 16 sixteenths)."""
+    whole = Fraction(length) * STEP_RATES[box.step_rate] / 4      # in whole notes
+    for den in (4, 8, 16, 32, 64):
+        num = whole * den
+        if num.denominator == 1 and num >= 1:
+            return int(num), den
+    raise BoxError(f"{length} steps of {box.step_rate} are not a whole number of 64ths: "
+                   "choose a length that is (e.g. a multiple of 3 steps for triplets)")
+
+
+def box_score(box: Box, sequence: list[str], sr: int, passes: list[int] | None = None):
+    """The Score the engine plays for ``sequence`` (pattern names, played in a row).
+
+    Each row's time is the step's first sample divided by ``sr``, so the engine, which
+    rounds row times to samples, lands every hit on exactly that sample.
+
+    Raises
+    ------
+    BoxError
+        Nothing to play (every step of the sequence silent, or every channel muted).
+    """
+    from rolypoly.score.midi import Note, TempoMap, score_from_notes
+    hits = box.sequence_hits(sequence, sr, passes)
+    if not hits:
+        raise BoxError(f"pattern {'+'.join(sequence)} has no steps to play: lay down some beats first")
+    drums = box.channel_drums
+    us = 60e6 / box.bpm
+    meter_ticks, meters, tick = [], [], 0
+    for name in sequence:
+        m = _meter(box, box.patterns[name].length)
+        if not meters or meters[-1] != m:
+            meter_ticks.append(tick)
+            meters.append(m)
+        tick += int(PPQ * 4 * m[0] / m[1])
+    tmap = TempoMap(PPQ, [0], [us], meter_ticks, meters)
+    notes = []
+    for sample, ch, vel, _ in hits:
+        if drums[ch] < 0:
+            continue
+        sec = sample / sr
+        notes.append(Note(int(round(tmap.tick_at(sec))), sec, drums[ch], vel))
+    notes.sort(key=lambda n: (n.seconds, n.drum))
+    return score_from_notes(notes, tmap, merge_tolerance_ms=0.0)
+
+
+def _engine_cfg(cfg, box: Box, takes_dir=None):
+    from rolypoly.config import with_values
+    values = {"engine.enable": bool(box.humanize)}
+    if takes_dir is not None:
+        values["takes_dir"] = str(takes_dir)
+    return with_values(cfg, **values)
+
+
+def write_kit_file(box: Box, folder) -> Path:
+    """The box's playing kit (morph, levels, pans, chokes) as a kit file the engine loads."""
+    from rolypoly.synth.kit import save_kit
+    path = Path(folder) / "box_kit.toml"
+    save_kit(box.playing_kit(), path)
+    return path
+
+
+def make_engine(cfg, box: Box, offline: bool, sr: int | None = None, block_frames: int | None = None,
+                takes_dir=None):
+    """A rolypoly engine set up for the box (model on only when humanizing)."""
+    from rolypoly.live.engine import Rolypoly
+    eng = Rolypoly(_engine_cfg(cfg, box, takes_dir), offline=offline, sr=sr, block_frames=block_frames)
+    eng.set("enable", bool(box.humanize))
+    return eng
+
+
+def render_offline(box: Box, cfg, sequence: list[str] | None = None, sr: int = 48000, block_frames: int = 256,
+                   tail_s: float = 0.5, takes_dir=None):
+    """Play ``sequence`` (default: the current pattern's chain) once through an offline engine.
+
+    Returns
+    -------
+    (audio (n, 2) float32, hits [(sample, channel, velocity, step)], engine hits [dict])
+    """
+    from rolypoly.live.drivers import perform_offline
+    sequence = sequence or box.chain()
+    score = box_score(box, sequence, sr)
+    eng = make_engine(cfg, box, offline=True, sr=sr, block_frames=block_frames, takes_dir=takes_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        eng.kit(str(write_kit_file(box, tmp)))
+    eng.read(score)
+    res = perform_offline(eng, tail_s=tail_s)
+    errors = [e for e in eng.last_errors() if "playing the score as written" not in e]
+    if errors:
+        raise BoxError("the engine reported: " + "; ".join(errors[-3:]))
+    return res.drums, box.sequence_hits(sequence, sr), res.hits
+
+
+class Player:
+    """Plays a :class:`Box` in real time through a rolypoly engine and an audio driver.
+
+    Parameters
+    ----------
+    box : Box
+    cfg : composed config
+    driver : "auto" (JACK when a server runs, else the sound card), "jack", "portaudio",
+        "clock" (silent, paced by the clock: for machines without audio) or None (no driver:
+        the caller runs ``engine.process``).
+    on_hit : called ``(sample, drum, velocity, offset_ms)`` for every hit (e.g. MIDI out)
+    """
+
+    def __init__(self, box: Box, cfg, driver: str | None = "auto", on_hit=None, takes_dir=None):
+        self.box = box
+        self.cfg = cfg
+        self.driver_kind = driver
+        self.engine = make_engine(cfg, box, offline=False, takes_dir=takes_dir)
+        self.sr = self.engine.sr
+        self.driver = None
+        self.sequence: list[str] = []
+        self.started_at = None          # time.monotonic() of the last start
+        self.dirty = False
+        self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
+        self._lock = threading.RLock()
+        self.errors: list[str] = []
+        self.engine.connect("error", self.errors.append)
+        if on_hit is not None:
+            self.engine.connect("hit", on_hit)
+
+    @property
+    def playing(self) -> bool:
+        return self.engine.take_open
+
+    def _ensure_driver(self) -> None:
+        if self.driver is None and self.driver_kind is not None:
+            from rolypoly.live.drivers import open_driver
+            self.driver = open_driver(self.engine, kind=self.driver_kind)
+            self.driver.start()
+
+    def play(self, sequence: list[str] | None = None) -> None:
+        """Start playing ``sequence`` (default: the current pattern's chain), looping."""
+        with self._lock:
+            box = self.box
+            self.sequence = list(sequence or box.chain())
+            score = box_score(box, self.sequence, self.sr)
+            if self.engine.take_open:
+                self.engine.stop()
+            self.engine.set("enable", bool(box.humanize))
+            self.engine.set("loop", True)
+            self.engine.kit(str(write_kit_file(box, self._kit_dir.name)))
+            self.engine.read(score)
+            self._ensure_driver()
+            self.engine.start()
+            self.started_at = time.monotonic()
+            self.dirty = False
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.engine.take_open:
+                self.engine.stop()
+
+    def position(self) -> tuple[int, int]:
+        """(index in the sequence, step) now playing; (-1, -1) when stopped."""
+        if not self.playing or not self.sequence:
+            return -1, -1
+        sched = self.engine.schedule
+        if sched is None:
+            return -1, -1
+        sample = max(0, int(sched.sample))
+        total = self.box.pass_samples(self.sr, sum(self.box.patterns[n].length for n in self.sequence))
+        local = sample % max(1, total)
+        step_len = float(self.box.step_seconds()) * self.sr
+        k = int(local // step_len)
+        for j, name in enumerate(self.sequence):
+            n = self.box.patterns[name].length
+            if k < n:
+                return j, k
+            k -= n
+        return len(self.sequence) - 1, 0
+
+    def changed(self) -> None:
+        """The pattern, kit or tempo changed: play the new version from the next pattern start."""
+        self.dirty = True
+
+    def poll(self) -> None:
+        """Call often (the UI's timer): applies queued switches and edits at a pattern boundary."""
+        if not self.playing:
+            return
+        j, k = self.position()
+        want = self.box.chain(self.box.queued) if self.box.queued else None
+        at_end = j == len(self.sequence) - 1 and k >= self.box.patterns[self.sequence[j]].length - 1
+        if (want and want != self.sequence or self.dirty) and (at_end or k == 0 and j == 0 and self.dirty):
+            self.box.queued = None
+            try:
+                self.play(want or self.sequence)
+            except BoxError as exc:
+                self.errors.append(str(exc))
+                self.stop()
+
+    def audition(self, channel: int) -> None:
+        """Hear one channel's sound now (the channel page), through the same engine."""
+        if self.playing:
+            self.changed()
+            return
+        from rolypoly.box.model import Pattern
+        probe = Box(self.box.kit, self.box._channel_drums)
+        probe.mix, probe.kit_b, probe.morph, probe.bpm = self.box.mix, self.box.kit_b, self.box.morph, 120.0
+        probe._kit = self.box.kit
+        probe.patterns["a"] = Pattern("a", length=4)
+        probe.patterns["a"].triggers[channel, 0] = True
+        score = box_score(probe, ["a"], self.sr)
+        with self._lock:
+            self.engine.set("loop", False)
+            self.engine.kit(str(write_kit_file(probe, self._kit_dir.name)))
+            self.engine.read(score)
+            self._ensure_driver()
+            self.engine.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self.driver is not None:
+            self.driver.close()
+            self.driver = None
+        self._kit_dir.cleanup()
+
