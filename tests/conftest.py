@@ -1,21 +1,34 @@
 """Shared fixtures: where the shared data lives, a composed config, MIDI file builders."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The one place tests look for the shared data (GMD, presets, reference renders, real onsets).
+SHARED_DATA = Path(os.environ.get("ROLYPOLY_SHARED_DATA", REPO.parent / "shared" / "data"))
 GMD_ROOT = SHARED_DATA / "groove"
 
 
 def shared(*parts: str) -> Path:
-    """A path under ../shared/data, skipping the test when it is absent."""
-    path = SHARED_DATA.joinpath(*parts)
+    """A path under the shared data folder, skipping the test when it is absent."""
+    return need(SHARED_DATA.joinpath(*parts))
+
+
+def need(path: Path) -> Path:
+    """``path``, skipping the test when it is absent (the one shared-data skip)."""
+    path = Path(path)
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``shared_data("presets", "x.mtpreset")``: a shared-data path, or the test is skipped."""
+    return shared
 
 
 @pytest.fixture(scope="session")

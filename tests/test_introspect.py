@@ -21,7 +21,7 @@ from rolypoly.patterns.introspect import (
 from rolypoly.score.drums import DRUM_INDEX, N_DRUMS
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA, shared  # noqa: E402
 KICK, SNARE, HIHAT = DRUM_INDEX["kick"], DRUM_INDEX["snare"], DRUM_INDEX["hihat"]
 
 # Patterns written out by hand (first character = step 0).
@@ -260,8 +260,7 @@ def test_generate_for_score_errors(small_table, tmp_path):
 
 @pytest.fixture(scope="module")
 def gmd_overrides(tmp_path_factory):
-    if not (DATA / "groove" / "info.csv").is_file():
-        pytest.skip("GMD not found under ../shared/data/groove")
+    shared("groove", "info.csv")
     db = tmp_path_factory.mktemp("introspect") / "patterns.sqlite"
     return [f"data.root={DATA / 'groove'}", f"cache_dir={REPO / 'cache'}", f"introspect.db={db}",
             "introspect.max_takes=6"]
@@ -295,7 +294,7 @@ def test_cli_ask_and_score(gmd_overrides, tmp_path, capsys):
     from rolypoly.cli import main
     from rolypoly.score.midi import read_score
     assert main(["introspect", "build", "--json", *gmd_overrides]) == 0
-    assert "pattern database" in json.loads(capsys.readouterr().out)
+    assert "pattern_database" in json.loads(capsys.readouterr().out)
     assert main(["introspect", "ask", "--from", "kick", "--to", "snare,hihat", "--pattern", A, "--count", "3",
                  "--seed", "1", "--json", *gmd_overrides]) == 0
     rows = next(iter(json.loads(capsys.readouterr().out).values()))

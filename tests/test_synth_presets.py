@@ -11,15 +11,10 @@ from rolypoly.errors import PresetError, SynthError
 from rolypoly.synth import load_kit
 from rolypoly.synth.mtpreset import read_mtpreset
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as SHARED, need
+
 PRESETS = SHARED / "presets"
 REFERENCE = SHARED / "supertonic_reference"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not available: {path}")
-    return path
 
 
 PATCH_LINES = """\

@@ -80,7 +80,7 @@ def run_build(args, cfg) -> int:
     stats = getattr(table, "build_stats", None)
     info = dict(table.info)
     table.close()
-    out = Table("pattern database", ["key", "value"])
+    out = Table("pattern database", ["key", "value"], key="pattern_database")
     out.add("path", str(db_path(cfg)))
     if args.ship:
         from rolypoly.patterns.introspect import gmd_train_patterns, write_shipped_table
