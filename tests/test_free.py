@@ -331,3 +331,24 @@ def test_trained_model_density_knob_steers_hits_per_bar():
             n += int((out.score.vel[out.generated] > 0).sum())
         return n / (3 * (int(sc.bar[-1]) + 1 - 1))
     assert hits_per_bar(0.9) > 1.2 * hits_per_bar(0.1)
+
+
+def test_engine_plays_on_after_the_score_in_continue_mode(tiny, tmp_path):
+    from rolypoly.config import load_config
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.live.engine import Rolypoly
+    from rolypoly.score.midi import read_score
+    cfg = load_config([f"takes_dir={tmp_path / 'takes'}", f"models_dir={tmp_path / 'models'}", "engine.enable=false",
+                       f"generate.events_model={tiny[1]}", "generate.seed=1"])
+    eng = Rolypoly(cfg, offline=True)
+    assert eng.message("read", str(DEMO))
+    src = read_score(DEMO)
+    assert not eng.message("set", "generate", "jam")            # a bad mode: error outlet, nothing changes
+    assert eng.message("set", "generate", "continue", 2) and eng.message("set", "density", "0.7")
+    res = perform_offline(eng)
+    assert res.rows > src.n_rows
+    last_hit_s = max(h["sample"] for h in res.hits) / eng.sr
+    assert last_hit_s > src.times_ms[-1] / 1000.0                # it kept playing after the score's last row
+    assert eng.message("set", "generate", "off")
+    again = perform_offline(eng)
+    assert again.rows == src.n_rows                              # off: the score as read, not the last generation

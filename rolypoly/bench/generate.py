@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--bars", type=int, default=16, help="bars generated per prompt (default 16)")
     p.add_argument("--prompt-bars", type=int, default=8, help="bars of each test take given as the prompt")
     p.add_argument("--max-prompts", type=int, default=None, help="use at most this many test takes")
+    p.add_argument("--split", default="test", choices=("test", "validation"),
+                   help="GMD split of the prompts and reference bars (validation: for tuning the sampling)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the baselines")
     p.add_argument("--temperature", type=float, default=None, help="default generate.temperature")
     p.add_argument("--events-model", default=None, help="default generate.events_model")
@@ -96,7 +98,7 @@ def run(cfg, args):
     takes = load_gmd(cfg, grid="16", show_progress=False)
     four = np.array([str(t) in ("4-4", "4/4") for t in takes.meta["time_signature"]])
     train = takes.select((takes.meta["split"] == "train") & four)
-    test = takes.select((takes.meta["split"] == "test") & four)
+    test = takes.select((takes.meta["split"] == args.split) & four)
     P, G = int(args.prompt_bars), int(args.bars)
 
     # reference: every GMD test bar; known patterns: every GMD train bar
@@ -134,7 +136,7 @@ def run(cfg, args):
         if args.max_prompts and len(prompts) >= args.max_prompts:
             break
     if not prompts:
-        raise RolypolyError(f"no GMD test take has {P + 4} bars")
+        raise RolypolyError(f"no GMD {args.split} take has {P + 4} bars")
     gens = []
     for k, sc in enumerate(prompts):
         gens.append(generate(runtime, sc, "continue", bars=G, temperature=temperature,
@@ -158,7 +160,7 @@ def run(cfg, args):
     main = Table("generated bars vs GMD test bars", ["system", "bars", "hits_per_bar", "hits_per_bar_l1",
                                                      "offbeat_share", "ioi_tv", "velocity_intersection",
                                                      "repetition", "novelty"])
-    main.add("GMD test", ref["bars"], round(float(ref["hits_per_bar"].sum()), 2), 0.0, round(ref["offbeat_share"], 4),
+    main.add(f"GMD {args.split}", ref["bars"], round(float(ref["hits_per_bar"].sum()), 2), 0.0, round(ref["offbeat_share"], 4),
              0.0, 1.0, round(ref["repetition"], 4), None)
     for name, m in measured.items():
         d = dist[name]
@@ -216,11 +218,11 @@ def run(cfg, args):
                             and all(t["style_at_least_as_close_as_random"].values()))
         targets[key] = t
     seconds = time.perf_counter() - t0
-    main.notes.append(f"{len(prompts)} prompts of {P} bars from GMD test (4/4), {G} bars each; event model "
+    main.notes.append(f"{len(prompts)} prompts of {P} bars from GMD {args.split} (4/4), {G} bars each; event model "
                       f"{runtime.version}, temperature {temperature}, generate_vels {window}; performance model {perf_desc}; "
                       f"generation {t_gen:.1f} s, total {seconds:.1f} s")
     extra = {"distances": dist, "style_check": style_mean, "knobs": knob_rows, "targets": targets,
-             "prompts": len(prompts), "prompt_bars": P, "bars": G, "events_model": runtime.version,
+             "split": args.split, "prompts": len(prompts), "prompt_bars": P, "bars": G, "events_model": runtime.version,
              "performance_model": perf_desc, "seconds": seconds,
              "novelty": {k: m["novelty"] for k, m in measured.items()},
              "repetition": {"gmd_test": ref["repetition"], **{k: m["repetition"] for k, m in measured.items()}}}

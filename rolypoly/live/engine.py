@@ -20,7 +20,9 @@ Messages (``engine.message(name, *args)``): ``read <score.mid>``, ``start``, ``s
 Attributes: ``enable`` (model on; off = quantised machine), ``latency`` (onset-detector
 compensation in ms; ``None`` = measured), ``lookahead`` (ms), ``filter_hits``
 (score_notes / score_notes_and_vels / none), ``generate_vels`` (lo hi), ``loop``,
-``device``, ``countin`` (bars of clicks before the score).
+``device``, ``countin`` (bars of clicks before the score), and free mode's ``generate``
+(off / continue / fill / free [bars [fill_every]]), ``density`` and ``complexity`` (0..1 or
+auto): at ``start`` the event model extends or fills the score's rows (:mod:`rolypoly.free.live`).
 
 Outlets (``engine.connect(outlet, callback)``): ``hit(sample, drum, velocity, offset_ms)``,
 ``onset(tau_ms, row, time_s)``, ``playhead(ms)``, ``status(text)``, ``error(text)``.
@@ -52,13 +54,15 @@ import numpy as np
 
 from rolypoly.config import check_value
 from rolypoly.errors import EngineError, RolypolyError
+from rolypoly.free.live import FREE_ATTRIBUTES, FreeMode
+from rolypoly.free.live import check_attribute as check_free_attribute
 from rolypoly.live import block as blk
 from rolypoly.live.schedule import FILTERS, Schedule
 from rolypoly.score import features as feat
 
 OUTLETS = ("hit", "onset", "playhead", "status", "error")
 MESSAGES = ("read", "start", "stop", "train", "write", "load", "kit", "introspect", "soundcheck", "set")
-ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device", "countin")
+ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device", "countin") + FREE_ATTRIBUTES
 PLAYHEAD_EVERY_MS = 50.0
 MAX_LOOKAHEAD_MS = 2000.0
 OUTLET_QUEUE = 4096
@@ -110,6 +114,8 @@ def check_attribute(attribute, values) -> tuple:
     if attribute not in ATTRIBUTES:
         raise EngineError(f"unknown attribute {attribute[:40]!r}; attributes: {', '.join(ATTRIBUTES)}")
     values = tuple(values)
+    if attribute in FREE_ATTRIBUTES:  # generate, density, complexity
+        return check_free_attribute(attribute, values)
     if attribute == "generate_vels":
         if len(values) != 2:
             raise EngineError("attribute generate_vels: expected two numbers lo hi in [0, 1]")
@@ -218,6 +224,7 @@ class Rolypoly:
         self.loop = bool(cfg.engine.loop)
         self.device = cfg.audio.device
         self.countin = int(cfg.engine.get("countin", 0) or 0)
+        self.free = FreeMode.from_config(cfg)   # free mode: generate / density / complexity
         # components
         self.score = None
         self.score_path: str | None = None
@@ -456,8 +463,11 @@ class Rolypoly:
     def set(self, attribute: str, *values) -> None:
         """Set an attribute (validated by :func:`check_attribute`; see module docs)."""
         v = check_attribute(attribute, values)
-        if attribute == "generate_vels":
+        if attribute in FREE_ATTRIBUTES:
+            self.free.set(attribute, *values)
+        elif attribute == "generate_vels":
             self.generate_vels = v
+            self.free.window = v
         elif attribute == "enable":
             self.enable = v
         elif attribute == "latency":
@@ -503,6 +513,13 @@ class Rolypoly:
             if self.listener is None:
                 self._make_listener()
             self.listener.reset()
+            try:  # free mode: the score continued, filled or improvised by the event model
+                self.score = self.free.prepare(self.score)
+                if self.free.last is not None:
+                    self.status(f"generate {self.free.mode}: {int(self.free.last.generated.sum())} rows from bar "
+                                f"{self.free.last.first_bar}")
+            except RolypolyError as exc:
+                self.emit("error", f"start: generate: {exc}; playing the score as written")
             sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
             self._apply_attributes(sched)
             countin = self._countin_samples()
@@ -743,7 +760,7 @@ class Rolypoly:
         return {"score": self.score_path, "sample_rate": self.sr, "block_frames": self.block_frames,
                 "enable": self.enable, "latency_ms": self.latency_ms, "lookahead_ms": self.lookahead_ms,
                 "filter_hits": self.filter_hits, "generate_vels": list(self.generate_vels), "loop": self.loop,
-                "countin_bars": self.countin, "countin_samples": self._countin_samples(),
+                "countin_bars": self.countin, "countin_samples": self._countin_samples(), "free": self.free.describe(),
                 "model": self.model_path if self.runtime is not None else None,
                 "model_version": getattr(self.runtime, "version", None),
                 "model_step": bool(getattr(self.runtime, "supports_step", False)),
