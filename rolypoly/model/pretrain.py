@@ -123,14 +123,14 @@ def concat_rows(parts: list[RowData]) -> RowData:
 def load_training_data(cfg, block: int):
     """``(train RowData, validation RowData, offset (mu, sigma) of train, description)``."""
     tc = cfg.train
-    source = str(tc.get("data", "gmd"))
+    source = str(tc.data)
     if source == "synthetic":
         from rolypoly.sim.corpus import synthetic_takes
         takes = {"16": synthetic_takes(seed=int(cfg.seed))}
         grids = ["16"]
     elif source == "gmd":
         from rolypoly.score.gmd import load_gmd
-        grids = list(tc.get("grids", ["16+24", "16"]))
+        grids = list(tc.grids)
         takes = {g: load_gmd(cfg, grid=g, show_progress=False) for g in grids}
     else:
         raise ConfigError(f"train.data={source!r}: choose gmd or synthetic")
@@ -243,7 +243,7 @@ def _without_history(x):
     return x
 
 
-def _validate(model, val: RowData, block: int, batches: int, batch_size: int, device) -> float:
+def _validate(model, val: RowData, block: int, batches: int, batch_size: int, device, g_weight: float) -> float:
     """Mean validation loss over fixed windows: teacher-forced plus zero-history (free-running proxy)."""
     import torch
     rng = np.random.default_rng(0)
@@ -255,7 +255,7 @@ def _validate(model, val: RowData, block: int, batches: int, batch_size: int, de
             x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(val, starts[i:i + batch_size], block))
             for hist in (x, _without_history(x)):
                 lv, lo, lg, _ = loss_terms(model(hist), vel, off, g, hit)
-                total += float(lv + lo + 0.5 * lg) * len(x)
+                total += float(lv + lo + g_weight * lg) * len(x)
                 count += len(x)
     model.train()
     return total / max(count, 1)  # mean of the teacher-forced and zero-history losses
@@ -356,7 +356,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         torch.manual_seed(seed + rank + step)
         if rank == 0:
             log(f"resuming {last} at step {step} (best validation {best_val:.4f} at step {best_step})")
-    elif str(tc.get("init_from", "") or ""):
+    elif str(tc.init_from or ""):
         src = str(tc.init_from)
         state = read_checkpoint(src)
         try:
@@ -369,7 +369,7 @@ def pretrain(cfg, log=print) -> TrainResult:
     resumed_from = step
     net = torch.nn.parallel.DistributedDataParallel(model) if is_ddp else model
     meta = {"version": f"{VERSION_PREFIX}-{cfg.model.get('name', 'custom')}", "model_config": asdict(conf),
-            "init_from": str(tc.get("init_from", "") or ""),
+            "init_from": str(tc.init_from or ""),
             "model_name": str(cfg.model.get("name", "custom")), "offset_mu": mu, "offset_sigma": sigma,
             "data": data_desc, "seed": seed, "train": _plain(tc), "world_size": world}
     if rank == 0:
@@ -387,11 +387,10 @@ def pretrain(cfg, log=print) -> TrainResult:
         starts = rng.choice(train.win_starts, size=int(tc.batch_size))
         x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(
             train, starts, block, rng, float(tc.partner_share), float(tc.partner_row_prob),
-            float(tc.partner_noise_ms), float(tc.get("accent_share", 0.0))))
-        x = corrupt_history(model, x, rng, float(tc.get("self_history_share", 0.0)),
-                            float(tc.get("zero_history_share", 0.0)))
+            float(tc.partner_noise_ms), float(tc.accent_share)))
+        x = corrupt_history(model, x, rng, float(tc.self_history_share), float(tc.zero_history_share))
         lv, lo, lg, parts = loss_terms(net(x), vel, off, g, hit)
-        loss = lv + lo + float(tc.get("g_weight", 0.5)) * lg
+        loss = lv + lo + float(tc.g_weight) * lg
         if not torch.isfinite(loss):
             raise ModelError(f"training loss became {float(loss)} at step {step}; lower train.lr")
         opt.zero_grad(set_to_none=True)
@@ -402,7 +401,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         if rank == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
-        if rank == 0 and done % int(tc.get("log_every", 50)) == 0:
+        if rank == 0 and done % int(tc.log_every) == 0:
             history.append({"step": done, "train": running, "lr": lr, "vel": float(parts[0]),
                             "off": float(parts[1]), "g": float(parts[2])})
             rate = (done - resumed_from) / max(time.perf_counter() - t0, 1e-9)
@@ -411,7 +410,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         last_step = done == int(tc.max_steps)
         if done % int(tc.eval_every) == 0 or last_step:
             if rank == 0:
-                v = _validate(model, val, block, int(tc.eval_batches), int(tc.batch_size), device)
+                v = _validate(model, val, block, int(tc.eval_batches), int(tc.batch_size), device, float(tc.g_weight))
                 history.append({"step": done, "val": v})
                 if v < best_val:
                     best_val, best_step = v, done
