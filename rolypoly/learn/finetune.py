@@ -50,7 +50,10 @@ def parse_weights(values, cfg_finetune=None) -> dict[str, float]:
     RolypolyError
         Non-numeric, negative or non-finite weights, a wrong count, or all zero.
     """
-    defaults = {k: float(getattr(cfg_finetune, k, 1.0)) if cfg_finetune is not None else 1.0 for k in WEIGHT_NAMES}
+    if cfg_finetune is None:  # the defaults live in the config schema only
+        from rolypoly.config import Finetune
+        cfg_finetune = Finetune()
+    defaults = {k: float(getattr(cfg_finetune, k)) for k in WEIGHT_NAMES}
     values = list(values or [])
     if len(values) not in (0, 3, 4):
         raise RolypolyError(f"train takes 3 or 4 weights (w_v w_o w_g [w_r]), got {len(values)}")

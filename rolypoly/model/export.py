@@ -164,7 +164,7 @@ def load_runtime(path, threads: int = 1) -> Runtime:
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     if not is_torchscript(path):
-        raise ModelError(f"{path}: not a TorchScript file (export a checkpoint with: rolypoly export CKPT {path})")
+        raise ModelError(f"{path}: not a TorchScript file (make one from a checkpoint with: rolypoly export CKPT OUT.pt)")
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:  # truncated archives and foreign formats surface as many exception types

@@ -385,7 +385,7 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data, never code
     except Exception as exc:  # truncated zip, pickle garbage, ...: all are user-facing file problems
         raise ModelError(f"{path}: not a readable rolypoly checkpoint ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
