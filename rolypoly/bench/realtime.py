@@ -171,7 +171,7 @@ def _duet(cfg, work, seconds: float, hog=None) -> dict:
            "callback_p99_share": stats.callback_p.get(99, 0.0) / block_ms,
            "callback_p99_ms": stats.callback_p.get(99, 0.0),
            "blocks_delivered": stats.blocks, "blocks_due": stats.blocks_due,
-           "late_rows": s.get("late_rows"), "late_rows_at": [{"k": k, "time_ms": ms} for k, ms in late_at[:20]],
+           "late_rows": s.get("late_rows"), "early_rows": s.get("early_rows"), "late_rows_at": [{"k": k, "time_ms": ms} for k, ms in late_at[:20]],
            "rows_played": s.get("rows_played"), "onsets_matched": s.get("onsets"), "onsets_played": len(rows),
            "tick_ms_p50": s.get("tick_ms_p50"), "tick_ms_p99": s.get("tick_ms_p99"),
            "lookahead_ms": s.get("lookahead_ms"), "lookahead_effective_ms": s.get("lookahead_effective_ms"),
@@ -249,6 +249,7 @@ def run(cfg, args):
     row("blocks delivered", "blocks_delivered")
     row("blocks due", "blocks_due")
     row("late rows", "late_rows", "0")
+    row("rows on their early prediction", "early_rows", "")
     row("model tick p99 ms", "tick_ms_p99", "", lambda v: round(v, 2))
     row("lookahead ms (set, effective)", "lookahead_ms")
     row("lookahead effective ms", "lookahead_effective_ms", "", lambda v: round(v, 1))

@@ -31,8 +31,10 @@ Ownership (single producer, single consumer; one writer per field):
 * ``ctl`` slots, ring write indices, a take's ``tc`` counters, ``committed``,
   ``late``, ``real_vel``, ``real_off``, ``pend``: the audio side (this kernel);
 * ring read indices: the reader thread;
-* ``pred``/``ready``: the model worker (``ready[s] = k + 1`` after ``pred[s]`` is
-  written, so a slot of an earlier loop iteration is never mistaken for row ``k``);
+* ``pred``/``ready`` and ``pred_early``/``ready_early``: the model worker (``ready[s] =
+  k + 1`` after ``pred[s]`` is written, so a slot of an earlier loop iteration is never
+  mistaken for row ``k``; the early pair is a fallback made further ahead, so a worker
+  stalled for a few hundred ms still leaves the drums a prediction to play);
 * ``ctl[PENDING_TAKE]``, ``tc[FILTER]``, ``tc[USE_MODEL]``, ``tf[GEN_*]``: the engine's
   command side; each is one machine word the kernel reads at the block's start.
 
@@ -56,7 +58,7 @@ from rolypoly.synth.voice import process_bank
 N_CTL = 32
 # -- tc: a take's counters (int64) ----------------------------------------------------------------
 (NEXT_COMMIT, LATE_ROWS, DROPPED_HITS, N_PEND, FILTER, USE_MODEL, LOOP, N_ROWS, CAPACITY, SAMPLE,
- FINISHED) = range(11)
+ FINISHED, EARLY_ROWS) = range(12)
 N_TC = 16
 # -- tf: a take's floats ----------------------------------------------------------------------------
 (LENGTH, GEN_LO, GEN_HI, FADE_SAMPLES, SR) = range(5)
@@ -91,15 +93,20 @@ def fence(typingctx):
     return types.void(), codegen
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def row_time(k, row_samples, N, length):
     return row_samples[k % N] + (k // N) * length
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_clip, off_scale,
-                pred, ready, committed, late, real_vel, real_off, pend, tc, tf):
-    """Fix every row whose earliest hit falls before ``sample_end`` and queue its hits; returns rows fixed."""
+                pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf):
+    """Fix every row whose earliest hit falls before ``sample_end`` and queue its hits; returns rows fixed.
+
+    A row plays the worker's prediction made within the lookahead (``pred``) when it is
+    published, else its early prediction (``pred_early``, made further ahead as a
+    fallback; counted in ``tc[EARLY_ROWS]``), else as written (counted as late).
+    """
     N = tc[N_ROWS]
     C = tc[CAPACITY]
     loop = tc[LOOP] != 0
@@ -119,6 +126,11 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
         bar = bar_samples[i]
         fence()
         use_pred = use_model and ready[s] == k + 1
+        src = pred
+        if use_model and not use_pred and ready_early[s] == k + 1:
+            use_pred = True
+            src = pred_early
+            tc[EARLY_ROWS] += 1
         fence()
         late[s] = 1 if (use_model and not use_pred) else 0
         if use_model and not use_pred:
@@ -127,8 +139,8 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
             v = int(score_vel[i, d])
             off = 0.0
             if use_pred:
-                pv = float(pred[s, d]) * VEL_SCALE
-                off = max(-off_clip, min(off_clip, float(pred[s, 9 + d]))) * off_scale
+                pv = float(src[s, d]) * VEL_SCALE
+                off = max(-off_clip, min(off_clip, float(src[s, 9 + d]))) * off_scale
                 if mode == 0:
                     v = int(round(min(127.0, max(1.0, pv)))) if v > 0 else 0
                 elif mode == 2:
@@ -158,12 +170,12 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
     return n
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def run_block(n, fresh, inp, out_l, out_r, mix,
               coefs, states, active, vgroup, vage, params, pans, groups,
               in_ring, in_idx, dr_ring, dr_idx, hit_ring, hit_idx, ctl,
               row_samples, bar_samples, max_early, score_vel, consts,
-              pred, ready, committed, late, real_vel, real_off, pend, tc, tf):
+              pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf):
     """One block of ``n`` frames (see module docs); ``fresh`` = the first block of a new take."""
     # 1. a new take: where its input starts in the ring, published before that input is
     if fresh and tc[N_ROWS] > 0:   # a take begins (a retired take's voices ring on)
@@ -190,7 +202,7 @@ def run_block(n, fresh, inp, out_l, out_r, mix,
         b1 = b0 + n
         # 2. rows due by the end of the next block
         commit_rows(float(b1 + n), row_samples, bar_samples, max_early, score_vel, consts[0], consts[1],
-                    pred, ready, committed, late, real_vel, real_off, pend, tc, tf)
+                    pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf)
         # 3. due hits, at their sample
         p = 0
         hcap = hit_ring.shape[0]
@@ -248,7 +260,7 @@ def run_block(n, fresh, inp, out_l, out_r, mix,
     ctl[BLOCKS] += 1
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
 def loop_active(tc):
     return tc[LOOP] != 0
 
@@ -283,7 +295,8 @@ STAGE_ARRAYS = (("inp", np.float32, 1), ("out_l", np.float32, 1), ("out_r", np.f
                 ("hit_ring", np.int64, 2), ("hit_idx", np.int64, 1), ("hist", np.int64, 1))
 TAKE_ARRAYS = (("row_samples", np.float64, 1), ("bar_samples", np.float64, 1), ("max_early", np.float64, 1),
                ("score_vel", np.int16, 2), ("consts", np.float64, 1), ("pred", np.float32, 2),
-               ("ready", np.int64, 1), ("committed", np.int64, 1), ("late", np.int8, 1),
+               ("ready", np.int64, 1), ("pred_early", np.float32, 2), ("ready_early", np.int64, 1),
+               ("committed", np.int64, 1), ("late", np.int8, 1),
                ("real_vel", np.int16, 2), ("real_off", np.float64, 2), ("pend", np.int64, 2),
                ("tc", np.int64, 1), ("tf", np.float64, 1))
 
@@ -382,9 +395,9 @@ def _jack_shutdown(arg):
     scope = dict(globals())
     scope.update(carray=carray, get_buffer=get_buffer, get_time=get_time)
     exec(compile(src, "<rolypoly.live.block jack callback>", "exec"), scope)
-    process = cfunc(types.intc(types.uint32, types.voidptr), nopython=True)(scope["_jack_process"])
-    xrun = cfunc(types.intc(types.voidptr), nopython=True)(scope["_jack_xrun"])
-    shutdown = cfunc(types.void(types.voidptr), nopython=True)(scope["_jack_shutdown"])
+    process = cfunc(types.intc(types.uint32, types.voidptr), nopython=True, error_model="numpy")(scope["_jack_process"])
+    xrun = cfunc(types.intc(types.voidptr), nopython=True, error_model="numpy")(scope["_jack_xrun"])
+    shutdown = cfunc(types.void(types.voidptr), nopython=True, error_model="numpy")(scope["_jack_shutdown"])
     return process, xrun, shutdown
 
 
@@ -511,5 +524,6 @@ def _null_take(sr: int) -> list[np.ndarray]:
     tf = np.zeros(N_TF, np.float64)
     tf[SR] = sr
     return [np.zeros(1), np.ones(1), np.zeros(1), np.zeros((1, N_DRUMS), np.int16), np.zeros(2),
-            np.zeros((1, 19), np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int8),
+            np.zeros((1, 19), np.float32), np.zeros(1, np.int64), np.zeros((1, 19), np.float32), np.zeros(1, np.int64),
+            np.zeros(1, np.int64), np.zeros(1, np.int8),
             np.zeros((1, N_DRUMS), np.int16), np.zeros((1, N_DRUMS)), np.zeros((MAX_PENDING, 4), np.int64), tc, tf]

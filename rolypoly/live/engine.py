@@ -67,7 +67,7 @@ PLAYHEAD_EVERY_MS = 50.0
 MAX_LOOKAHEAD_MS = 2000.0
 OUTLET_QUEUE = 4096
 WARMUP_TICKS = 4
-COUNTIN_DRUM = 8          # the ride... or whichever class 8 is in the kit: a click everyone hears
+COUNTIN_DRUM = 2          # the closed hi-hat counts the band in
 COUNTIN_VEL = (110, 80)   # first beat of a bar, other beats
 
 
@@ -814,6 +814,7 @@ class Rolypoly:
         tick = self.worker.tick_ms
         settings = dict(self.take_settings)
         settings.update({"rows_played": int(sched.next_commit), "late_rows": int(sched.late_rows),
+                         "early_rows": int(sched.early_rows),
                          "dropped_hits": int(sched.dropped_hits), "onsets": len(self.reader.onsets),
                          "hits": len(self.reader.hits), "samples": int(max(sched.sample, 0)),
                          "lookahead_effective_ms": self.effective_lookahead_ms(),

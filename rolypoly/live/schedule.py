@@ -56,6 +56,10 @@ class Schedule:
         self.pred = np.zeros((C, feat.N_OUT), dtype=np.float32)
         self.ready = np.zeros(C, dtype=np.int64)        # k + 1 once row k's prediction is in pred
         self.next_predict = 0
+        # the fallback predictions, made further ahead than the lookahead
+        self.pred_early = np.zeros((C, feat.N_OUT), dtype=np.float32)
+        self.ready_early = np.zeros(C, dtype=np.int64)
+        self.next_early = 0
         # audio side
         self.committed = np.zeros(C, dtype=np.int64)    # k + 1 once row k is fixed
         self.late = np.zeros(C, dtype=np.int8)
@@ -81,7 +85,7 @@ class Schedule:
     def arrays(self) -> list[np.ndarray]:
         """The arrays the block reads and writes, in :data:`rolypoly.live.block.TAKE_ARRAYS` order."""
         return [self.row_samples, self.bar_samples, self.max_early, self.score_vel, self.consts, self.pred,
-                self.ready, self.committed, self.late, self.real_vel, self.real_off, self.pend, self.tc, self.tf]
+                self.ready, self.pred_early, self.ready_early, self.committed, self.late, self.real_vel, self.real_off, self.pend, self.tc, self.tf]
 
     # -- commands (one word each, read by the block at its start) ------------------------------
     @property
@@ -116,6 +120,11 @@ class Schedule:
     @property
     def late_rows(self) -> int:
         return int(self.tc[blk.LATE_ROWS])
+
+    @property
+    def early_rows(self) -> int:
+        """Rows that played their early (fallback) prediction."""
+        return int(self.tc[blk.EARLY_ROWS])
 
     @property
     def dropped_hits(self) -> int:
@@ -190,12 +199,16 @@ class Schedule:
         (rows predicted but not yet played), and the musician's tau_g where matched.
         """
         k = self.next_predict
+        return k, self.window_for(k)
+
+    def window_for(self, k: int) -> np.ndarray:
+        """Row ``k``'s model input window as known now (a view; copy to keep)."""
         start = max(0, k - self.window + 1)
         T = k - start + 1
         x = self._x[:T]
         for t, j in enumerate(range(start, k + 1)):
             self.history_row(j, k, x[t])
-        return k, x
+        return x
 
     def set_prediction(self, k: int, y_row: np.ndarray) -> None:
         """Publish the model's output row for row ``k`` (the audio side ignores it once the row is fixed)."""
@@ -207,6 +220,15 @@ class Schedule:
         s = k % self.capacity
         self.pred[s] = y_row
         self.ready[s] = k + 1   # after the data: the block reads ready, then pred
+
+    def set_early(self, k: int, y_row: np.ndarray) -> None:
+        """Publish an early (fallback) prediction for row ``k``."""
+        self.next_early = k + 1
+        if k < self.next_commit:
+            return
+        s = k % self.capacity
+        self.pred_early[s] = y_row
+        self.ready_early[s] = k + 1
 
     def skip_prediction(self, k: int) -> None:
         """Mark row ``k`` as handled without a model (plays as written)."""

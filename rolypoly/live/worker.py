@@ -12,6 +12,11 @@ Two model interfaces are used, whichever the runtime offers:
   being the previous row as played (or as predicted when it has not played yet);
 * windowed: ``rt.predict(window)`` on the last ``window`` rows, taking the last output.
 
+Early predictions: in real time the worker also predicts rows up to ``engine.early_ms``
+ahead (500 ms by default) whenever it has nothing due; a row whose refined prediction
+misses its deadline (a thread holding the GIL for 200 ms) plays that one instead of
+the score as written.  Offline the ticks run inline and are never late, so none are made.
+
 Lookahead: offline it is the configured value, so the output does not depend on how
 busy the machine is; in real time it grows, never shrinks during a take, to cover the
 ticks measured so far (twice the slowest recent tick plus one block).
@@ -98,6 +103,26 @@ class Worker:
             n += 1
         return n
 
+    def early(self, sched, horizon_sample: float, max_rows: int = 2) -> int:
+        """Fallback predictions for rows up to a far horizon (window model; see :mod:`.block`)."""
+        rt = self.engine.runtime
+        if rt is None or not sched.use_model or not hasattr(rt, "predict"):
+            return 0
+        n = 0
+        k = max(sched.next_early, sched.next_predict, sched.next_commit)
+        while n < max_rows and k < sched.total_rows and sched.commit_time(k) < horizon_sample:
+            try:
+                y = np.asarray(rt.predict(sched.window_for(k))[-1], dtype=np.float32)
+            except Exception:
+                return n   # the refined tick reports model failures
+            if y.shape == (sched.pred.shape[1],) and np.all(np.isfinite(y)):
+                sched.set_early(k, y)
+            else:
+                sched.next_early = k + 1
+            k += 1
+            n += 1
+        return n
+
     def _step(self, rt, sched, k: int):
         N = sched.N
         if sched.loop and k > 0 and k % N == 0 and self._stepped:
@@ -115,10 +140,13 @@ class Worker:
         """The real-time loop: tick until ``stop`` is set or the take ends."""
         eng = self.engine
         sr = eng.sr
+        early_ms = float(eng.cfg.engine.get("early_ms", 500.0) or 0.0)
         while not stop.is_set() and not sched.done:
-            horizon = sched.sample + self.lookahead_ms() * sr / 1000.0
+            now = sched.sample
             try:
-                did = eng._tick(horizon)
+                did = eng._tick(now + self.lookahead_ms() * sr / 1000.0)
+                if not did and early_ms > 0:
+                    did = self.early(sched, now + max(early_ms, self.lookahead_ms()) * sr / 1000.0)
             except Exception as exc:  # never let a bug here end the take: it plays as written
                 sched.use_model = False
                 eng.emit("error", f"model worker failed, playing the score as written: {exc}")

@@ -36,7 +36,7 @@ from rolypoly.synth.voice import (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def bank_trigger(coefs, states, active, vgroup, vage, clock, params, pans, groups,
                  drum, vel, offset, sr, poly, fade_samples, seed):
     """Start a voice of class ``drum`` ``offset`` samples into the next block (no allocation).

@@ -78,7 +78,7 @@ TWO_PI = 2.0 * math.pi
 
 
 # ---- small pieces (inlined by numba) ---------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _softclip(x):
     # SuperCollider's softclip: linear up to 0.5, then (|x| - 0.25) / x
     ax = abs(x)
@@ -87,7 +87,7 @@ def _softclip(x):
     return (ax - 0.25) / x
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _fast_sin(x):
     # sin to ~1e-7: range-reduce to [-pi/2, pi/2], then a degree-11 odd Taylor polynomial;
     # a few times cheaper than libm's sin in the per-sample loops
@@ -101,7 +101,7 @@ def _fast_sin(x):
         1.0 / 362880.0 - x2 * (1.0 / 39916800.0))))))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _fast_exp(x):
     # e^x for |x| < ~700 to ~2e-7 relative: 2^k times a degree-6 polynomial of the fraction
     y = x * 1.4426950408889634
@@ -112,12 +112,12 @@ def _fast_exp(x):
     return math.ldexp(poly, int(k))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _xfade(a, b, w):
     return a * math.cos(0.5 * math.pi * w) + b * math.sin(0.5 * math.pi * w)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _rng_next(x):
     # xorshift32 held in an int64; returns (new state, uniform in [-1, 1))
     x ^= (x << 13) & 0xFFFFFFFF
@@ -126,7 +126,7 @@ def _rng_next(x):
     return x, x * (2.0 / 4294967296.0) - 1.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _noise(u):
     # clip(100 * U(-1, 1), -1, 1): nearly binary noise
     y = 100.0 * u
@@ -137,7 +137,7 @@ def _noise(u):
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rbj(kind, freq, alpha_q, gain_db, sr, c, at):
     """RBJ-cookbook biquad into ``c[at:at+5]`` (b0, b1, b2, a1, a2, normalised).
 
@@ -171,7 +171,7 @@ def _rbj(kind, freq, alpha_q, gain_db, sr, c, at):
     c[at + 4] = a2 / a0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _env_set(c, at, seg, start, end, seconds, linear, sr):
     base = at + 4 * seg
     c[base] = start
@@ -180,7 +180,7 @@ def _env_set(c, at, seg, start, end, seconds, linear, sr):
     c[base + 3] = 1.0 if linear else 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _env_enter(c, cat, seg):
     """Start segment ``seg`` (skipping empty ones): returns (level, seg, remaining, step)."""
     while seg < 3:
@@ -195,12 +195,12 @@ def _env_enter(c, cat, seg):
     return 0.0, 3.0, 0.0, 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _env_length(c, cat):
     return c[cat + 2] + c[cat + 6] + c[cat + 10]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def voice_setup(p, vel, sr, seed, c, s):
     """Derive coefficients ``c`` and a fresh state ``s`` for patch ``p`` at velocity ``vel``.
 
@@ -324,7 +324,7 @@ def voice_setup(p, vel, sr, seed, c, s):
     return int(length)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", nogil=True, error_model="numpy")
 def _env_tick(c, cat, level, seg, rem, step):
     """Advance an envelope one sample: returns the value to use now and the new state."""
     out = level
@@ -340,7 +340,7 @@ def _env_tick(c, cat, level, seg, rem, step):
     return out, level, seg, rem, step
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 def voice_process(c, s, out, start, stop):
     """Add one voice into ``out[start:stop]`` (shape (n, 2)); returns True when it has ended."""
     use_osc = c[C_USE_OSC] > 0.5
@@ -536,7 +536,7 @@ def voice_process(c, s, out, start, stop):
     return done
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True, error_model="numpy")
 def output_stage(out, start, stop):
     """Make a mix safe in place: NaN/inf to 0, transparent below 0.9, soft knee to +-1 above."""
     for i in range(start, stop):
@@ -551,7 +551,7 @@ def output_stage(out, start, stop):
                 out[i, ch] = y if x > 0 else -y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def process_bank(coefs, states, active, out):
     """Fill ``out`` (block, 2) with every active voice of a bank; ends finished voices.
 
@@ -576,7 +576,7 @@ def process_bank(coefs, states, active, out):
     output_stage(out, 0, n)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def start_fade(states, v, delay, samples):
     """Fade voice ``v`` to silence over ``samples``, beginning ``delay`` samples into the block."""
     st = states[v]
