@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def load_take(path: str | os.PathLike) -> Take:
             rows = {k: z[k] for k in z.files}
         onsets = json.loads((path / "onsets.json").read_text()) if (path / "onsets.json").is_file() else []
         hits = json.loads((path / "hits.json").read_text()) if (path / "hits.json").is_file() else []
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged file of any kind
         raise TakeError(f"{path}: unreadable take ({type(exc).__name__}: {exc})") from None
     absent = [f for f in ROW_FIELDS if f not in rows]
     if absent:
