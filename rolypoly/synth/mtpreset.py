@@ -34,6 +34,7 @@ NOISE_ENVS = {"exp": 0, "linear": 1, "mod": 2}
 ON_OFF = {"on": 1, "off": 0, "true": 1, "false": 0}
 PATTERN_NAMES = "abcdefghijkl"
 MAX_STEPS = 32
+MAX_PRESET_BYTES = 1 << 20   # real presets are a few kB
 _NUM = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
 
 
@@ -359,6 +360,9 @@ def read_mtpreset(path: str | Path) -> Preset:
     """Read a ``.mtpreset`` file into a :class:`Preset` (kit + patterns + settings)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_PRESET_BYTES:
+            raise PresetError(f"{path}: {path.stat().st_size} bytes is too large for a preset "
+                              f"(at most {MAX_PRESET_BYTES})")
         text = path.read_text(encoding="utf-8", errors="strict")
     except FileNotFoundError:
         raise PresetError(f"{path}: no such file") from None
