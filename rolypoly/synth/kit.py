@@ -191,6 +191,8 @@ def read_kit(path: str | Path | None = None) -> Kit:
     path = kit_path(path)
     if not path.is_file():
         raise SynthError(f"kit file {path} does not exist")
+    if path.stat().st_size > 1 << 20:  # a kit is a few kB of TOML
+        raise SynthError(f"kit file {path}: {path.stat().st_size} bytes is too large for a kit")
     try:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
