@@ -1,7 +1,7 @@
 """``rolypoly bench generate``: generated bars against GMD test bars, next to two baselines, in one run.
 
 Prompts are the first ``--prompt-bars`` bars of every 4/4 GMD test take long enough; the
-event model continues each for ``--bars`` bars (``continue`` mode, seeded), and the
+event model continues each ``--samples`` times for ``--bars`` bars (``continue`` mode, seeded), and the
 performance model plays the result (its velocities are the ones measured).  A second row keeps the
 generated velocities (drawn within the event model's velocity classes) and takes only the
 micro-timing from the performance model (``filter_hits score_notes_and_vels``).  The same
@@ -34,6 +34,7 @@ def add_arguments(p) -> None:
     p.add_argument("--bars", type=int, default=16, help="bars generated per prompt (default 16)")
     p.add_argument("--prompt-bars", type=int, default=8, help="bars of each test take given as the prompt")
     p.add_argument("--max-prompts", type=int, default=None, help="use at most this many test takes")
+    p.add_argument("--samples", type=int, default=3, help="continuations per prompt (default 3)")
     p.add_argument("--split", default="test", choices=("test", "validation"),
                    help="GMD split of the prompts and reference bars (validation: for tuning the sampling)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling and of the baselines")
@@ -87,6 +88,8 @@ def run(cfg, args):
     from rolypoly.report import Table
     from rolypoly.score.gmd import load_gmd
 
+    if args.samples < 1:
+        raise RolypolyError("--samples must be at least 1")
     if args.bars < 4 or args.prompt_bars < 4:
         raise RolypolyError("--bars and --prompt-bars must be at least 4 (the style check uses 4 bars)")
     t0 = time.perf_counter()
@@ -137,6 +140,10 @@ def run(cfg, args):
             break
     if not prompts:
         raise RolypolyError(f"no GMD {args.split} take has {P + 4} bars")
+    distinct = list(prompts)
+    # several continuations per prompt: one drummer's groove is one draw, and grooves vary a lot
+    prompts = [p for p in distinct for _ in range(args.samples)]
+    real_next = [r for r in real_next for _ in range(args.samples)]
     gens = []
     for k, sc in enumerate(prompts):
         gens.append(generate(runtime, sc, "continue", bars=G, temperature=temperature,
@@ -192,7 +199,7 @@ def run(cfg, args):
 
     # knobs: density and complexity steer the sampling (free mode from each prompt's first bar)
     knobs = Table("knobs (free mode, first 16 prompts)", ["density", "complexity", "hits_per_bar", "offbeat_share"])
-    sub = prompts[:16]
+    sub = distinct[:16]
     knob_rows = []
     for dens, comp in ((0.1, 0.5), (0.5, 0.5), (0.9, 0.5), (0.5, 0.1), (0.5, 0.9)):
         seqs = []
@@ -218,11 +225,11 @@ def run(cfg, args):
                             and all(t["style_at_least_as_close_as_random"].values()))
         targets[key] = t
     seconds = time.perf_counter() - t0
-    main.notes.append(f"{len(prompts)} prompts of {P} bars from GMD {args.split} (4/4), {G} bars each; event model "
+    main.notes.append(f"{len(distinct)} prompts of {P} bars from GMD {args.split} (4/4), {args.samples} continuations of {G} bars each; event model "
                       f"{runtime.version}, temperature {temperature}, generate_vels {window}; performance model {perf_desc}; "
                       f"generation {t_gen:.1f} s, total {seconds:.1f} s")
     extra = {"distances": dist, "style_check": style_mean, "knobs": knob_rows, "targets": targets,
-             "split": args.split, "prompts": len(prompts), "prompt_bars": P, "bars": G, "events_model": runtime.version,
+             "split": args.split, "prompts": len(distinct), "samples": args.samples, "prompt_bars": P, "bars": G, "events_model": runtime.version,
              "performance_model": perf_desc, "seconds": seconds,
              "novelty": {k: m["novelty"] for k, m in measured.items()},
              "repetition": {"gmd_test": ref["repetition"], **{k: m["repetition"] for k, m in measured.items()}}}

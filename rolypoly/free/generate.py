@@ -143,6 +143,7 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
     if mode == "continue":
         s.feed_events(ev)
         start = int(score.bar[-1]) + 1
+        s.freeze_style(start * S)  # the style of the score's last 4 bars (or the knobs) carries on
         gen = s.generate_until((start + bars) * S)
         keep = np.ones(score.n_rows, bool)
         first_bar = start
@@ -154,6 +155,7 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
             first = int(ev.abs_step[0]) // S
             seed_ev = ev.slice(0, int(np.searchsorted(ev.abs_step, (first + 1) * S)))
         s.feed_events(seed_ev)
+        s.freeze_style(int(seed_ev.abs_step[-1]) + 1)
         end_bar = (int(score.bar[-1]) + 1 if score.n_rows else first + 1) + bars
         gen_part = s.generate_until(end_bar * S)
         first_bar = first + 1
@@ -196,7 +198,9 @@ def _fill(s, ev: enc.Events, n_bars: int, fill_every: int, runtime, density, com
             c = _quantile_of(runtime, 1, groove[1]) if complexity is None else float(complexity)
             saved = (s.density, s.complexity)
             s.density, s.complexity = min(1.0, d + FILL_BOOST), min(1.0, c + FILL_BOOST)
+        s.freeze_style(b * S)
         got = s.generate_until((b + 1) * S, min_step=b * S)
+        s.thaw_style()  # the score's own bars are measured again
         if is_fill:
             s.density, s.complexity = saved
         if len(got):

@@ -181,13 +181,30 @@ class EventSampler:
         self.out = None
         self.gap_logits = None
         self.last_step: int | None = None
+        self._frozen: np.ndarray | None = None
         self._hist_step: list[int] = []
         self._hist_mask: list[int] = []
         self._hist_vcls: list[np.ndarray] = []
 
     # -- state -------------------------------------------------------------------------
+    def freeze_style(self, at_step: int) -> np.ndarray:
+        """Hold the style code in force at ``at_step`` from now on (see :meth:`style`)."""
+        self._frozen = None
+        self._frozen = self.style(at_step)
+        return self._frozen
+
+    def thaw_style(self) -> None:
+        """Measure the style on what was played again (undo :meth:`freeze_style`)."""
+        self._frozen = None
+
     def style(self, at_step: int) -> np.ndarray:
-        """The style code in force at ``at_step``: the knobs, or the 4 bars played before it."""
+        """The style code in force at ``at_step``: the knobs, or the 4 bars played before it.
+
+        Once frozen (:meth:`freeze_style`) it stays: measuring what the model itself just
+        played would let a slightly busier bar make the next one busier still.
+        """
+        if self._frozen is not None:
+            return self._frozen.copy()
         measured = None
         if self.density is None or self.complexity is None:
             lo = at_step - enc.STYLE_BARS * enc.STEPS
