@@ -46,8 +46,9 @@ N_P = 14
  K_CONFIRM_HOPS, K_SLUR_SEMITONES, K_STEADY_SEMITONES, K_TONAL_BACK, K_HALF_WINDOW, K_TONAL,
  K_DECIMATE, K_MERGE_HOPS, K_FLUX_LATENCY, K_NEW_HOPS, K_GAP_HOPS, K_OLD_HOPS, K_SLUR_IOI_HOPS,
  K_QUIET, K_HOLD_HOPS, K_DIP_HOPS, K_SAME_NOTE_HOPS, K_FRAME_CENTRE, K_SLUR, K_SLUR_VOICING,
- K_AA_B0, K_AA_B1, K_AA_B2, K_AA_A1, K_AA_A2, K_OLD_STEADY_HOPS, K_HELD_HOPS) = range(35)
-N_K = 35
+ K_AA_B0, K_AA_B1, K_AA_B2, K_AA_A1, K_AA_A2, K_OLD_STEADY_HOPS, K_HELD_HOPS,
+ K_RUNUP_FLATNESS) = range(36)
+N_K = 36
 
 # ---- high-pass (hp) and per-block input statistics (stats) ------------------------------
 (H_B0, H_B1, H_B2, H_A1, H_A2, H_Z1, H_Z2, H_ON) = range(8)
@@ -555,6 +556,7 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
             # was its run-up and is dropped, else it is reported as it was.
             quiet = st[S_REL_LEVEL] < tp[K_QUIET]
             emit = -1.0
+            early = -1.0
             if st[S_ONSET] > 0.0:
                 if quiet and tp[K_HOLD_HOPS] > 0.0:
                     if st[S_HELD] <= 0.0:
@@ -577,7 +579,11 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         # so soon after the held onset, this is the same note's attack
                         # growing (a soft pluck): the held onset was the note
                         emit = st[S_HELD_TIME]
-                    elif not run_up:
+                    elif held and st[S_HELD_FLATNESS] < tp[K_RUNUP_FLATNESS]:
+                        # a tonal quiet onset well before this one was a soft note of its own
+                        # (a soft piano note before a loud one), not a run-up: both are notes
+                        early = st[S_HELD_TIME]
+                    if emit == st[S_HOP] and not run_up:
                         d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
                         if d >= 0.0:
                             emit = d + tp[K_FLUX_LATENCY]
@@ -604,6 +610,12 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                 elif st[S_HOP] - st[S_HELD] >= tp[K_HOLD_HOPS]:
                     emit = st[S_HELD_TIME]
                     st[S_HELD] = 0.0
+            if early >= 0.0 and abs(early - tp[K_FLUX_LATENCY] - st[S_LAST_NOTE]) >= params[P_MIN_IOI] \
+                    and n_on < out_hops.size:
+                out_hops[n_on] = early
+                out_kind[n_on] = 0.0
+                n_on += 1
+                st[S_LAST_NOTE] = early - tp[K_FLUX_LATENCY]
             # one note, one onset: whichever cue reported it first keeps it
             if emit >= 0.0 and abs(emit - tp[K_FLUX_LATENCY] - st[S_LAST_NOTE]) < params[P_MIN_IOI]:
                 emit = -1.0
@@ -766,6 +778,7 @@ class Tables:
         k[K_AA_B0:K_AA_A2 + 1] = lowpass_coef(sr, 0.4 * fs_d) if dec > 1 else [1.0, 0.0, 0.0, 0.0, 0.0]
         k[K_OLD_STEADY_HOPS] = hops(25.0)
         k[K_HELD_HOPS] = hops(15.0)
+        k[K_RUNUP_FLATNESS] = s["runup_flatness"]
         self.tp = k
         self.pring_len = int(2 ** math.ceil(math.log2(hops(15.0) * 3 + hops(25.0) * 2 + 2)))
         self.dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))

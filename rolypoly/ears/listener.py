@@ -126,6 +126,7 @@ DEFAULTS = dict(
     player_db=-30.0,     # expected playing level (dBFS RMS) before any is heard (sound check sets it)
     quiet_db=12.0,       # an onset this far under the recent playing is held back ...
     hold_ms=200.0,       # ... this long: if a note follows, it was breath or a scrape (0: off)
+    runup_flatness=0.4,  # ... unless its band flatness is under this (tonal: a soft note of its own)
     dip_ms=80.0,         # an onset rising out of a level dip is dated at its bottom, this far back at most
     slur=True,           # the slur cue: a steady pitch stepping to another steady pitch is a note
     slur_semitones=0.6,  # ... when it moves this far (a vibrato is not steady, a glide neither)
@@ -252,7 +253,7 @@ class Listener:
         v = s["player_db"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > 0:
             raise ConfigError(f"listen.player_db: must be a level in dBFS (<= 0), got {v!r}")
-        for key in ("quiet_db", "hold_ms"):
+        for key in ("quiet_db", "hold_ms", "runup_flatness"):
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"listen.{key}: must be a non-negative number, got {v!r}")
