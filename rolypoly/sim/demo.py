@@ -41,6 +41,8 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
                   ["take", "model", "asynchrony ms", "quantised machine ms", "onsets heard", "late rows", "files"])
     model = str(cfg.engine.model_path)
     work = None  # takes and model versions go to takes_dir and models_dir: `rolypoly takes list` shows them
+    from rolypoly.plots import plot_losses, plot_takes
+    played = []
     for take in (1, 2):
         audio, rows, onsets = virtual_take(score, feel, seed=take, sr=sr)
         res = play_take(cfg, path, audio, model, work)
@@ -50,13 +52,20 @@ def run_demo(cfg, score_path: str | None = None, as_json: bool = False, feel: st
         write_wav(sub / "guitar.wav", audio, sr)
         shutil.copyfile(res.take_dir / "performance.mid", sub / "performance.mid")
         shutil.copytree(res.take_dir, sub / "take")
+        plot_takes([res.take_dir], sub / "groove.png", labels=["pretrained" if take == 1 else "finetuned on take 1"])
+        played.append(res.take_dir)
         table.add(take, "pretrained" if take == 1 else Path(model).parent.name,
                   round(asynchrony_ms(res.hits, sr, score, rows, onsets), 2),
                   round(quantised_asynchrony_ms(score, rows, onsets), 2), res.onsets, res.late_rows, str(sub))
         if take == 1:
             version = train_after_take(cfg, res.take_dir, base_model=model)
             table.notes.append(f"finetuned on take 1 in {version.seconds:.1f} s -> {version.path}")
+            plot_losses(version.losses, out / "finetune_loss.png", title=f"finetuning on take 1 ({version.path.name})")
             model = str(version.torchscript)
+    plot_takes(played, out / "groove_before_after.png", labels=["before finetuning", "after finetuning"],
+               span_s=(0.0, 10.0))
+    table.notes.append(f"groove plots: {out}/take*/groove.png, {out}/groove_before_after.png (first 10 s), "
+                       f"{out}/finetune_loss.png")
     from rolypoly.free.takes import continue_take  # take 3: the score ends, the machine plays on
     table.add(*continue_take(cfg, score, out / "take3", model, work, feel))
     table.notes.append(f"asynchrony = mean |drum hit - guitar onset| over the hits of rows where both sound; "
