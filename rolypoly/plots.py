@@ -69,8 +69,8 @@ def plot_takes(takes, out, labels=None, span_s: tuple[float, float] | None = Non
     plt = _pyplot()
     data = [_take_data(t) for t in takes]
     labels = list(labels or [""] * len(data))
-    fig, axes = plt.subplots(2 * len(data), 1, figsize=(14, 5.2 * len(data)), sharex=True, squeeze=False, layout="constrained",
-                             gridspec_kw={"height_ratios": [1.3, 1.0] * len(data)})
+    fig, axes = plt.subplots(2 * len(data), 1, figsize=(14, 5.2 * len(data)), sharex=True, squeeze=False,
+                             layout="constrained", gridspec_kw={"height_ratios": [1.3, 1.0] * len(data)})
     axes = axes[:, 0]
     cmap = plt.get_cmap("coolwarm")
     colors = plt.get_cmap("tab10")
