@@ -57,6 +57,9 @@ def test_audio_callback_is_compiled_without_python_or_allocation(tmp_path):
     assert "jack_port_get_buffer" not in python
 
 
+_SERVERS = 0
+
+
 @pytest.fixture()
 def jack_server():
     if not shutil.which("jackd"):
@@ -64,7 +67,9 @@ def jack_server():
     import os
 
     from rolypoly.live.jack import start_jack
-    name = f"rolypoly-stage-{os.getpid()}"
+    global _SERVERS
+    _SERVERS += 1
+    name = f"rolypoly-stage-{os.getpid()}-{_SERVERS}"  # a fresh name: a restarted server keeps no stale state
     proc = start_jack(name=name, period=128)
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
