@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.errors import ConfigError, DataError, ModelError
-from rolypoly.io import atomic_path
+from rolypoly.io import atomic_path, write_text
 from rolypoly.score import features as feat
 from rolypoly.score.features import OFF_CLIP, OFF_SCALE, encode_rows
 
@@ -425,7 +425,7 @@ def pretrain(cfg, log=print) -> TrainResult:
             save_checkpoint(model, {**meta, "step": done}, last, extra={
                 "optimizer": opt.state_dict(), "step": done, "best_val": best_val, "best_step": best_step,
                 "history": history, "elapsed_s": elapsed0 + time.perf_counter() - t0})
-            (out / "history.json").write_text(json.dumps(history))
+            write_text(out / "history.json", json.dumps(history))  # atomically, like the checkpoint
     seconds = elapsed0 + time.perf_counter() - t0
     if is_ddp:
         import torch.distributed as dist
