@@ -225,3 +225,17 @@ def test_serve_json_lines(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_debug_reaches_the_engines_traceback_branch(debug, capsys):
+    from rolypoly.config import load_config
+    from rolypoly.live.engine import Rolypoly
+    eng = Rolypoly(load_config(["engine.enable=false"] + (["debug=true"] if debug else [])), offline=True)
+
+    def broken(*args):
+        raise ZeroDivisionError("a bug")
+    eng.read = broken
+    assert eng.message("read", "x.mid") is False
+    assert "internal error ZeroDivisionError" in eng.last_errors()[-1]
+    assert ("Traceback" in capsys.readouterr().err) is debug
