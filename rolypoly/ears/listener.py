@@ -160,7 +160,7 @@ def _warn_default(message: str) -> None:
 SILENT_WARN_S = 10.0      # input under the silence floor this long: muted or disconnected?
 NOISE_WARN_S = 5.0        # level over the floor, flat spectrum, (almost) no onsets this long
 NOISE_FLATNESS = 0.5      # band flatness above this is noise (a tone or a drum stroke is lower)
-STORM_PER_S = 12.0        # more onsets a second than this over STORM_S is a storm, not playing
+STORM_PER_S = 15.0        # more onsets a second than this over STORM_S is a storm, not playing
 STORM_S = 2.0
 
 
