@@ -178,6 +178,7 @@ class Listen:
     slur_semitones: Optional[float] = opt(None, 0.0, 24.0)
     tonal: Optional[bool] = opt(None)
     player_db: Optional[float] = opt(None, -120.0, 0.0)
+    runup_flatness: Optional[float] = opt(None, 0.0, 1.0)
 
 
 FILTER_HITS = ("score_notes", "score_notes_and_vels", "none")
