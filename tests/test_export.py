@@ -136,3 +136,85 @@ def test_swing_module_is_scriptable_with_any_amount():
     x[0, :, 0] = 1.0
     x[0, 1, 20] = 0.625
     assert float(m(x)[0, 1, 9]) == pytest.approx(0.02 / OFF_SCALE)
+
+
+# ----------------------------------------------------------------------------- incremental models
+
+@pytest.fixture(scope="module")
+def exported_inc(tmp_path_factory):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = RolypolyModel(ModelConfig(n_enc_layers=2, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32,
+                                      window=32, span=6, enc_ahead=4)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    path = tmp_path_factory.mktemp("inc") / "inc.pt"
+    export_torchscript(model, {"version": "inc-1"}, path)
+    return model, path
+
+
+def test_runtime_steps_a_take_like_the_whole_take_forward(exported_inc):
+    model, path = exported_inc
+    rt = load_runtime(path)
+    assert rt.supports_step
+    assert rt.window == 2 * (6 - 1) + 1 == rt.layout["window"]   # the receptive field
+    x = np.random.default_rng(1).random((70, 22)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(rt.predict(x), ref, atol=1e-5)
+    rt.reset(x)
+    ys = [rt.step(x[k - 1] if k else None, x[k]) for k in range(len(x))]
+    np.testing.assert_allclose(np.stack(ys), ref, atol=1e-5)
+    # reset starts over: the same outputs again (loop mode resets when the score wraps)
+    rt.reset(x)
+    assert rt.steps_since_reset == 0
+    np.testing.assert_allclose(rt.step(None, x[0]), ref[0], atol=1e-5)
+
+
+def test_step_uses_the_previous_row_as_played(exported_inc):
+    _, path = exported_inc
+    rt = load_runtime(path)
+    x = np.random.default_rng(2).random((4, 22)).astype(np.float32)
+    rt.reset(x)
+    rt.step(None, x[0])
+    a = rt.step(x[0], x[1])
+    rt.reset(x)
+    rt.step(None, x[0])
+    played = x[0].copy()
+    played[9:18] = -0.4                          # other realised offsets on row 0
+    b = rt.step(played, x[1])
+    assert not np.allclose(a, b, atol=1e-4)
+
+
+def test_step_misuse_is_refused(exported_inc, exported):
+    _, path = exported_inc
+    rt = load_runtime(path)
+    x = np.zeros((2, 22), np.float32)
+    with pytest.raises(ModelError, match="step before reset"):
+        rt.step(None, x[0])
+    rt.reset(x)
+    rt.step(None, x[0]); rt.step(x[0], x[1])
+    with pytest.raises(ModelError, match="past the end"):
+        rt.step(x[1], x[1])
+    with pytest.raises(ModelError, match=r"reset expects \(N, 22\)"):
+        rt.reset(np.zeros((3, 5), np.float32))
+    window_model = load_runtime(exported[1])
+    assert not window_model.supports_step
+    with pytest.raises(ModelError, match="no incremental decoder"):
+        window_model.reset(x)
+
+
+def test_incremental_export_loads_without_rolypoly(exported_inc):
+    _, path = exported_inc
+    code = (
+        "import sys, torch\n"
+        "m = torch.jit.load(sys.argv[1])\n"
+        "x = torch.rand(1, 9, 22)\n"
+        "mem, cache = m.encode(x), m.new_cache(1)\n"
+        "ys = torch.stack([m.step(x[:, max(k - 1, 0)], x[:, k], k, mem, cache) for k in range(9)], 1)\n"
+        "assert m.supports_step and 'rolypoly' not in sys.modules\n"
+        "print(float((ys - m(x)).abs().max()))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 1e-5

@@ -119,3 +119,76 @@ def test_bad_model_config():
         ModelConfig.from_cfg({"d_model": 30, "n_heads": 4})
     with pytest.raises(ModelError, match="dropout"):
         ModelConfig.from_cfg({"dropout": 1.5})
+
+
+# ----------------------------------------------------------------------------- incremental model
+
+INC = ModelConfig(n_enc_layers=2, n_dec_layers=3, n_heads=4, d_model=16, d_ff=32, window=32, span=5, enc_ahead=3)
+
+
+@pytest.fixture()
+def inc_model():
+    torch.set_num_threads(1)  # hundreds of tiny steps: thread hand-offs would dominate on a busy machine
+    torch.manual_seed(1)
+    m = RolypolyModel(INC).eval()
+    with torch.no_grad():  # larger weights than the init, so that every path matters in the outputs
+        for p in m.parameters():
+            p.normal_(0.0, 0.3)
+    return m
+
+
+def _stepped(m, x):
+    mem, cache = m.encode(x), m.new_cache(x.shape[0])
+    with torch.no_grad():
+        return torch.stack([m.step(x[:, max(k - 1, 0)], x[:, k], k, mem, cache) for k in range(x.shape[1])], 1)
+
+
+@pytest.mark.parametrize("T", [7, 40, 1030])  # shorter than a span, a few spans, past the banded gather threshold
+def test_stepping_equals_the_whole_sequence(inc_model, T):
+    x = torch.rand(2, T, 22)
+    with torch.no_grad():
+        full = inc_model(x)
+    assert torch.allclose(_stepped(inc_model, x), full, atol=1e-5)
+
+
+def test_incremental_decoder_history_is_banded_and_encoder_reads_ahead(inc_model):
+    x = torch.rand(1, 60, 22)
+    with torch.no_grad():
+        y = inc_model(x)
+        # The receptive field of played history: 3 layers * (5 - 1) + 1 = 13 rows.
+        assert inc_model.receptive_field == 13
+        far = x.clone()
+        far[:, :30, 9:18] = torch.rand(1, 30, 9)       # played offsets of rows 0..29
+        y_far = inc_model(far)
+        # Row 30 + 13 = 43 and later no longer see rows < 30 through the decoder ...
+        assert torch.allclose(y_far[:, 43:], y[:, 43:], atol=1e-6)
+        # ... while row 31 does.
+        assert not torch.allclose(y_far[:, 31], y[:, 31], atol=1e-4)
+        # A score change ahead of row 20 (rows 21..23 are within one encoder layer's reach) changes row 20.
+        ahead = x.clone()
+        ahead[:, 22, 0:9] = 1.0 - ahead[:, 22, 0:9]
+        assert not torch.allclose(inc_model(ahead)[:, 20], y[:, 20], atol=1e-4)
+        # Played offsets of row t itself and later never reach row t.
+        late = x.clone()
+        late[:, 20:, 9:18] = torch.rand(1, 40, 9)
+        assert torch.allclose(inc_model(late)[:, :21], y[:, :21], atol=1e-6)
+
+
+def test_window_model_weights_load_into_the_incremental_layout(tmp_path, model):
+    """The two layouts share parameter names and shapes: warm starting needs no conversion."""
+    import dataclasses
+    inc = RolypolyModel(dataclasses.replace(SMALL, span=4, enc_ahead=2))
+    inc.load_state_dict(model.state_dict(), strict=True)
+
+
+def test_step_on_a_window_model_is_refused(model):
+    x = torch.rand(1, 3, 22)
+    with pytest.raises(RuntimeError, match="no incremental decoder"):
+        model.step(x[:, 0], x[:, 0], 0, model.encode(x), model.new_cache(1))
+
+
+def test_incremental_config_is_validated():
+    with pytest.raises(ModelError, match="enc_ahead > 0 needs model.span"):
+        ModelConfig.from_cfg({"enc_ahead": 4})
+    with pytest.raises(ModelError, match="must be >= 0"):
+        ModelConfig.from_cfg({"span": -1})

@@ -123,3 +123,86 @@ def test_evaluation_conditions_use_the_right_history():
     assert max(seen["max_tau"]) > 0       # the partner condition filled tau_g
     assert res["teacher-forced"]["velocity"] == res["free-running"]["velocity"]
     assert len(res["partner-following"]["per_drum"]) == 9 and np.isfinite(pf)
+
+
+def test_accented_scores_carry_the_take_s_accents():
+    from rolypoly.model.pretrain import accented_scores, make_batch, rows_from_takes
+    from rolypoly.sim.corpus import synthetic_takes
+    # Two takes: an accent on the bar line in the first, none in the second.
+    vel = np.array([[120, 0], [60, 80], [100, 0], [80, 80], [50, 0], [50, 0]], float)
+    phase = np.array([0, .5, 0, .5, 0, .5])
+    acc = accented_scores(vel, phase, [0, 4, 6])
+    np.testing.assert_allclose(acc[:4, 0], [110, 70, 110, 70])
+    np.testing.assert_allclose(acc[4:, 0], [50, 50])
+    np.testing.assert_allclose(acc[:, 1], [0, 80, 0, 80, 0, 0])      # silent stays silent
+    takes = synthetic_takes(n_takes=3, rows=40)
+    data = rows_from_takes(takes, 16)
+    starts = data.win_starts[:100]
+    rng = np.random.default_rng(0)
+    x, *_ = make_batch(data, starts, 16, rng, accent_share=0.5)
+    idx = starts[:, None] + np.arange(16)
+    accented = np.all(np.isclose(x[:, :, 0:9], data.acc_vel[idx]), axis=(1, 2))
+    plain = np.all(np.isclose(x[:, :, 0:9], data.x[idx, 0:9]), axis=(1, 2))
+    assert 0.25 < accented.mean() < 0.75 and np.all(accented | plain)
+    assert np.all((x[:, :, 0:9] > 0) == (data.x[idx, 0:9] > 0))     # the same drums in the score
+
+
+def test_incremental_model_trains_warm_started_from_a_window_model(tmp_path):
+    from rolypoly.errors import ModelError
+    from rolypoly.model.pretrain import pretrain
+    from rolypoly.model.transformer import load_checkpoint
+    pretrain(_cfg(tmp_path, "train.max_steps=1", "train.eval_every=1", "train.checkpoint_every=1"), log=lambda m: None)
+    src = tmp_path / "run" / "best.pt"
+    logs = []
+    cfg = load_config(["train.data=synthetic", f"train.out_dir={tmp_path / 'inc'}", "train.batch_size=4",
+                       "train.eval_batches=1", "train.threads=1", "train.max_steps=2", "train.eval_every=2",
+                       "model=rolypoly_inc", "model.window=24", "model.span=4", "model.enc_ahead=3",
+                       f"train.init_from={src}",
+                       "train.accent_share=0.5", *TINY])
+    pretrain(cfg, log=logs.append)
+    assert any("starting from the weights" in m for m in logs)
+    model, meta = load_checkpoint(tmp_path / "inc" / "best.pt")
+    assert model.span == 4 and meta["init_from"] == str(src)
+    bad = load_config(["train.data=synthetic", f"train.out_dir={tmp_path / 'bad'}", "train.threads=1",
+                       "train.max_steps=1", f"train.init_from={src}", "model=rolypoly_inc", *TINY[:-1],
+                       "model.d_ff=64"])
+    with pytest.raises(ModelError, match="init_from"):
+        pretrain(bad, log=lambda m: None)
+
+
+def test_incremental_evaluation_steps_like_the_engine():
+    """Free-running stepping feeds the model's own offsets back; teacher-forced is the whole-take forward."""
+    from rolypoly.model.evaluate import evaluate, stepped, whole_takes
+    from rolypoly.model.transformer import ModelConfig, RolypolyModel
+    from rolypoly.sim.corpus import synthetic_takes
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=16,
+                                  span=4, enc_ahead=2)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.3)
+    takes = synthetic_takes(n_takes=3, rows=30)
+    rows = [takes.rows(i) for i in range(len(takes))]
+    from rolypoly.model.evaluate import _take_inputs
+    prepared = [_take_inputs(r) for r in rows]
+    xs, hits = [p[0] for p in prepared], [p[1] for p in prepared]
+    xs[1] = xs[1][:17]; hits[1] = hits[1][:17]          # takes of different lengths step together
+    free = stepped(m, xs, hits)
+    # The same by hand, one take at a time: own offsets (clipped, on the score's drums) as history.
+    for x, h, out in zip(xs, hits, free):
+        x = x.copy()
+        x[:, 9:18] = 0.0
+        x[:, 21] = 0.0
+        for t in range(len(x)):
+            with torch.no_grad():
+                y = m(torch.from_numpy(x[None]))[0, t].numpy()
+            np.testing.assert_allclose(out[t], y, atol=1e-5)
+            x[t, 9:18] = np.clip(y[9:18], -0.5, 0.5) * h[t]
+    tf = whole_takes(m, xs)
+    with torch.no_grad():
+        np.testing.assert_allclose(tf[0], m(torch.from_numpy(xs[0][None]))[0].numpy(), atol=1e-6)
+    res = evaluate(None, takes, stepper=m)
+    assert 0.0 <= res["free-running"]["velocity_hist_intersection"] <= 1.0
+    assert res["teacher-forced"]["timing_ms"] != res["free-running"]["timing_ms"]
+    assert "mean_velocity" in res["partner-following"]["per_drum"][0]

@@ -33,6 +33,9 @@ def register(sub, common) -> None:
                     help="a .ckpt (eager weights) or .pt (TorchScript) file; repeat to compare; "
                          "default: engine.model_path")
     em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
+    em.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: thousands of small batched steps; more threads only "
+                         "pay on an idle machine)")
     em.set_defaults(func=eval_model)
     eb = esub.add_parser("baselines", parents=[common], help="the protocol's baselines (zero, lookup, same-take)",
                          description="Print the baselines of the GMD test protocol.")
@@ -74,6 +77,11 @@ def eval_model(args, cfg) -> int:
     from rolypoly.report import Table, emit
     from rolypoly.score.gmd import load_gmd
 
+    import torch
+    if args.threads < 1:
+        from rolypoly.errors import ConfigError
+        raise ConfigError(f"--threads {args.threads}: must be >= 1")
+    torch.set_num_threads(args.threads)
     paths = list(args.model or [str(cfg.engine.model_path)])
     loaded = []
     for path in paths:  # load all first: a bad file fails before minutes of evaluation

@@ -11,9 +11,10 @@ The take loss, over the take's rows::
 * ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over every predicted drum hit keeps the
   drums' timing statistics near human drumming (``mu``, ``sigma``: GMD train, stored with the model).
 
-All terms are in model units (:mod:`rolypoly.score.features`).  Rows are trained in causal
-16-row chunks (a new chunk phase each epoch), so every row costs one model pass per
-epoch.  Defaults from the paper: 20 epochs, Adam, learning rate 0.003.
+All terms are in model units (:mod:`rolypoly.score.features`).  A window model's rows are
+trained in causal chunks of its window (a new chunk phase each epoch), so every row costs
+one model pass per epoch; an incremental model reads the whole take in one pass, as it
+plays it.  Defaults from the paper: 20 epochs, Adam, learning rate 0.003.
 
 Each finetune writes a new *model version* folder (weights, TorchScript, the take it came
 from, the loss table) atomically; the pretrained model is never touched, and a step that
@@ -204,10 +205,16 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
     n = x_all.shape[0]
     # batch_size counts rows; a batch holds whole chunks (0 = the whole take)
     window = int(getattr(model, "window", feat.DEFAULT_WINDOW))
+    # An incremental (banded) model plays a take as one sequence from its first row: train it
+    # the same way, the whole take in one pass (its attention costs the band, not the take).
+    whole = int(getattr(model, "span", 0)) > 0 and batch_size <= 0
     per_batch = max(1, batch_size // window) if batch_size > 0 else n // window + 2
     table, rejected = [], 0
     for epoch in range(1, epochs + 1):
-        idx, valid = chunks(n, int(rng.integers(0, window)), window)
+        if whole:
+            idx, valid = np.arange(n)[None], np.ones((1, n), bool)
+        else:
+            idx, valid = chunks(n, int(rng.integers(0, window)), window)
         idx, valid = torch.from_numpy(idx), torch.from_numpy(valid)
         perm = torch.randperm(idx.shape[0], generator=gen)
         sums = {k: 0.0 for k in ("loss", "r", "vel", "off", "g")}

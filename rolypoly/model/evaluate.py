@@ -7,9 +7,14 @@
 * **partner-following** — as free-running, plus ``tau_g`` of every earlier row set to the
   real drummer's mean offset on that row: a partner whose feel the model should pick up.
 
-Each row is predicted from the window of the ``block`` rows ending at it (the first rows
-of a take use the take's first window), exactly as the live engine builds its windows.
-The errors use :mod:`rolypoly.metrics`, the functions that score the baselines.
+A window model predicts each row from the window of the ``block`` rows ending at it (the
+first rows of a take use the take's first window), exactly as the live engine builds its
+windows.  An incremental model (one with ``encode``/``step``) is scored as the engine plays
+it: the whole take's score encoded once, then one step per row (teacher-forced: one
+``forward`` over the take, which equals stepping it with the real history).
+The errors use :mod:`rolypoly.metrics`, the functions that score the baselines; next to
+them the velocity distribution: histogram intersection of predicted and real velocities
+(8-step bins over 0-127) and the mean velocity per drum.
 
 Examples
 --------
@@ -54,18 +59,31 @@ def predictor_from_model(model, chunk: int = 512) -> Predictor:
     return predict
 
 
-def predictor_from_path(path) -> tuple[Predictor, str, int]:
-    """``(predictor, description, block size)`` for a ``.ckpt`` (eager) or TorchScript file."""
+def _load(path):
+    """``(module, description, window, incremental)`` for a ``.ckpt`` (eager) or TorchScript file."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found")
     from rolypoly.model.export import is_torchscript, load_runtime
     if is_torchscript(path):
         rt = load_runtime(path)
-        return predictor_from_model(rt.module), f"{path} ({rt.version})", rt.window
+        return rt.module, f"{path} ({rt.version})", rt.window, rt.supports_step
     from rolypoly.model.transformer import load_checkpoint
     model, meta = load_checkpoint(path)
-    return predictor_from_model(model), f"{path} ({meta.get('version', '?')})", model.window
+    inc = model.span > 0
+    return model, f"{path} ({meta.get('version', '?')})", model.receptive_field if inc else model.window, inc
+
+
+def predictor_from_path(path) -> tuple[Predictor, str, int]:
+    """``(predictor, description, block size)`` for a ``.ckpt`` (eager) or TorchScript file."""
+    module, desc, window, _ = _load(path)
+    return predictor_from_model(module), desc, window
+
+
+def stepper_from_path(path):
+    """``(module, description, receptive field)`` of an incremental model; None for a window model."""
+    module, desc, window, inc = _load(path)
+    return (module, desc, window) if inc else None
 
 
 def _take_inputs(r: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,8 +155,79 @@ def running(predict: Predictor, xs: list[np.ndarray], hits: list[np.ndarray], bl
     return outs
 
 
+def whole_takes(module, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Teacher-forced outputs of an incremental model: one forward over each whole take."""
+    import torch
+    outs = []
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        for x in xs:
+            outs.append(module(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None])[0].numpy())
+    return outs
+
+
+def stepped(module, xs: list[np.ndarray], hits: list[np.ndarray],
+            partner: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Free-running outputs of an incremental model, all takes stepped together (batch = takes).
+
+    Each take's score is encoded once (its own ``encode``; shorter takes are padded after
+    their end, which no real row attends to); row ``k-1`` as played (the model's offsets on
+    the score's drums, the partner's tau_g) feeds step ``k``.
+    """
+    import torch
+    from rolypoly.score.features import scale_off
+    B, N = len(xs), max(len(x) for x in xs)
+    X = np.zeros((B, N, feat.N_IN), np.float32)
+    H = np.zeros((B, N, feat.N_DRUMS), np.float32)
+    for k, x in enumerate(xs):
+        X[k, :len(x)] = x
+        X[k, :len(x), feat.OFF] = 0.0
+        X[k, :len(x), feat.TAU_G] = scale_off(partner[k]) if partner is not None else 0.0
+        H[k, :len(x)] = hits[k]
+    out = np.zeros((B, N, N_OUT), np.float32)
+    with torch.inference_mode(), torch.jit.optimized_execution(False):
+        mems = [module.encode(torch.from_numpy(X[k:k + 1, :len(x)].copy())) for k, x in enumerate(xs)]
+        memory = torch.cat([torch.nn.functional.pad(m, (0, 0, 0, N - m.shape[4])) for m in mems], dim=2)
+        cache = module.new_cache(B)
+        Xt, Ht = torch.from_numpy(X), torch.from_numpy(H)
+        prev = torch.zeros(B, feat.N_IN)
+        for t in range(N):
+            y = module.step(prev, Xt[:, t], t, memory, cache)
+            out[:, t] = y.numpy()
+            prev = Xt[:, t].clone()
+            prev[:, feat.OFF] = y[:, feat.OUT_OFF].clamp(-feat.OFF_CLIP, feat.OFF_CLIP) * Ht[:, t]
+    return [out[k, :len(x)] for k, x in enumerate(xs)]
+
+
+#: Velocity histogram bins (8 velocity steps each) for the distribution figures.
+VEL_BINS = np.arange(0, 129, 8)
+
+
+def velocity_distribution(pred_vel: np.ndarray, true_vel: np.ndarray, mask: np.ndarray) -> dict:
+    """Histogram intersection (0..1, 1 = same distribution) of predicted and real velocities on hits,
+    and the mean predicted / real velocity per drum.
+
+    Examples
+    --------
+    >>> m = np.ones((4, 1), bool)
+    >>> velocity_distribution(np.array([[10.], [20], [100], [120]]), np.array([[12.], [22], [100], [60]]), m)["intersection"]
+    0.75
+    """
+    from rolypoly.score.drums import DRUM_LABELS
+    p = np.clip(pred_vel[mask], 0, 127.999)
+    r = np.clip(true_vel[mask], 0, 127.999)
+    hp = np.histogram(p, VEL_BINS)[0] / max(len(p), 1)
+    hr = np.histogram(r, VEL_BINS)[0] / max(len(r), 1)
+    per = []
+    for d in range(mask.shape[1]):
+        m = mask[:, d]
+        per.append({"drum": DRUM_LABELS[d], "mean": float(pred_vel[m, d].mean()) if m.any() else float("nan"),
+                    "real_mean": float(true_vel[m, d].mean()) if m.any() else float("nan")})
+    return {"intersection": float(np.minimum(hp, hr).sum()), "mean": float(p.mean()) if len(p) else float("nan"),
+            "real_mean": float(r.mean()) if len(r) else float("nan"), "per_drum": per}
+
+
 def score(outs: list[np.ndarray], takes_rows: list[dict]) -> dict:
-    """Timing/velocity MAE (overall and per drum) of outputs against the real takes."""
+    """Timing/velocity MAE (overall and per drum) and the velocity distribution against the real takes."""
     pv, po, tv, to, bars, masks = [], [], [], [], [], []
     for y, r in zip(outs, takes_rows):
         vel, off, _ = decode_outputs(y)
@@ -146,14 +235,23 @@ def score(outs: list[np.ndarray], takes_rows: list[dict]) -> dict:
         bars.append(r["bar_ms"]); masks.append(r["vel"] > 0)
     pv, po, tv, to = map(np.concatenate, (pv, po, tv, to))
     bar, mask = np.concatenate(bars), np.concatenate(masks)
+    dist = velocity_distribution(pv, tv, mask)
+    per = per_drum_mae(po, to, bar, pv, tv, mask)
+    for d, v in zip(per, dist["per_drum"]):
+        d["mean_velocity"], d["real_mean_velocity"] = v["mean"], v["real_mean"]
     return {"timing_ms": timing_mae_ms(po, to, bar, mask), "velocity": velocity_mae(pv, tv, mask),
-            "hits": int(mask.sum()), "rows": len(mask), "per_drum": per_drum_mae(po, to, bar, pv, tv, mask)}
+            "velocity_hist_intersection": dist["intersection"], "mean_velocity": dist["mean"],
+            "real_mean_velocity": dist["real_mean"], "hits": int(mask.sum()), "rows": len(mask), "per_drum": per}
 
 
-def evaluate(predict: Predictor, takes, block: int = 16, conditions=CONDITIONS) -> dict:
+def evaluate(predict: Predictor, takes, block: int = 16, conditions=CONDITIONS, stepper=None) -> dict:
     """Scores of a predictor on ``takes`` (the protocol set) in each condition.
 
-    Returns ``{condition: {"timing_ms", "velocity", "hits", "rows", "per_drum"}}``.
+    ``stepper``: an incremental module (``encode``/``new_cache``/``step``); when given it is
+    scored by whole-take forwards and steps instead of ``predict`` on windows.
+
+    Returns ``{condition: {"timing_ms", "velocity", "velocity_hist_intersection", "mean_velocity",
+    "real_mean_velocity", "hits", "rows", "per_drum"}}``.
     """
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
@@ -164,7 +262,12 @@ def evaluate(predict: Predictor, takes, block: int = 16, conditions=CONDITIONS) 
     hits = [p[1] for p in prepared]
     result = {}
     for c in conditions:
-        if c == "teacher-forced":
+        if stepper is not None:
+            if c == "teacher-forced":
+                outs = whole_takes(stepper, xs)
+            else:
+                outs = stepped(stepper, xs, hits, partner=[p[2] for p in prepared] if c == "partner-following" else None)
+        elif c == "teacher-forced":
             outs = teacher_forced(predict, xs, block)
         elif c == "free-running":
             outs = running(predict, xs, hits, block)

@@ -8,11 +8,21 @@ float32 rows (:mod:`rolypoly.score.features` layout) and returns ``(1, T, 19)``,
 ``window``), ``offset_mu`` and ``offset_sigma`` (float, GMD train drum-offset
 statistics in bar fractions, used by finetuning's regulariser).
 
+An incremental model adds ``supports_step = True`` and three exported methods, used
+through :class:`Runtime` (``reset`` / ``step``) when present::
+
+    encode(score (1, N, 22)) -> memory           # once per score: the encoder reads ahead
+    new_cache(batch: int) -> cache               # an empty decoder cache
+    step(prev (1, 22), row (1, 22), k: int, memory, cache) -> (1, 19)   # row k; cache updated in place
+
+Stepping the rows of a take gives the outputs of one ``forward`` over the whole take.
+
 Examples
 --------
 >>> rt = load_runtime("models/rolypoly.pt")                    # doctest: +SKIP
 >>> rt.predict(np.zeros((16, 22), np.float32)).shape           # doctest: +SKIP
 (16, 19)
+>>> rt.reset(score_x); y0 = rt.step(None, score_x[0])            # doctest: +SKIP
 """
 import json
 import zipfile
@@ -67,15 +77,48 @@ class Exported(torch.nn.Module):
         return self.net(x)
 
 
+class ExportedStep(Exported):
+    """An incremental network: the contract plus ``encode`` / ``new_cache`` / ``step``."""
+
+    supports_step: bool
+    receptive_field: int
+
+    def __init__(self, net, version: str, layout_json: str, mu: float, sigma: float, block: int):
+        super().__init__(net, version, layout_json, mu, sigma, block)
+        self.supports_step = True
+        self.receptive_field = int(net.receptive_field)
+
+    @torch.jit.export
+    def encode(self, score: torch.Tensor) -> torch.Tensor:
+        return self.net.encode(score)
+
+    @torch.jit.export
+    def new_cache(self, batch: int) -> torch.Tensor:
+        return self.net.new_cache(batch)
+
+    @torch.jit.export
+    def step(self, prev: torch.Tensor, row: torch.Tensor, k: int, memory: torch.Tensor,
+             cache: torch.Tensor) -> torch.Tensor:
+        return self.net.step(prev, row, k, memory, cache)
+
+#: Attributes and methods a frozen export keeps.
+PRESERVED = ["version", "layout_json", "offset_mu", "offset_sigma", "window"]
+PRESERVED_STEP = PRESERVED + ["supports_step", "receptive_field", "encode", "new_cache", "step"]
+
 
 def _wrap(model, meta: dict):
     """A scriptable module holding ``model`` and the contract attributes."""
     from dataclasses import asdict
     conf = meta.get("model_config") or (asdict(model.config) if hasattr(model, "config") else {})
-    layout = dict(LAYOUT, window=int(model.window), model_config=conf)
-    return Exported(model, str(meta.get("version", "unknown")), json.dumps(layout),
-                    float(meta.get("offset_mu", DEFAULT_OFFSET_MU)), float(meta.get("offset_sigma", DEFAULT_OFFSET_SIGMA)),
-                    int(model.window))
+    incremental = int(getattr(model, "span", 0)) > 0
+    # The window of an incremental model is its receptive field: the rows of played history
+    # its output depends on (a live window that long gives the stepped outputs).
+    window = int(model.receptive_field) if incremental else int(model.window)
+    layout = dict(LAYOUT, window=window, model_config=conf, incremental=incremental)
+    cls = ExportedStep if incremental else Exported
+    return cls(model, str(meta.get("version", "unknown")), json.dumps(layout),
+               float(meta.get("offset_mu", DEFAULT_OFFSET_MU)), float(meta.get("offset_sigma", DEFAULT_OFFSET_SIGMA)),
+               window)
 
 
 def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
@@ -92,10 +135,11 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
 
     path = Path(path)
     net = copy.deepcopy(model).cpu().eval()
-    scripted = torch.jit.script(_wrap(net, meta).eval())
+    wrapped = _wrap(net, meta).eval()
+    scripted = torch.jit.script(wrapped)
     if freeze:
-        scripted = torch.jit.freeze(scripted, preserved_attrs=["version", "layout_json", "offset_mu",
-                                                               "offset_sigma", "window"])
+        keep = PRESERVED_STEP if isinstance(wrapped, ExportedStep) else PRESERVED
+        scripted = torch.jit.freeze(scripted, preserved_attrs=keep)
     meta_json = json.dumps({k: v for k, v in meta.items() if k != "history"}, default=str)
     _atomic_save(scripted, path, {"meta.json": meta_json})
     load_runtime(path)  # the file we wrote must honour the contract
@@ -133,10 +177,69 @@ class Runtime:
         if abs(float(self.layout.get("off_scale", OFF_SCALE)) - OFF_SCALE) > 1e-9:
             raise ModelError(f"{path}: offset scale {self.layout.get('off_scale')} differs from {OFF_SCALE}")
 
+        self._memory = None
+        self._cache = None
+        self._k = 0
+        self._n = 0
+        # Preallocated step inputs: prev row, this row (no allocation per step for the inputs).
+        self._rows = torch.zeros(2, 1, N_IN)
+        self._rows_np = self._rows.numpy()
+
     @property
     def window(self) -> int:
+        """Rows of history the output depends on (the receptive field of an incremental model)."""
         # files exported before the rename carry the window as "block_size"
         return int(self.layout.get("window", self.layout.get("block_size", DEFAULT_WINDOW)))
+
+    @property
+    def supports_step(self) -> bool:
+        """Whether the model decodes incrementally (:meth:`reset` / :meth:`step`)."""
+        return bool(getattr(self.module, "supports_step", False)) and hasattr(self.module, "step")
+
+    @property
+    def steps_since_reset(self) -> int:
+        """Index ``k`` of the row the next :meth:`step` predicts."""
+        return self._k
+
+    def reset(self, score_x: np.ndarray) -> None:
+        """Encode a whole score ``(N, 22)`` (the encoder reads ahead) and clear the decoder cache.
+
+        Row index ``k`` of :meth:`step` counts the steps since this call.  Costs one encoder
+        pass over the score: call it when a score is read or wraps, never from the audio thread.
+        """
+        if not self.supports_step:
+            raise ModelError(f"{self.path}: this model has no incremental decoder (use predict on windows)")
+        x = np.asarray(score_x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != N_IN or len(x) == 0:
+            raise ModelError(f"reset expects (N, {N_IN}) score rows with N >= 1, got shape {x.shape}")
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            self._memory = self.module.encode(torch.from_numpy(np.ascontiguousarray(x))[None])
+            self._cache = self.module.new_cache(1)
+        self._k, self._n = 0, len(x)
+
+    def step(self, prev_row: np.ndarray | None, row: np.ndarray) -> np.ndarray:
+        """Predict row ``k`` (19 values) and advance ``k``.
+
+        ``prev_row`` is row ``k-1`` as finally played (realised offsets, tau_g), None for
+        ``k = 0``; ``row`` is row ``k``'s input row (its score features are read).
+        """
+        if self._memory is None:
+            raise ModelError("step before reset: call reset(score_x) first")
+        if self._k >= self._n:
+            raise ModelError(f"step {self._k} is past the end of the {self._n}-row score; reset() again")
+        if prev_row is None:
+            self._rows_np[0] = 0.0
+        else:
+            self._rows_np[0, 0] = prev_row
+        self._rows_np[1, 0] = row
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            y = self.module.step(self._rows[0], self._rows[1], self._k, self._memory, self._cache)
+        self._k += 1
+        return y[0].numpy()
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """One window: ``(T, 22)`` float32 -> ``(T, 19)`` float32 (one thread, no grad)."""
@@ -184,7 +287,19 @@ def load_runtime(path, threads: int = 1) -> Runtime:
             raise ModelError(f"{path}: wrong contract: (1, {T}, {N_IN}) input gave {got}, expected (1, {T}, {N_OUT})")
         if not bool(torch.isfinite(y).all()):
             raise ModelError(f"{path}: wrong contract: output on zeros is not finite")
-    return Runtime(module, path, threads)
+    rt = Runtime(module, path, threads)
+    if rt.supports_step:
+        x = np.zeros((3, N_IN), np.float32)
+        try:
+            rt.reset(x)
+            y = rt.step(None, x[0])
+        except Exception as exc:
+            raise ModelError(f"{path}: says supports_step but reset/step failed ({type(exc).__name__}: "
+                             f"{(str(exc).strip().splitlines() or [''])[0][:200]})") from None
+        if y.shape != (N_OUT,) or not np.isfinite(y).all():
+            raise ModelError(f"{path}: wrong contract: step gave shape {y.shape}, expected ({N_OUT},) finite")
+        rt._memory = None
+    return rt
 
 
 # ----------------------------------------------------------------------------- the swing model

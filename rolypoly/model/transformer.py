@@ -107,7 +107,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, back: int,
     (``back + ahead + 1`` of them), so thousands of rows cost ``T`` times the band.
     """
     B, h, T, dh = q.shape
-    if T <= 512:
+    if T <= 1024:
         rel = torch.arange(T, device=q.device)[None, :] - torch.arange(T, device=q.device)[:, None]
         mask = (rel >= -back) & (rel <= ahead)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
