@@ -258,10 +258,10 @@ class OscBridge:
         self.host = str(host if host is not None else osc.host)
         port = _port("osc.port", port if port is not None else osc.port)
         self.audio = _audio_on(osc.audio if audio is None else audio)
-        self.max_packet = int(osc.get("max_packet_bytes", 8192))
+        self.max_packet = int(osc.max_packet_bytes)  # the config schema holds the default and range
         self.fixed_reply = None
-        if osc.get("reply_port"):
-            self.fixed_reply = (str(osc.get("reply_host") or "127.0.0.1"), _port("osc.reply_port", osc.reply_port))
+        if osc.reply_port:
+            self.fixed_reply = (str(osc.reply_host or "127.0.0.1"), _port("osc.reply_port", osc.reply_port))
         self.reply_port = 0            # set by /rolypoly/reply_to
         self.target: tuple | None = self.fixed_reply
         self.write_roots = [Path(cfg.takes_dir), Path(cfg.models_dir)]
