@@ -14,7 +14,10 @@ from rolypoly.learn.finetune import parse_weights, train_after_take
 
 
 def test_parse_weights():
-    assert parse_weights([]) == {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 1.0}
+    # one source of defaults: the config schema (finetune.w_r is 0.1 there and in configs/)
+    assert parse_weights([]) == {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.1}
+    from rolypoly.config import load_config
+    assert parse_weights([], load_config([]).finetune) == parse_weights([])
     assert parse_weights(["0.5", 2, 0])["w_o"] == 2.0
     for bad in (["a", 1, 1], [-1, 1, 1], [1, 1], ["nan", 1, 1], [0, 0, 0, 0]):
         with pytest.raises(RolypolyError):
