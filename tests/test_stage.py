@@ -286,3 +286,21 @@ def test_a_model_tick_that_raises_or_hangs_does_not_stop_the_take(tmp_path, tiny
         assert take.settings["rows_played"] == 6
         if behaviour == "raise":
             assert any("boom" in e for e in errors)
+
+
+def test_a_long_loop_take_keeps_every_row(tmp_path):
+    """A loop reuses its slots; the take record still holds every row played, in order."""
+    from rolypoly.live.takes import load_take
+    from rolypoly.score.midi import read_score
+    eng = make_engine(tmp_path, extra=["engine.loop=true"])
+    eng.message("read", str(sparse_score(tmp_path)))
+    score = read_score(tmp_path / "s.mid")
+    L = int(round(score.length_ms * 48))
+    res = perform_offline(eng, np.zeros(5 * L, np.float32), tail_s=0)
+    take = load_take(res.take_dir)
+    k = take.rows["k"]
+    assert len(k) == res.rows and res.rows >= 5 * score.n_rows   # more rows than the 2N slots
+    assert np.array_equal(k, np.arange(len(k)))
+    assert np.array_equal(take.rows["score_row"], k % score.n_rows)
+    played = take.rows["real_vel"]
+    assert np.array_equal(played[k % score.n_rows == 0], np.repeat(score.vel[:1], (k % score.n_rows == 0).sum(), 0))

@@ -781,6 +781,11 @@ class Rolypoly:
     def take_rows(self, sched: Schedule | None = None) -> dict[str, np.ndarray]:
         """Per-row record of a take (rows committed so far)."""
         sched = sched or self.schedule
+        log = getattr(self.reader, "rowlog", None)
+        if log is not None and log.sched is sched:
+            rows = log.rows()
+            if rows:
+                return rows
         K = sched.next_commit
         if sched.loop:  # the slots hold the last `capacity` rows only
             ks = np.arange(max(0, K - sched.capacity), K)
@@ -797,16 +802,16 @@ class Rolypoly:
                 "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
                 "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()}
 
-    def performance_score(self, sched: Schedule | None = None):
-        """The drums as played, as a Score (realised velocities and offsets)."""
+    def performance_score(self, sched: Schedule | None = None, rows: dict | None = None):
+        """The drums as played (the score's first pass), as a Score (realised velocities and offsets)."""
         sched = sched or self.schedule
-        K = min(sched.next_commit, sched.N)
+        rows = rows if rows is not None else self.take_rows(sched)
+        first = rows["k"] < sched.N
         perf = sched.score.copy()
         perf.vel = np.zeros_like(perf.vel)
         perf.off = np.zeros_like(perf.off)
-        slots = np.arange(K) % sched.capacity
-        perf.vel[:K] = sched.real_vel[slots]
-        perf.off[:K] = sched.real_off[slots]
+        perf.vel[rows["k"][first]] = rows["real_vel"][first]
+        perf.off[rows["k"][first]] = rows["real_off"][first]
         return perf
 
     def _save_take(self, sched: Schedule, writer) -> None:
@@ -823,11 +828,11 @@ class Rolypoly:
                          "input_dropped_samples": int(self.stage.ctl[blk.IN_DROPPED]),
                          "tick_ms_p50": float(np.percentile(tick, 50)) if tick else None,
                          "tick_ms_p99": float(np.percentile(tick, 99)) if tick else None})
+        rows = self.take_rows(sched)
         try:
-            midi = self.performance_score(sched).to_midi()
+            midi = self.performance_score(sched, rows).to_midi()
         except Exception:
             midi = None
-        rows = self.take_rows(sched)
         try:
             if writer is not None:
                 writer.close()

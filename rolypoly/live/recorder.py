@@ -86,6 +86,55 @@ def _snd_null():
     return _ffi.NULL
 
 
+class RowLog:
+    """The take's rows, copied out of the schedule's slots once settled (a loop reuses its slots).
+
+    A row is settled a bar after its time: its drums have played and the musician's
+    onset for it has been heard.
+    """
+
+    def __init__(self, sched):
+        self.sched = sched
+        self.done = 0
+        self.chunks: list[dict] = []
+
+    def collect(self, upto: int) -> None:
+        sched = self.sched
+        upto = min(int(upto), sched.next_commit)
+        if upto <= self.done:
+            return
+        ks = np.arange(self.done, upto)
+        slots = ks % sched.capacity
+        idx = ks % sched.N
+        sc = sched.score
+        times = sched.row_samples[idx] + (ks // sched.N) * sched.length_samples
+        self.chunks.append({"k": ks, "score_row": idx, "time_ms": times * 1000.0 / sched.sr,
+                            "pred": sched.pred[slots].copy(), "real_vel": sched.real_vel[slots].copy(),
+                            "real_off": sched.real_off[slots].copy(), "tau_g": sched.tau_g[slots].copy(),
+                            "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
+                            "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
+                            "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()})
+        self.done = upto
+
+    def settle(self) -> None:
+        """Collect the rows more than a bar behind the playhead."""
+        sched = self.sched
+        k = self.done
+        now = sched.sample
+        while k < sched.next_commit and sched.row_time(k) + sched.bar_samples[k % sched.N] < now:
+            k += 1
+            if k - self.done >= 4096:
+                break
+        self.collect(k)
+
+    def rows(self) -> dict:
+        """Every row collected so far, then the rest up to the last committed one."""
+        self.collect(self.sched.next_commit)
+        if not self.chunks:
+            return {}
+        return {key: np.concatenate([c[key] for c in self.chunks]) for key in self.chunks[0]}
+
+
 class Reader:
     """The one consumer of the stage's rings (see module docs)."""
 
@@ -109,6 +158,7 @@ class Reader:
     def begin(self, sched, listener, writer: TakeWriter | None) -> None:
         with self.lock:
             self.take, self.listener, self.writer = sched, listener, writer
+            self.rowlog = RowLog(sched)
             self.hits, self.onsets = [], []
             self.heard = 0
             self.pending_take = True
@@ -186,6 +236,7 @@ class Reader:
             if b1 >= self.next_playhead:
                 self.engine.emit("playhead", 1000.0 * b1 / self.engine.sr)
                 self.next_playhead = b1 + int(PLAYHEAD_EVERY_MS * self.engine.sr / 1000.0)
+            self.rowlog.settle()
             if sched.done and not self.end_said:
                 self.end_said = True
                 self.engine.emit("status", "end of score")
