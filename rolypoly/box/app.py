@@ -60,6 +60,7 @@ KEYS = [
     ("i", "listen", "listen on/off (follow a musician on the input)"),
     ("enter,p", "play", "play / stop"),
     ("t", "channel_page", "the channel page: every voice parameter of the selected channel"),
+    ("T", "train", "train the model on the last take (train-after-take)"),
     ("u", "undo", "undo"),
     ("U", "redo", "redo"),
     ("ctrl+s", "save", "save the project (TOML)"),
@@ -176,6 +177,7 @@ class BoxApp(App):
         self.project_path = Path(project_path) if project_path else None
         self.channel_map = channel_map or []
         self.player = None
+        self.sync = None                   # a rolypoly.bridges.midi.BoxSync when MIDI ports are open
         self.playing = False
         self.message = ""
         self._table = table
@@ -217,11 +219,14 @@ class BoxApp(App):
 
     def on_mount(self) -> None:
         self.set_interval(0.05, self._tick)
+        if self.sync is not None:
+            self._ensure_player()          # ready before the first MIDI start arrives
         self.redraw()
 
     def _tick(self) -> None:
         if self.player is not None and self.playing:
-            self.player.poll()
+            if self.sync is None or self.sync.inp is None:   # a MIDI clock leads: the sync restarts on its bars
+                self.player.poll()
             if self.player.errors:
                 self.say(self.player.errors[-1])
                 self.player.errors.clear()
@@ -482,6 +487,8 @@ class BoxApp(App):
                 self.say(f"no audio: {exc}")
                 self.audio = False
                 return False
+            if self.sync is not None:
+                self.sync.attach_player(self.player)
         return True
 
     def action_play(self) -> None:
@@ -489,14 +496,23 @@ class BoxApp(App):
             self.playing = False
             if self.player is not None:
                 self.player.stop()
+            if self.sync is not None:
+                self.sync.send_transport(False)
         else:
             self.playing = True
             if self._ensure_player():
                 try:
                     self.player.play()
+                    if self.sync is not None:
+                        self.sync.send_transport(True)
                 except RolypolyError as exc:
                     self.playing = False
                     self.say(str(exc))
+        self.redraw()
+
+    def midi_transport(self, playing: bool) -> None:
+        """A MIDI start or stop was obeyed (the sync calls this on the app's thread)."""
+        self.playing = playing
         self.redraw()
 
     def audition(self, channel: int) -> None:
@@ -505,6 +521,22 @@ class BoxApp(App):
                 self.player.audition(channel)
             except RolypolyError as exc:
                 self.say(str(exc))
+
+    def call(self, fn, *args) -> None:
+        """Run ``fn`` on the app's thread (MIDI callbacks come from rtmidi's)."""
+        try:
+            self.call_from_thread(fn, *args)
+        except RuntimeError:        # already on the app's thread, or the app is not running
+            fn(*args)
+
+    def action_train(self) -> None:
+        if self.player is None or getattr(self.player.engine, "last_take", None) is None:
+            self.say("no take to train on yet: play first (humanize on makes the model play)")
+            return
+        if self.player.engine.message("train"):
+            self.say(f"training on {self.player.engine.last_take} (the model updates when done)")
+        else:
+            self.say("train: " + "; ".join(self.player.engine.last_errors()[-1:]))
 
     def action_channel_page(self) -> None:
         self.push_screen(ChannelPage(self.box.channel))

@@ -147,11 +147,19 @@ class Player:
         self.cfg = cfg
         self.driver_kind = driver
         self.engine = make_engine(cfg, box, offline=False, takes_dir=takes_dir)
+        # what the engine's first start imports, imported now: a MIDI start must not wait for it
+        import rolypoly.ears.listener  # noqa: F401
+        import rolypoly.live.recorder  # noqa: F401
+        import soundfile  # noqa: F401
         self.sr = self.engine.sr
         self.driver = None
         self.sequence: list[str] = []
         self.started_at = None          # time.monotonic() of the last start
         self.dirty = False
+        self._prepared = None
+        self._kit_loaded = None
+        self.take_serial = 0               # counts starts and stops (MIDI out matches hits to takes)
+        self.take_started: dict[int, float] = {}
         self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
         self._lock = threading.RLock()
         self.errors: list[str] = []
@@ -163,14 +171,24 @@ class Player:
     def playing(self) -> bool:
         return self.engine.take_open
 
+    def _warm_listener(self) -> None:
+        # The engine makes its listener at the first start (tens of ms); a MIDI start must
+        # not wait for that, so it is made here, ahead of time.
+        if getattr(self.engine, "listener", None) is None and hasattr(self.engine, "_make_listener"):
+            try:
+                self.engine._make_listener()
+            except Exception as exc:  # the engine's first start makes it then
+                self.errors.append(f"listener: {exc}")
+
     def _ensure_driver(self) -> None:
         if self.driver is None and self.driver_kind is not None:
             from rolypoly.live.drivers import open_driver
             self.driver = open_driver(self.engine, kind=self.driver_kind)
             self.driver.start()
 
-    def play(self, sequence: list[str] | None = None) -> None:
-        """Start playing ``sequence`` (default: the current pattern's chain), looping."""
+    def prepare(self, sequence: list[str] | None = None) -> None:
+        """Get the engine ready to play ``sequence`` (default: the current chain) so :meth:`play`
+        only has to start it: the score read, the kit loaded, the driver running."""
         with self._lock:
             box = self.box
             self.sequence = list(sequence or box.chain())
@@ -179,15 +197,54 @@ class Player:
                 self.engine.stop()
             self.engine.set("enable", bool(box.humanize))
             self.engine.set("loop", True)
-            self.engine.kit(str(write_kit_file(box, self._kit_dir.name)))
+            kit_text = write_kit_file(box, self._kit_dir.name).read_text()
+            if kit_text != self._kit_loaded:
+                self.engine.kit(str(Path(self._kit_dir.name) / "box_kit.toml"))
+                self._kit_loaded = kit_text
             self.engine.read(score)
             self._ensure_driver()
-            self.engine.start()
-            self.started_at = time.monotonic()
+            self._warm_listener()
+            self._prepared = self._state_key()
             self.dirty = False
+
+    def _state_key(self):
+        box = self.box
+        return (tuple(self.sequence), box.bpm, box.step_rate, box.swing, box.humanize, box.fill,
+                tuple((n, p.length, p.triggers.tobytes(), p.accents.tobytes(), p.fills.tobytes())
+                      for n, p in box.patterns.items() if n in self.sequence),
+                tuple(box.mix.mute), tuple(box.mix.solo))
+
+    def play(self, sequence: list[str] | None = None) -> None:
+        """Start playing ``sequence`` (default: the current pattern's chain), looping.
+
+        Prepared (:meth:`prepare`) and unchanged since, this only starts the take: the
+        next audio block plays its first sample.
+        """
+        with self._lock:
+            want = list(sequence or self.box.chain())
+            if self.engine.take_open:
+                self.engine.stop()
+            if self._prepared is None or want != self.sequence or self._state_key() != self._prepared or self.dirty:
+                self.prepare(want)
+            self.take_serial += 1
+            self.engine.start()
+            self.started_at = self._first_block_time()
+            self.take_started[self.take_serial] = self.started_at
+
+    def _first_block_time(self, timeout_s: float = 0.1) -> float:
+        """When the audio side took the new take (its first block began); now without a driver."""
+        stage = getattr(self.engine, "stage", None)
+        running = self.driver is not None and getattr(self.driver, "running", False)
+        if stage is None or not running or not hasattr(stage, "acknowledged"):
+            return time.monotonic()
+        deadline = time.monotonic() + timeout_s
+        while not stage.acknowledged() and time.monotonic() < deadline:
+            time.sleep(0.0002)
+        return time.monotonic()
 
     def stop(self) -> None:
         with self._lock:
+            self.take_serial += 1          # what the stopped take had scheduled is void
             if self.engine.take_open:
                 self.engine.stop()
 
@@ -244,6 +301,8 @@ class Player:
         with self._lock:
             self.engine.set("loop", False)
             self.engine.kit(str(write_kit_file(probe, self._kit_dir.name)))
+            self._kit_loaded = None
+            self._prepared = None
             self.engine.read(score)
             self._ensure_driver()
             self.engine.start()

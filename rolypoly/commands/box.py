@@ -31,6 +31,8 @@ def register(sub, common) -> None:
                    help="audio driver (clock = silent, paced by the clock)")
     p.add_argument("--midi-in", metavar="PORT", help="follow MIDI clock and start/stop from this input port")
     p.add_argument("--midi-out", metavar="PORT", help="send clock, start/stop and the hits (channel 10) to this port")
+    p.add_argument("--midi-api", default=None, choices=("default", "alsa", "jack", "core", "windows"),
+                   help="MIDI API of the ports (default: the system's)")
     p.add_argument("--pattern", default=None, help="with --export-*: the pattern whose chain is exported")
     p.add_argument("--export-midi", metavar="OUT.mid", help="write the pattern's chain as MIDI and exit")
     p.add_argument("--export-wav", metavar="OUT.wav", help="render the pattern's chain through the engine and exit")
@@ -113,7 +115,7 @@ def run(args, cfg) -> int:
     sync = None
     if args.midi_in or args.midi_out:
         from rolypoly.bridges.midi import BoxSync
-        sync = BoxSync(app, args.midi_in, args.midi_out)
+        sync = app.sync = BoxSync(app, args.midi_in, args.midi_out, api=args.midi_api)
     try:
         app.run()
     finally:

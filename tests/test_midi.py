@@ -1,0 +1,161 @@
+"""MIDI: the clock follower, and the box driven by an external clock over JACK MIDI on a dummy server."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from rolypoly.bridges.midi import CLOCK, CONTINUE, START, STOP, ClockFollower
+
+SERVER = "rolypoly-box-midi"      # our own server: other tests' servers are left alone
+PERIOD = 256
+SR = 48000
+
+
+def test_follower_tempo_and_transport():
+    f = ClockFollower()
+    rng = np.random.default_rng(0)
+    t = 0.0
+    for i in range(4 * 24 + 1):        # one bar at 97 bpm with 2 ms of jitter per clock
+        f.feed(CLOCK, t + rng.uniform(-0.002, 0.002))
+        t += 60 / 97 / 24
+    assert abs(f.bpm - 97.0) / 97.0 < 0.005
+    assert f.feed(START, t) == "start" and f.running and f.ticks == 0
+    assert f.feed(START, t) is None                    # a repeated start before any clock is the same start
+    f.feed(CLOCK, t + 0.02)
+    assert f.ticks == 1
+    assert f.feed(STOP, t + 0.03) == "stop" and not f.running
+    assert f.feed(CONTINUE, t + 0.04) == "continue" and f.running and f.ticks == 1
+
+
+@pytest.fixture(scope="module")
+def jack_server():
+    if not shutil.which("jackd"):
+        pytest.skip("jackd (Debian jackd2) is not installed")
+    rtmidi = pytest.importorskip("rtmidi")
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        pytest.skip("python-rtmidi was built without JACK")
+    from rolypoly.live.jack import start_jack
+    old = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = SERVER
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    proc = start_jack(sr=SR, period=PERIOD, name=SERVER)
+    yield proc
+    if proc is not None:
+        proc.terminate()
+        proc.wait(5)
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.mark.realtime
+def test_midi_ports_lists_jack_ports(jack_server, capsys):
+    import rtmidi
+
+    from rolypoly.bridges.midi import list_ports
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="portcheck")
+    out.open_virtual_port("visible")
+    try:
+        assert any("visible" in p for p in list_ports("jack")["inputs"])
+        import json
+
+        from rolypoly.cli import main
+        assert main(["midi", "ports", "--api", "jack", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["ports"]
+        assert any(r["direction"] == "input" and "visible" in r["port"] for r in rows)
+    finally:
+        out.close_port()
+
+
+@pytest.mark.realtime
+def test_external_clock_drives_the_box_over_jack(jack_server, tmp_path):
+    import rtmidi
+
+    from rolypoly.box.model import Box
+    from rolypoly.box.player import Player
+    from rolypoly.bridges.midi import BoxSync
+    from rolypoly.config import load_config, with_values
+    from rolypoly.score.drums import OUTPUT_PITCHES
+    cfg = with_values(load_config([]), takes_dir=str(tmp_path), **{"audio.block_frames": PERIOD})
+    box = Box()
+    for k in (0, 4, 8, 12):
+        box.toggle(0, k)
+    box.toggle(1, 4)
+    box.toggle(1, 12)
+    box.toggle(2, 2, "accent")
+
+    class Host:
+        pass
+
+    host = Host()
+    host.box = box
+    host.player = Player(box, cfg, driver="jack", takes_dir=tmp_path)
+    sync = BoxSync(host, api="jack", virtual=True)
+    src = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="clock-source")
+    sink = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="note-sink")
+    notes = []
+    sink.set_callback(lambda ev, data=None: notes.append((time.monotonic(), ev[0])))
+    try:
+        src.open_port([i for i, p in enumerate(src.get_ports()) if "rolypoly in" in p][0])
+        sink.open_port([i for i, p in enumerate(sink.get_ports()) if "rolypoly out" in p][0])
+        time.sleep(0.3)
+        tick = 60.0 / 97.0 / 24
+        t0 = time.monotonic()
+        sent = {}
+
+        def clocks(first, n):
+            for i in range(first, first + n):
+                while time.monotonic() < t0 + i * tick:
+                    time.sleep(0.0003)
+                src.send_message([CLOCK])
+
+        clocks(0, 96)                                   # one bar of clock before the start
+        bpm_after_one_bar = box.bpm
+        sent["start"] = time.monotonic()
+        src.send_message([START])
+        clocks(96, 2 * 96)                              # two bars playing
+        # stop 20 ms before the kick that would open the third bar
+        while time.monotonic() < t0 + 3 * 96 * tick - 0.020:
+            time.sleep(0.0003)
+        sent["stop"] = time.monotonic()
+        src.send_message([STOP])
+        time.sleep(0.4)
+    finally:
+        sync.close()
+        src.close_port()
+        sink.close_port()
+        host.player.close()
+    block_s = PERIOD / SR
+    assert abs(bpm_after_one_bar - 97.0) / 97.0 < 0.005, bpm_after_one_bar
+    events = {what: (arrived, obeyed) for what, arrived, obeyed in sync.events}
+    assert set(events) >= {"start", "stop"}, (sync.inp.errors, host.player.errors)
+    # obeyed within one block: the take's first block is, at the latest, the one after the
+    # block during which the start arrived (arrival to the take's first block < 2 blocks)
+    start_latency = events["start"][1] - events["start"][0]
+    print(f"start obeyed {start_latency * 1000:.2f} ms after it arrived (block {block_s * 1000:.2f} ms)")
+    assert start_latency < 2 * block_s, f"start obeyed {start_latency * 1000:.2f} ms after it arrived"
+    # nothing is sent after the stop: the kick due 20 ms after it never goes out
+    assert all(t < sent["stop"] + 0.020 for t, m in notes), [round(t - sent["stop"], 3) for t, m in notes]
+    # the notes sent out are the pattern, twice, on channel 10 with our pitches
+    ons = [m for _, m in notes if m[0] == 0x99 and m[2] > 0]
+    drums = box.channel_drums
+    bar = []
+    for step in range(16):
+        for ch in range(8):
+            if box.pattern.triggers[ch, step]:
+                bar.append((OUTPUT_PITCHES[drums[ch]], 127 if box.pattern.accents[ch, step] else 96))
+    got = [(m[1], m[2]) for m in ons]
+    print("notes", [(round(t - sent["start"], 3), m[1], m[2]) for t, m in notes if m[0] == 0x99])
+    assert sorted(got) == sorted(bar * 2), [(round(t - sent["start"], 3), m) for t, m in notes if m[0] == 0x99]
+    # and in time: kicks a quarter note apart at 97 bpm; received times are JACK-period
+    # quantised at both ends on a shared, loaded machine, hence four periods of slack
+    kick_times = [t for t, m in notes if m[0] == 0x99 and m[1] == OUTPUT_PITCHES[drums[0]]]
+    gaps = np.diff(kick_times)
+    print("kick gaps ms", np.round(gaps * 1000, 1))
+    assert np.allclose(gaps, 60 / 97, atol=4 * block_s), gaps
