@@ -206,3 +206,30 @@ def test_incremental_evaluation_steps_like_the_engine():
     assert 0.0 <= res["free-running"]["velocity_hist_intersection"] <= 1.0
     assert res["teacher-forced"]["timing_ms"] != res["free-running"]["timing_ms"]
     assert "mean_velocity" in res["partner-following"]["per_drum"][0]
+
+
+def test_finetune_an_incremental_model_on_the_whole_take():
+    """Train-after-take on an incremental model: the encoder stays frozen, the decoder learns the take."""
+    from types import SimpleNamespace
+
+    from rolypoly.learn.finetune import finetune
+    from rolypoly.model.transformer import ModelConfig, RolypolyModel
+    torch.manual_seed(0)
+    m = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=16,
+                                  span=4, enc_ahead=2))
+    n = 80
+    rng = np.random.default_rng(0)
+    score_vel = np.where(rng.random((n, 9)) < 0.3, 90.0, 0.0)
+    rows = {"k": np.arange(n), "has_onset": np.ones(n, bool), "tau_g": np.full(n, 0.01),
+            "score_vel": score_vel, "real_off": np.zeros((n, 9)), "bpm": np.full(n, 120.0),
+            "tsig": np.ones(n), "phase": (np.arange(n) % 8) / 8.0}
+    take = SimpleNamespace(rows=rows, path="synthetic")
+    enc_before = m.encoder[0].ff.fc.weight.detach().clone()
+    dec_before = m.decoder[0].ff.fc.weight.detach().clone()
+    weights = {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.0}
+    table, rejected = finetune(m, {}, take, weights, epochs=8, lr=3e-3, threads=1)
+    assert rejected == 0 and len(table) == 8
+    assert table[-1]["loss"] < table[0]["loss"]
+    assert torch.equal(m.encoder[0].ff.fc.weight, enc_before)
+    assert not torch.equal(m.decoder[0].ff.fc.weight, dec_before)
+    assert all(p.requires_grad for p in m.parameters())     # freezing is undone afterwards
