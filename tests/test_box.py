@@ -321,3 +321,86 @@ def test_headless_script_cli(tmp_path, capsys, cfg):
     script.write_text(":frobnicate now\n")
     assert main(["box", "--headless", "--script", str(script)]) == 2
     assert "frobnicate" in capsys.readouterr().err
+
+
+def test_pilot_channel_page_edits_and_undoes_a_voice_parameter(cfg):
+    from rolypoly.box.app import BoxApp, ChannelPage
+    app = BoxApp(Box(click_kit()), cfg, audio=False)
+    before = app.box.kit.channels[1].patch.oscFreq
+    seen = {}
+
+    def on_page():
+        assert isinstance(app.screen, ChannelPage) and app.screen.channel == 1
+        seen["after"] = app.box.kit.channels[1].patch.oscFreq
+
+    # channel 2, open its page, go to oscFreq (2nd row), one semitone up twelve times = an octave
+    press(app, ["down", "t", "down"] + ["right"] * 12, on_page, ["u"], ["escape"])
+    assert seen["after"] == pytest.approx(2 * before)
+    assert app.box.kit.channels[1].patch.oscFreq == pytest.approx(before * 2 ** (11 / 12))   # one step undone
+    assert app.box.kit.channels[0].patch == click_kit().channels[0].patch
+
+
+def test_morph_and_mixer_reach_the_playing_kit():
+    box = Box(click_kit())
+    other = click_kit()
+    for ch in other.channels:
+        ch.patch.oscFreq *= 4
+    box.set_morph(0.5, other)
+    box.set_mix("level", 3, -6.0)
+    box.set_mix("pan", 3, -1.0)
+    kit = box.playing_kit()
+    assert kit.channels[0].patch.oscFreq == pytest.approx(2 * click_kit().channels[0].patch.oscFreq)  # geometric
+    assert kit.channels[3].patch.level == pytest.approx(-6.0) and kit.channels[3].pan == -1.0
+    box.undo(); box.undo(); box.undo()
+    assert box.playing_kit().channels[0].patch.oscFreq == pytest.approx(click_kit().channels[0].patch.oscFreq)
+
+
+def test_midi_notes_in_record_into_the_playing_pattern():
+    from rolypoly.bridges.midi import BoxSync
+    from rolypoly.score.drums import OUTPUT_PITCHES
+
+    class FakePlayer:
+        playing = True
+        sequence = ["a"]
+        dirty = False
+
+        def position(self):
+            return 0, 6
+
+        def changed(self):
+            self.dirty = True
+
+        def prepare(self):
+            pass
+
+    class Host:
+        box = Box(click_kit())
+        player = FakePlayer()
+
+    sync = BoxSync(Host())                       # no ports: messages fed by hand
+    snare_pitch = OUTPUT_PITCHES[Host.box.channel_drums[1]]
+    sync._message(bytes([0x99, snare_pitch, 100]), 0.0)
+    sync._message(bytes([0x99, 99, 100]), 0.0)   # a pitch outside the map: ignored
+    assert Host.box.pattern.grid(1) == "------x---------" and sync.recorded == 1 and Host.player.dirty
+    assert Host.box.undo() == "record"
+
+
+@pytest.mark.slow
+def test_humanize_lets_the_model_play_the_pattern(cfg):
+    from pathlib import Path
+
+    from rolypoly.box.player import render_offline
+    if not Path(cfg.engine.model_path).is_file():
+        pytest.skip("no performance model")
+    box = Box(click_kit())
+    for k in range(0, 16, 2):
+        box.toggle(2, k)
+    for k in (0, 8):
+        box.toggle(0, k)
+    box.humanize = True
+    _, grid, played = render_offline(box, cfg, sequence=["a", "a"], sr=SR)
+    assert len(played) == len(grid)
+    offsets = [h["offset_ms"] for h in played]
+    assert max(abs(o) for o in offsets) > 0.5                    # micro-timing, not the grid
+    assert len({h["velocity"] for h in played}) > 2              # its own velocities
+    assert max(abs(o) for o in offsets) < 60                     # still the pattern
