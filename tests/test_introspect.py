@@ -277,7 +277,11 @@ def test_open_builds_once_and_repairs(gmd_overrides):
     table.close()
     with PatternTable.open(cfg) as again:
         assert again.build_stats is None  # inputs unchanged: not rebuilt
-    Path(cfg.introspect.db).write_bytes(b"\0garbage" * 512)
+    Path(cfg.introspect.db).write_bytes(b"\0garbage" * 512)  # not a database at all: a user's file, left alone
+    with pytest.raises(IntrospectError, match="not an SQLite pattern database"):
+        PatternTable.open(cfg)
+    assert Path(cfg.introspect.db).read_bytes() == b"\0garbage" * 512
+    Path(cfg.introspect.db).write_bytes(b"SQLite format 3\0" + b"\0garbage" * 512)  # a damaged database: rebuilt
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         repaired = PatternTable.open(cfg)
