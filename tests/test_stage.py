@@ -304,3 +304,45 @@ def test_a_long_loop_take_keeps_every_row(tmp_path):
     assert np.array_equal(take.rows["score_row"], k % score.n_rows)
     played = take.rows["real_vel"]
     assert np.array_equal(played[k % score.n_rows == 0], np.repeat(score.vel[:1], (k % score.n_rows == 0).sum(), 0))
+
+
+def test_an_incremental_model_is_reset_once_and_stepped_row_by_row(tmp_path):
+    """A runtime with ``supports_step`` gets the score at reset, then each row with the previous row as played."""
+    from rolypoly.score import features as feat
+    from rolypoly.score.midi import read_score
+
+    class Stepper:
+        version = "stepper"
+        supports_step = True
+        window = 8
+
+        def __init__(self):
+            self.resets, self.steps = [], []
+
+        def reset(self, score_x):
+            self.resets.append(np.array(score_x))
+            self.steps = []
+
+        def step(self, prev_row, row):
+            self.steps.append((None if prev_row is None else np.array(prev_row), np.array(row)))
+            y = np.zeros(19, np.float32)
+            y[:9] = 0.7
+            y[9:18] = 0.1 * (len(self.steps) % 3 - 1)   # some rows early, some late
+            return y
+
+        def predict(self, x):
+            raise AssertionError("offline, an incremental model is never asked for windows")
+
+    eng = make_engine(tmp_path)
+    eng.message("read", str(sparse_score(tmp_path)))
+    rt = Stepper()
+    eng.runtime, eng.enable = rt, True
+    res = perform_offline(eng)
+    score = read_score(tmp_path / "s.mid")
+    assert res.late_rows == 0 and len(rt.resets) == 1 and rt.resets[0].shape == (score.n_rows, feat.N_IN)
+    assert len(rt.steps) == score.n_rows and rt.steps[0][0] is None
+    rows = np.load(res.take_dir / "rows.npz")
+    for k in range(1, score.n_rows):
+        prev, row = rt.steps[k]
+        assert np.allclose(row, rt.resets[0][k])
+        assert np.allclose(prev[feat.OFF], feat.scale_off(rows["real_off"][k - 1]))   # as played

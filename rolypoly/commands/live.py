@@ -15,9 +15,10 @@ def register(sub, common) -> None:
     p.set_defaults(func=perform)
 
     p = sub.add_parser("play", parents=[common], help="play a score live with the sound card (duplex)",
-                       description="Open a sounddevice duplex stream (audio.device, audio.sample_rate, "
-                                   "audio.block_frames), play the drums, listen to the input; ends at the score's end "
-                                   "or on Ctrl-C, saving the take either way.")
+                       description="Play the drums and listen to the input in real time: through JACK when a "
+                                   "server runs or audio.device=jack (the audio callback is compiled code, no "
+                                   "Python), else a PortAudio stream on audio.device; ends at the score's end or on "
+                                   "Ctrl-C, saving the take either way.")
     p.add_argument("score", help="a MIDI score")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
@@ -108,8 +109,8 @@ def play(args, cfg) -> int:
         raise RolypolyError(eng.last_errors()[-1])
     _require_model(eng)
     stats = play_realtime(eng, duration_s=args.seconds)
-    t = Table("play", ["blocks", "xruns", "take"], key="play")
-    t.add(stats.blocks, stats.xruns, str(eng.last_take))
+    t = Table("play", ["driver", "blocks", "blocks_due", "xruns", "take"], key="play")
+    t.add(stats.driver, stats.blocks, stats.blocks_due, stats.xruns, str(eng.last_take))
     emit(t, as_json=args.json)
     return 0
 

@@ -406,6 +406,10 @@ class Rolypoly:
             except RolypolyError as exc:
                 self.emit("error", f"{exc}; playing the score as written")
         self._ensure_stage()
+        if self.listener is None:
+            self._make_listener()
+            self.listener.process(np.zeros(4 * self.block_frames, np.float32))  # load its kernels now
+            self.listener.reset()
         if self.runtime is not None and self.score is not None:
             sched = Schedule(self.score, self.sr, window=self._window())
             try:

@@ -222,14 +222,14 @@ class Reader:
             drums = drums[-len(data):] if len(data) else drums[:0]
         elif gen != self.gen:
             self.gen = gen
+        for h in hits:   # first: the hit outlets are the ones a patch waits for
+            self._hit(h)
         if self.take is None or getattr(self, "pending_take", False):
             self._between_takes(data)
         else:
             self._hear(data)
             if self.writer is not None:
                 self.writer.write(data, drums)
-        for h in hits:
-            self._hit(h)
         sched = self.take
         if sched is not None and not getattr(self, "pending_take", False):
             b1 = sched.sample
