@@ -69,6 +69,8 @@ KEYS = [
 ]
 
 
+_FOOTER = {"play": "play/stop", "toggle('trigger')": "step", "generate": "generate", "generate_all": "all from kick",
+           "chain": "chain", "undo": "undo", "channel_page": "channel", "help": "keys", "quit": "quit"}
 _KEY_GLYPHS = {"left_curly_bracket": "{", "right_curly_bracket": "}", "left_square_bracket": "[",
                "right_square_bracket": "]", "minus": "-", "plus": "+", "comma": ",", "full_stop": ".",
                "question_mark": "?"}
@@ -206,8 +208,8 @@ class BoxApp(App):
                 self.bind(minus, f"{action}(-1)", show=False)
                 self.bind(plus, f"{action}(1)", show=False)
             else:
-                self.bind(keys, action, description=desc.split(" (")[0][:18],
-                          show=action in ("play", "help", "undo", "generate", "quit"))
+                self.bind(keys, action, description=_FOOTER.get(action, desc.split(" (")[0][:18]),
+                          show=action in _FOOTER)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -288,7 +290,7 @@ class BoxApp(App):
                 g.append(c + " ", style=style)
             m = box.mix
             g.append(f" {'M' if m.mute[ch] else '-'}{'S' if m.solo[ch] else '-'} {m.level[ch]:+5.1f}dB "
-                     f"pan{m.pan[ch]:+.1f} ch{m.choke[ch]}\n", style="dim" if not m.audible(ch) else "")
+                     f"pan {m.pan[ch]:+.1f} choke {m.choke[ch] or '-'}\n", style="dim" if not m.audible(ch) else "")
         st = Text(f"{'▶ playing' if self.playing else '■ stopped'}  {box.bpm:.1f} bpm  rate {box.step_rate}  "
                   f"swing {box.swing:.0f}%  fill rate {box.fill_rate or 'held'}{' FILL' if box.fill else ''}  "
                   f"humanize {'on' if box.humanize else 'off'}  listen {'on' if box.listen else 'off'}  "

@@ -53,7 +53,11 @@ def parse_script(text: str, where: str = "<script>") -> list[tuple[str, str]]:
                 raise BoxError(f"{where}:{no}: :seed needs an integer")
             steps.append((name, args[0]))
         else:
-            steps += [("key", k) for k in line.split()]
+            keys = line.split()
+            bad = [k for k in keys if k.startswith(":")]
+            if bad:
+                raise BoxError(f"{where}:{no}: {bad[0]} inside a line of keys; a directive goes on its own line")
+            steps += [("key", k) for k in keys]
     return steps
 
 
