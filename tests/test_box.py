@@ -404,3 +404,13 @@ def test_humanize_lets_the_model_play_the_pattern(cfg):
     assert max(abs(o) for o in offsets) > 0.5                    # micro-timing, not the grid
     assert len({h["velocity"] for h in played}) > 2              # its own velocities
     assert max(abs(o) for o in offsets) < 60                     # still the pattern
+
+
+def test_midi_only_silences_the_synth_but_keeps_the_hits(cfg):
+    from rolypoly.box.player import render_offline
+    box = Box(click_kit())
+    box.toggle(0, 0); box.toggle(1, 4)
+    box.synth = False
+    audio, grid, played = render_offline(box, cfg, sr=SR)
+    assert not np.abs(audio).any()
+    assert sorted(h["sample"] for h in played) == [0, 24000]

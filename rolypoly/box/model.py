@@ -128,6 +128,7 @@ class Box:
         self.fill = False
         self.humanize = False
         self.listen = False
+        self.synth = True                    # False: the hits go out as MIDI only, the synth is silent
         self.mix = Mix()
         self.channel = 0                     # the selected channel (the cursor's row)
         self.cursor = 0                      # the cursor's step
@@ -190,7 +191,7 @@ class Box:
             if self.kit_b is not None and self.morph > 0:
                 patch = morph(patch, self.kit_b.channels[i].patch, self.morph)
             lv = patch.level + self.mix.level[i] if math.isfinite(patch.level) else patch.level
-            patch = replace(patch, level=min(24.0, lv))
+            patch = replace(patch, level=min(24.0, lv) if self.synth else -math.inf)
             chans.append(Channel(patch=patch, pan=float(self.mix.pan[i]), choke=int(self.mix.choke[i]), name=ch.name))
         mapping = dict(base.mapping)
         for ch, d in enumerate(self.channel_drums):

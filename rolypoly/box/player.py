@@ -158,6 +158,8 @@ class Player:
         self.dirty = False
         self._prepared = None
         self._kit_loaded = None
+        self._boundary_timer: threading.Timer | None = None
+        self._prepare_s = 0.02
         self.take_serial = 0               # counts starts and stops (MIDI out matches hits to takes)
         self.take_started: dict[int, float] = {}
         self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
@@ -189,6 +191,7 @@ class Player:
     def prepare(self, sequence: list[str] | None = None) -> None:
         """Get the engine ready to play ``sequence`` (default: the current chain) so :meth:`play`
         only has to start it: the score read, the kit loaded, the driver running."""
+        t0 = time.monotonic()
         with self._lock:
             box = self.box
             self.sequence = list(sequence or box.chain())
@@ -206,6 +209,7 @@ class Player:
             self._warm_listener()
             self._prepared = self._state_key()
             self.dirty = False
+        self._prepare_s = min(0.2, 0.5 * self._prepare_s + 0.5 * (time.monotonic() - t0))
 
     def _state_key(self):
         box = self.box
@@ -272,19 +276,40 @@ class Player:
         self.dirty = True
 
     def poll(self) -> None:
-        """Call often (the UI's timer): applies queued switches and edits at a pattern boundary."""
+        """Call often (the UI's timer): a queued switch or an edit takes effect at the next
+        boundary of the playing sequence, exactly there: a timer restarts the take one
+        block before it, so the new take's first block is the boundary's."""
+        if not self.playing or self._boundary_timer is not None:
+            return
+        want = self.box.chain(self.box.queued) if self.box.queued else None
+        if not (want and want != self.sequence or self.dirty):
+            return
+        sched = self.engine.schedule
+        if sched is None:
+            return
+        pass_len = float(sched.length_samples)
+        elapsed = max(0.0, float(sched.sample))
+        to_boundary = (pass_len - elapsed % pass_len) / self.sr
+        block = self.engine.block_frames / self.sr
+        if to_boundary > 0.25:          # the UI polls every 50 ms: come back closer to it
+            return
+        # the old take plays to the boundary; the new one follows once the engine has saved
+        # the old (its stop), a few tens of ms on a busy machine
+        delay = max(0.0, to_boundary - block)
+        self._boundary_timer = threading.Timer(delay, self._boundary_restart, args=(want,))
+        self._boundary_timer.daemon = True
+        self._boundary_timer.start()
+
+    def _boundary_restart(self, want) -> None:
+        self._boundary_timer = None
         if not self.playing:
             return
-        j, k = self.position()
-        want = self.box.chain(self.box.queued) if self.box.queued else None
-        at_end = j == len(self.sequence) - 1 and k >= self.box.patterns[self.sequence[j]].length - 1
-        if (want and want != self.sequence or self.dirty) and (at_end or k == 0 and j == 0 and self.dirty):
-            self.box.queued = None
-            try:
-                self.play(want or self.sequence)
-            except BoxError as exc:
-                self.errors.append(str(exc))
-                self.stop()
+        self.box.queued = None
+        try:
+            self.play(want or self.box.chain())
+        except BoxError as exc:
+            self.errors.append(str(exc))
+            self.stop()
 
     def audition(self, channel: int) -> None:
         """Hear one channel's sound now (the channel page), through the same engine."""
@@ -308,6 +333,8 @@ class Player:
             self.engine.start()
 
     def close(self) -> None:
+        if self._boundary_timer is not None:
+            self._boundary_timer.cancel()
         self.stop()
         if self.driver is not None:
             self.driver.close()

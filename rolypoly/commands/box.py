@@ -31,6 +31,8 @@ def register(sub, common) -> None:
                    help="audio driver (clock = silent, paced by the clock)")
     p.add_argument("--midi-in", metavar="PORT", help="follow MIDI clock and start/stop from this input port")
     p.add_argument("--midi-out", metavar="PORT", help="send clock, start/stop and the hits (channel 10) to this port")
+    p.add_argument("--no-synth", action="store_true",
+                   help="with --midi-out: the hits go out as MIDI notes only, the synth stays silent")
     p.add_argument("--midi-api", default=None, choices=("default", "alsa", "jack", "core", "windows"),
                    help="MIDI API of the ports (default: the system's)")
     p.add_argument("--pattern", default=None, help="with --export-*: the pattern whose chain is exported")
@@ -82,6 +84,7 @@ def run(args, cfg) -> int:
     from rolypoly.box.model import BoxError
     from rolypoly.report import emit
     box, channel_map = _open(args)
+    box.synth = not args.no_synth
     if args.pattern:
         box.select(args.pattern)
     if args.export_midi or args.export_wav:
