@@ -145,10 +145,14 @@ def run(cfg, args):
     prompts = [p for p in distinct for _ in range(args.samples)]
     real_next = [r for r in real_next for _ in range(args.samples)]
     gens = []
+    n_events = 0
+    t1 = time.perf_counter()
     for k, sc in enumerate(prompts):
-        gens.append(generate(runtime, sc, "continue", bars=G, temperature=temperature,
-                             generate_vels=window, seed=args.seed * 1000 + k).score)
-    t_gen = time.perf_counter() - t0
+        out = generate(runtime, sc, "continue", bars=G, temperature=temperature, generate_vels=window,
+                       seed=args.seed * 1000 + k)
+        gens.append(out.score)
+        n_events += len(sc.times_ms) + len(out.events)   # each read (prompt) or drawn event is one model step
+    t_gen = time.perf_counter() - t1
     played = perform_many(gens, predict=predict, window=perf_window)
     model_seqs = [_seq_of_score(p) for p in played]
     own_vel = perform_many(gens, predict=predict, window=perf_window, filter_hits="score_notes_and_vels")
@@ -227,10 +231,12 @@ def run(cfg, args):
     seconds = time.perf_counter() - t0
     main.notes.append(f"{len(distinct)} prompts of {P} bars from GMD {args.split} (4/4), {args.samples} continuations of {G} bars each; event model "
                       f"{runtime.version}, temperature {temperature}, generate_vels {window}; performance model {perf_desc}; "
-                      f"generation {t_gen:.1f} s, total {seconds:.1f} s")
+                      f"generation {t_gen:.1f} s ({1000 * t_gen / max(n_events, 1):.3f} ms per event, one event per model "
+                      f"step), total {seconds:.1f} s")
     extra = {"distances": dist, "style_check": style_mean, "knobs": knob_rows, "targets": targets,
              "split": args.split, "prompts": len(distinct), "samples": args.samples, "prompt_bars": P, "bars": G, "events_model": runtime.version,
              "performance_model": perf_desc, "seconds": seconds,
+             "ms_per_event": 1000 * t_gen / max(n_events, 1),
              "novelty": {k: m["novelty"] for k, m in measured.items()},
              "repetition": {"gmd_test": ref["repetition"], **{k: m["repetition"] for k, m in measured.items()}}}
     return [main, drums, stab, knobs], extra
