@@ -125,6 +125,20 @@ def eval_model(args, cfg) -> int:
                      d["mean_velocity"], res["free-running"]["per_drum"][i]["mean_velocity"], d["real_mean_velocity"])
         if getattr(args, "per_drum", False) or args.json:
             tables.append(drum)
+    # The bundled demo score (velocities written per note): does the model push them to the top?
+    from rolypoly.config import REPO_DIR
+    from rolypoly.model.evaluate import _load, score_velocities
+    from rolypoly.score.midi import read_score
+    demo_path = REPO_DIR / "data" / "demo.mid"
+    if demo_path.is_file():
+        demo = read_score(demo_path)
+        vt = Table(f"{demo_path.name} played alone (free-running): written vs played velocity", key="demo_velocities",
+                   columns=["model", "drum", "rows", "hits", "written", "played", "played max"])
+        for path in paths:
+            module, _, window, inc = _load(path)
+            for r in score_velocities(module, inc, window, demo):
+                vt.add(Path(path).name, r["drum"], r["rows"], r["hits"], r["written"], r["played"], r["played_max"])
+        tables.append(vt)
     extra = None
     if args.json:
         extra = {"models": [d for _, _, d, _, _ in loaded], "protocol": PROTOCOL,

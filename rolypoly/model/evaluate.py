@@ -275,3 +275,26 @@ def evaluate(predict: Predictor, takes, block: int = 16, conditions=CONDITIONS, 
             outs = running(predict, xs, hits, block, partner=[p[2] for p in prepared])
         result[c] = score(outs, rows)
     return result
+
+
+def score_velocities(module, incremental: bool, window: int, score) -> list[dict]:
+    """Written vs played velocities of a model playing ``score`` alone (free-running).
+
+    For the kick, snare and closed hi-hat: mean written velocity, mean and max played, on all
+    their hits and on the rows that also hold a snare (the backbeats of a groove), where a
+    model that reads written velocities as a take's averages accents a second time.
+    """
+    hit = score.vel > 0
+    x = encode_rows(score.vel, np.zeros_like(score.vel), score.bpm, score.tsig, score.phase, np.zeros(len(hit)))
+    if incremental:
+        out = stepped(module, [x], [hit])[0]
+    else:
+        out = running(predictor_from_model(module), [x], [hit], min(window, len(x)))[0]
+    vel, _, _ = decode_outputs(out)
+    rows = []
+    for d, name in ((0, "kick"), (1, "snare"), (2, "closed hi-hat")):
+        for where, m in (("all hits", hit[:, d]), ("rows with a snare", hit[:, d] & hit[:, 1])):
+            if m.any() and not (d == 1 and where != "all hits"):
+                rows.append({"drum": name, "rows": where, "hits": int(m.sum()), "written": float(score.vel[m, d].mean()),
+                             "played": float(vel[m, d].mean()), "played_max": float(vel[m, d].max())})
+    return rows
