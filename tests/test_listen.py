@@ -255,13 +255,14 @@ def test_real_recordings_beat_plain_aubio():
 
 
 def test_slur_cue_hears_slurs():
-    # wind phrases: pure slurs change pitch with no new attack; the slur cue finds them
+    # wind phrases (the wind preset: breath between notes): pure slurs change pitch with no
+    # new attack; the slur cue finds them
     tp = {False: [0, 0, 0], True: [0, 0, 0]}
     for seed in (41, 43, 45, 47):
         t, ph, bar = rhythm(4, bpm=100, seed=seed)
         audio, truth = play(t, ph, bar, "laid_back", sr=SR, seed=seed + 1, style="wind", level_db=-18)
         for slur in (False, True):
-            r = onset_f_measure(detect_onsets(audio, SR, slur=slur), truth, 0.025)
+            r = onset_f_measure(detect_onsets(audio, SR, instrument="wind", slur=slur), truth, 0.025)
             tp[slur][0] += r["tp"]; tp[slur][1] += r["n_detected"]; tp[slur][2] += r["n_true"]
     f = {k: 2 * a / (b + c) for k, (a, b, c) in tp.items()}
     assert tp[True][0] > tp[False][0] + 5 and f[True] >= 0.95 > f[False]

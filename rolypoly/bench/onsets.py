@@ -36,11 +36,10 @@ HELP = ("onset detection: F-measure, delay, µs per block (--real: real recordin
 # Settings the leave-one-family-out selection chooses among (the first is the default).
 CANDIDATES = {
     "default": {},
+    "threshold_0.15": {"threshold": 0.15},
     "drop_every_runup": {"runup_flatness": 0.0},
     "keep_every_held": {"runup_flatness": 1.1},
     "no_hold": {"hold_ms": 0.0},
-    "threshold_0.1": {"threshold": 0.1},
-    "threshold_0.1_keep_held": {"threshold": 0.1, "runup_flatness": 1.1},
     "sensitive": {"threshold": 0.08, "max_bands": 0, "hold_ms": 0.0, "slur": False},
 }
 REAL_MUST = 0.85          # a candidate under this on the shared real set (annotated span) is not eligible

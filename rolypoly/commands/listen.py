@@ -29,7 +29,7 @@ def register(sub, common) -> None:
     s.add_argument("--input", default=None, help="a recording of the musician; default: record from "
                                                  "the input device (config key device)")
     s.add_argument("--instrument", default=None,
-                   help="preset to start from: guitar, bass, keys, voice, percussion "
+                   help="preset to start from: guitar, bass, keys, voice, wind, percussion "
                         "(default: config listen.instrument)")
     s.add_argument("--seconds", type=float, default=6.0, help="how long to listen live (default 6)")
     s.add_argument("--out", default=None, help="write the chosen settings to this JSON file (.json)")
