@@ -360,15 +360,16 @@ def _check_takes(root: Path) -> dict:
     return out
 
 
-def _kill_at_random(cmd: list[str], window_s: float, rng: random.Random, env=None) -> tuple[float, int]:
-    """Start ``cmd``, wait for its "ready" line, SIGKILL it after a random part of ``window_s``."""
+def _kill_at_random(cmd: list[str], window_s: float, rng: random.Random, env=None,
+                    start_s: float = 0.0) -> tuple[float, int]:
+    """Start ``cmd``, wait for its "ready" line, SIGKILL it at a uniform moment in ``[start_s, window_s]``."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
     if line.strip() != "ready":
         proc.kill()
         proc.wait()
         raise RuntimeError(f"worker did not start: {line!r}")
-    delay = rng.uniform(0.0, window_s)
+    delay = rng.uniform(start_s, window_s)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -446,9 +447,12 @@ def run_kill_finetune(cfg, n: int, take: Path, work: Path, rng: random.Random, o
     proc.kill()
     proc.wait()
     totals = {"trials": n, "one_finetune_s": round(one, 2), "complete": 0, "corrupt": 0, "hidden_partial": 0,
-              "previous_loads": 0}
+              "previous_loads": 0, "killed_after_a_version": 0}
     for _ in range(n):
-        _kill_at_random(_python("finetune", spec), one * 1.5, rng)
+        # the writes come at the end of a finetune: the kills spread over the first one's second half
+        # and into the next one
+        _, finished = _kill_at_random(_python("finetune", spec), one * 1.6, rng, start_s=one * 0.3)
+        totals["killed_after_a_version"] += int(finished > 0)
         res = _check_versions(root)
         try:  # the version the next finetune starts from (or the pretrained model) still loads
             versions = sorted(p for p in (root / "versions").iterdir() if not p.name.startswith("."))
@@ -818,8 +822,10 @@ def run(cfg, args):
         r = run_kill_finetune(cfg, counts["kill_finetune"], template, work, rng, overrides)
         t.add("finetuning", r["trials"], r["complete"], r["hidden_partial"], r["corrupt"], r["previous_loads"])
         failures += r["corrupt"] + (r["trials"] - r["previous_loads"])
+        t.notes.append(f"finetuning: {r['killed_after_a_version']} of {r['trials']} workers had finished a version "
+                       "when killed (the others were killed inside their first finetune)")
         t.notes.append(f"one finetune took {r['one_finetune_s']} s here ({'2 epochs' if args.quick else 'finetune.epochs'}); "
-                       f"kills land uniformly in 1.5x that after the worker is ready; {time.perf_counter() - t0:.0f} s")
+                       f"kills land uniformly in 0.3-1.6x that after the worker is ready; {time.perf_counter() - t0:.0f} s")
         tables.append(t)
     if "soak" in parts:
         r = run_soak(cfg, counts["soak_minutes"], min(counts["finetune_every"], counts["soak_minutes"]), work / "soak")
