@@ -160,6 +160,7 @@ class Player:
         self._kit_loaded = None
         self._boundary_timer: threading.Timer | None = None
         self._prepare_s = 0.02
+        self._driver_listen = None
         self.take_serial = 0               # counts starts and stops (MIDI out matches hits to takes)
         self.take_started: dict[int, float] = {}
         self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
@@ -183,10 +184,17 @@ class Player:
                 self.errors.append(f"listener: {exc}")
 
     def _ensure_driver(self) -> None:
+        # listen off: the driver hears silence instead of its input (one injected zero
+        # sample, then zeros), so the engine has no musician to follow
+        if self.driver is not None and self._driver_listen != self.box.listen and not self.engine.take_open:
+            self.driver.close()
+            self.driver = None
         if self.driver is None and self.driver_kind is not None:
             from rolypoly.live.drivers import open_driver
-            self.driver = open_driver(self.engine, kind=self.driver_kind)
+            silence = None if self.box.listen else np.zeros(1, np.float32)
+            self.driver = open_driver(self.engine, input_audio=silence, kind=self.driver_kind)
             self.driver.start()
+            self._driver_listen = self.box.listen
 
     def prepare(self, sequence: list[str] | None = None) -> None:
         """Get the engine ready to play ``sequence`` (default: the current chain) so :meth:`play`
