@@ -414,3 +414,16 @@ def test_midi_only_silences_the_synth_but_keeps_the_hits(cfg):
     audio, grid, played = render_offline(box, cfg, sr=SR)
     assert not np.abs(audio).any()
     assert sorted(h["sample"] for h in played) == [0, 24000]
+
+
+def test_pilot_channel_page_saves_the_edited_kit(cfg, tmp_path, monkeypatch):
+    from rolypoly.box.app import BoxApp
+    from rolypoly.synth.kit import read_kit
+    monkeypatch.chdir(tmp_path)
+    app = BoxApp(Box(click_kit()), cfg, audio=False)
+    press(app, ["t"] + ["down"] * 3 + ["right"] * 12 + ["ctrl+s"], ["escape", "ctrl+s"])   # oscDcy up, save kit, project
+    kit = read_kit(tmp_path / "clicks_box_kit.toml")
+    assert kit.channels[0].patch.oscDcy > click_kit().channels[0].patch.oscDcy
+    assert kit.channels[1].patch.to_array().tolist() == click_kit().channels[1].patch.to_array().tolist()
+    assert kit.channels[1].name == "click2"
+    assert (tmp_path / "box.toml").is_file()                      # the project saved too
