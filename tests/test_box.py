@@ -427,3 +427,18 @@ def test_pilot_channel_page_saves_the_edited_kit(cfg, tmp_path, monkeypatch):
     assert kit.channels[1].patch.to_array().tolist() == click_kit().channels[1].patch.to_array().tolist()
     assert kit.channels[1].name == "click2"
     assert (tmp_path / "box.toml").is_file()                      # the project saved too
+
+
+def test_export_wav_is_the_engine_render(cfg, tmp_path):
+    import soundfile as sf
+
+    from rolypoly.box.project import export_wav
+    from rolypoly.errors import OutputError
+    box = Box(click_kit())
+    box.toggle(0, 0); box.toggle(3, 6)
+    path = export_wav(box, cfg, tmp_path / "a.wav", sr=SR)
+    audio, sr = sf.read(path)
+    assert sr == SR and audio.shape[1] == 2
+    assert onsets(audio) == [0, 36000]
+    with pytest.raises(OutputError, match="exists"):
+        export_wav(box, cfg, path, sr=SR)

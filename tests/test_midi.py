@@ -132,6 +132,7 @@ def test_external_clock_drives_the_box_over_jack(jack_server, tmp_path):
         sink.close_port()
         host.player.close()
     block_s = PERIOD / SR
+    print(f"box tempo after one bar of clock: {bpm_after_one_bar} bpm")
     assert abs(bpm_after_one_bar - 97.0) / 97.0 < 0.005, bpm_after_one_bar
     events = {what: (arrived, obeyed) for what, arrived, obeyed in sync.events}
     assert set(events) >= {"start", "stop"}, (sync.inp.errors, host.player.errors)
