@@ -71,7 +71,7 @@ def run(cfg, args):
     # ---- quality
     quality = Table(f"per-step F1, most probable answer (GMD test bars where the source plays, {steps} steps)",
                     ["from", "to", "bars", "F1 table", "F1 prior", "gain", "F1 table (all bars)",
-                     "F1 prior (all bars)"])
+                     "F1 prior (all bars)"], key="quality")
     for src, dst in PAIRS:
         a, b = drum_index(src), drum_index(dst)
         prior = table.prior(b).pattern
