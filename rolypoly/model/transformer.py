@@ -211,18 +211,26 @@ class DecoderBlock(nn.Module):
         The cache is a ring of ``span`` slots (attention ignores order: position enters
         through the bar-phase embedding), ``memory_kv`` (2, B, h, N, dh) the encoder's.
         """
-        h = self.ln1(x)
+        # One row: (B, 1, h, dh) and (B, h, 1, dh) share a memory layout, so plain views
+        # replace the transposes of the sequence path (fewer operators: this is the live cost).
+        B, C = x.shape[0], x.shape[2]
         att = self.self_attn
-        q = att.heads(att.q(h))
-        kv = att.keys_values(h)
+        nh = att.n_heads
+        dh = C // nh
+        h = self.ln1(x)
+        q = att.q(h).view(B, nh, 1, dh)
+        kv = att.kv(h).view(B, 2, nh, dh)
         slot = k % span
-        cache[:, :, :, slot] = kv[:, :, :, 0]
+        cache[0, :, :, slot] = kv[:, 0]
+        cache[1, :, :, slot] = kv[:, 1]
         n = min(k + 1, span)
-        x = x + att.merge(F.scaled_dot_product_attention(q, cache[0, :, :, :n], cache[1, :, :, :n]))
+        y = F.scaled_dot_product_attention(q, cache[0, :, :, :n], cache[1, :, :, :n])
+        x = x + att.proj(y.view(B, 1, C))
         cross = self.cross_attn
-        q = cross.heads(cross.q(self.ln2(x)))
+        q = cross.q(self.ln2(x)).view(B, nh, 1, dh)
         s = max(0, k - span + 1)
-        x = x + cross.merge(F.scaled_dot_product_attention(q, memory_kv[0, :, :, s:k + 1], memory_kv[1, :, :, s:k + 1]))
+        y = F.scaled_dot_product_attention(q, memory_kv[0, :, :, s:k + 1], memory_kv[1, :, :, s:k + 1])
+        x = x + cross.proj(y.view(B, 1, C))
         return x + self.ff(self.ln3(x))
 
 
