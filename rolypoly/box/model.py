@@ -24,10 +24,10 @@ playing is queued until the current pattern's end.
 Examples
 --------
 >>> box = Box()
->>> box.toggle(0, 0); box.toggle(0, 8)
+>>> _ = box.toggle(0, 0); _ = box.toggle(0, 8)
 >>> box.pattern.grid(0)
 'x-------x-------'
->>> box.undo(); box.pattern.grid(0)
+>>> _ = box.undo(); box.pattern.grid(0)
 'x---------------'
 >>> box.step_samples(48000)[:3]           # 120 bpm, 1/16: 6000 samples a step
 [0, 6000, 12000]

@@ -16,7 +16,7 @@ is a new score).
 Examples
 --------
 >>> from rolypoly.box.model import Box
->>> box = Box(); box.toggle(0, 0); box.toggle(1, 4)
+>>> box = Box(); _ = box.toggle(0, 0); _ = box.toggle(1, 4)
 >>> score = box_score(box, ["a"], 48000)
 >>> score.n_rows, [round(t) for t in score.times_ms]
 (2, [0, 500])

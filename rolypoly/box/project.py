@@ -18,7 +18,7 @@ Saving is atomic and never replaces an existing file unless asked (``force``).
 Examples
 --------
 >>> from rolypoly.box.model import Box
->>> box = Box(); box.toggle(0, 0)
+>>> box = Box(); _ = box.toggle(0, 0)
 >>> path = save_project(box, "/tmp/doc_box.toml", force=True)
 >>> load_project(path).pattern.grid(0)
 'x---------------'
