@@ -160,3 +160,39 @@ def test_external_clock_drives_the_box_over_jack(jack_server, tmp_path):
     gaps = np.diff(kick_times)
     print("kick gaps ms", np.round(gaps * 1000, 1))
     assert np.allclose(gaps, 60 / 97, atol=4 * block_s), gaps
+
+
+@pytest.mark.realtime
+def test_box_leads_clock_and_transport_over_jack(jack_server):
+    import rtmidi
+
+    from rolypoly.box.model import Box
+    from rolypoly.bridges.midi import BoxSync
+
+    class Host:
+        box = Box()
+        player = None
+
+    Host.box.bpm = 125.0
+    sync = BoxSync(Host(), midi_out="virtual", api="jack", out_name="lead out")
+    sink = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="follower")
+    sink.ignore_types(timing=False)
+    got = []
+    sink.set_callback(lambda ev, data=None: got.append((time.monotonic(), ev[0][0])))
+    try:
+        sink.open_port([i for i, p in enumerate(sink.get_ports()) if "lead out" in p][0])
+        time.sleep(0.3)
+        sync.send_transport(True)
+        time.sleep(2.0)
+        sync.send_transport(False)
+        time.sleep(0.2)
+    finally:
+        sink.close_port()
+        sync.close()
+    kinds = [k for _, k in got]
+    assert kinds[0] == START and kinds[-1] == STOP
+    clocks = [t for t, k in got if k == CLOCK]
+    follower = ClockFollower()
+    for t in clocks:
+        follower.feed(CLOCK, t)
+    assert abs(follower.bpm - 125.0) / 125.0 < 0.005, follower.bpm
