@@ -223,7 +223,7 @@ class Generate:
     events_model: str = opt("models/events.pt", path=True)
     mode: str = opt("off", choices=("off", "continue", "fill", "free"))
     bars: int = opt(8, 0, 1024)
-    temperature: float = opt(1.0, 0.05, 5.0)
+    temperature: float = opt(0.95, 0.05, 5.0)
     generate_vels: list[float] = opt([0.0, 1.0], 0.0, 1.0, length=2, doc="window on drum probabilities, lo <= hi")
     density: Optional[float] = opt(None, 0.0, 1.0)
     complexity: Optional[float] = opt(None, 0.0, 1.0)
