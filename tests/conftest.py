@@ -74,3 +74,33 @@ def tempo(tick, bpm):
 def meter(tick, num, den):
     import mido
     return (tick, mido.MetaMessage("time_signature", numerator=num, denominator=den))
+
+
+@pytest.fixture(scope="session")
+def jack_session():
+    """One JACK dummy server (48 kHz, 128 frames) for the whole test run, as ``JACK_DEFAULT_SERVER``.
+
+    A process that has talked to one JACK server cannot talk to a second one started
+    after it (libjack keeps the first one's shared memory), so every in-process JACK
+    test shares this one.
+    """
+    import shutil
+    if not shutil.which("jackd"):
+        pytest.skip("jackd (Debian jackd2) is not installed")
+    from rolypoly.live.jack import start_jack
+    name = f"rolypoly-tests-{os.getpid()}"
+    proc = start_jack(name=name, period=128)
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    yield proc
+    import sys
+    sd = sys.modules.get("sounddevice")
+    while sd is not None and getattr(sd, "_initialized", 0) > 0:
+        sd._terminate()   # PortAudio's JACK layer must let go before the server goes away
+    if proc is not None:
+        proc.terminate()
+        proc.wait(5)
+    if old is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = old

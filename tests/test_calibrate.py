@@ -8,26 +8,9 @@ from test_engine import make_engine
 pytestmark = pytest.mark.realtime
 
 
-@pytest.fixture(scope="module")
-def jack_server():
-    """One dummy server for the module (restarting servers back to back trips over JACK's shared memory)."""
-    import os
-    import shutil
-    if not shutil.which("jackd"):
-        pytest.skip("jackd (Debian jackd2) is not installed")
-    from rolypoly.live.jack import start_jack
-    name = f"rolypoly-calibrate-{os.getpid()}"
-    proc = start_jack(name=name, period=128)
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    yield proc
-    if proc is not None:
-        proc.terminate()
-        proc.wait(5)
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = old
+@pytest.fixture()
+def jack_server(jack_session):
+    return jack_session
 
 
 def _detector_only_ms(tmp_path) -> float:

@@ -10,23 +10,9 @@ from test_engine import make_engine
 pytestmark = pytest.mark.realtime
 
 
-@pytest.fixture(scope="module")
-def jack():
-    if not shutil.which("jackd"):
-        pytest.skip("jackd (Debian jackd2) is not installed")
-    from rolypoly.live.jack import start_jack
-    proc = start_jack(name="rolypoly-test")
-    import os
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = "rolypoly-test"
-    yield proc
-    import sounddevice as sd
-    sd._terminate()  # PortAudio must let go of JACK before the server goes away
-    if proc is not None:
-        proc.terminate()
-        proc.wait(5)
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
+@pytest.fixture()
+def jack(jack_session):
+    return jack_session
 
 
 def test_realtime_duet_through_jack(tmp_path, jack):

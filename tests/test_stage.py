@@ -16,7 +16,7 @@ IR_CHECK = r"""
 import json, re, sys
 from rolypoly.live import block as blk
 process, xrun, shutdown = blk.jack_callbacks()
-ir = process.inspect_llvm()
+ir = process.inspect_llvm() if sys.argv[-1] == "jack" else blk.portaudio_callback().inspect_llvm()
 calls, cur = {}, None
 for line in ir.split("\n"):
     m = re.match(r'define .*@"?([^"(\s]+)', line)
@@ -29,7 +29,8 @@ print(json.dumps({"raises": len(re.findall(r"@\.const\.pickledata\.[\w.]+ = ", i
 """
 
 
-def test_audio_callback_is_compiled_without_python_or_allocation(tmp_path):
+@pytest.mark.parametrize("which", ["jack", "portaudio"])
+def test_audio_callback_is_compiled_without_python_or_allocation(tmp_path, which):
     """The JACK process callback and the block it runs call no Python C-API and allocate nothing.
 
     Compiled afresh in a subprocess (numba's cache would hide the callees' code).  No
@@ -43,7 +44,7 @@ def test_audio_callback_is_compiled_without_python_or_allocation(tmp_path):
 
     from conftest import REPO
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
-    out = subprocess.run([sys.executable, "-c", IR_CHECK], cwd=REPO, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", IR_CHECK, which], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
@@ -57,41 +58,27 @@ def test_audio_callback_is_compiled_without_python_or_allocation(tmp_path):
     assert "jack_port_get_buffer" not in python
 
 
-_SERVERS = 0
+@pytest.mark.parametrize("kind", ["jack", "portaudio"])
+def test_blocks_keep_coming_while_another_thread_holds_the_gil(tmp_path, jack_server, kind):
+    """A Python callback delivers no block while the GIL is held; the compiled ones deliver them all.
 
-
-@pytest.fixture()
-def jack_server():
-    if not shutil.which("jackd"):
-        pytest.skip("jackd (Debian jackd2) is not installed")
-    import os
-
-    from rolypoly.live.jack import start_jack
-    global _SERVERS
-    _SERVERS += 1
-    name = f"rolypoly-stage-{os.getpid()}-{_SERVERS}"  # a fresh name: a restarted server keeps no stale state
-    proc = start_jack(name=name, period=128)
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    yield proc
-    if proc is not None:
-        proc.terminate()
-        proc.wait(5)
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = old
-
-
-def test_blocks_keep_coming_while_another_thread_holds_the_gil(tmp_path, jack_server):
-    """A Python callback delivers no block while the GIL is held; the compiled one delivers them all."""
+    PortAudio runs here through its JACK host API on the dummy server.
+    """
     import json
 
     from rolypoly.live import block as blk
-    from rolypoly.live.drivers import JackDriver
+    from rolypoly.live.drivers import JackDriver, PortAudioDriver
     eng = make_engine(tmp_path, offline=False)
     eng.message("read", str(sparse_score(tmp_path)))
-    drv = JackDriver(eng, client_name="rolypoly-gil-test", connect=False).start()
+    if kind == "jack":
+        drv = JackDriver(eng, client_name="rolypoly-gil-test", connect=False).start()
+    else:
+        import sounddevice as sd
+        sd._terminate()
+        sd._initialize()   # PortAudio looks for JACK servers when it initialises
+        if not any(h["name"].startswith("JACK") and h["devices"] for h in sd.query_hostapis()):
+            pytest.skip("PortAudio has no JACK host API here")
+        drv = PortAudioDriver(eng).start()
     try:
         data = [{"sample": i, "drum": i % 9, "velocity": 90} for i in range(600_000)]
         time.sleep(0.3)
@@ -102,9 +89,18 @@ def test_blocks_keep_coming_while_another_thread_holds_the_gil(tmp_path, jack_se
         b1 = int(eng.stage.ctl[blk.BLOCKS])
     finally:
         drv.close()
+        if kind == "portaudio":
+            import sounddevice as sd
+            sd._terminate()   # let go of the server before it goes away
+            sd._initialize()
     due = held * eng.sr / 128
     assert held > 0.1
     assert b1 - b0 >= 0.5 * due, (b1 - b0, due)
+
+
+@pytest.fixture()
+def jack_server(jack_session):
+    return jack_session
 
 
 def test_soundcheck_during_a_take_is_refused_and_onsets_stay_dated(tmp_path):

@@ -54,7 +54,7 @@ from rolypoly.synth.voice import process_bank
 # -- ctl: the stage's control words (int64) ---------------------------------------------------------
 (PENDING_TAKE, ACTIVE_TAKE, BLOCKS, XRUNS, IN_DROPPED, HITS_DROPPED, DRUMS_DROPPED, NULL_TAKE,
  PORT_IN, PORT_OUT_L, PORT_OUT_R, TAKE_RING_POS, TAKE_GEN, CB_LAST_US, STAGE_TABLE, SYN_CLOCK,
- SYN_SEED, SYN_POLY, FRAMES_ODD, TAKE_START_SAMPLE, INJECT_ADDR, INJECT_LEN, INJECT_POS, SHUTDOWN, TAKE_T0_US) = range(25)
+ SYN_SEED, SYN_POLY, FRAMES_ODD, TAKE_START_SAMPLE, INJECT_ADDR, INJECT_LEN, INJECT_POS, SHUTDOWN, TAKE_T0_US, PA_IN_CH, PA_LAST_FLAG, TS_ADDR) = range(28)
 N_CTL = 32
 # -- tc: a take's counters (int64) ----------------------------------------------------------------
 (NEXT_COMMIT, LATE_ROWS, DROPPED_HITS, N_PEND, FILTER, USE_MODEL, LOOP, N_ROWS, CAPACITY, SAMPLE,
@@ -401,6 +401,95 @@ def _jack_shutdown(arg):
     return process, xrun, shutdown
 
 
+def _make_portaudio_callback():
+    """Compile the PortAudio stream callback (a numba cfunc over interleaved buffers, no GIL)."""
+    import ctypes
+
+    from numba import carray, cfunc
+    libc = ctypes.CDLL(None)
+    clock_gettime = libc.clock_gettime
+    clock_gettime.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    clock_gettime.restype = ctypes.c_int
+    stage_names = ", ".join(n for n, _, _ in STAGE_ARRAYS)
+    take_names = ", ".join(n for n, _, _ in TAKE_ARRAYS)
+    src = f"""
+def _now_us(ctl):
+    ts = carray(as_pointer(ctl[TS_ADDR]), (2,), np.int64)
+    clock_gettime(1, as_pointer(ctl[TS_ADDR]))   # CLOCK_MONOTONIC
+    return ts[0] * 1000000 + ts[1] // 1000
+
+
+def _pa_process(input, output, frames, time_info, flags, arg):
+    ctl = carray(arg, (N_CTL,), np.int64)
+    t0 = _now_us(ctl)
+    st = carray(as_pointer(ctl[STAGE_TABLE]), ({len(STAGE_ARRAYS)}, 3), np.int64)
+{_view_code(STAGE_ARRAYS, "st")}
+    n = int(frames)
+    dst = carray(output, (2 * n,), np.float32)
+    if n > inp.shape[0]:
+        ctl[FRAMES_ODD] += 1
+        for j in range(2 * n):
+            dst[j] = 0.0
+        return 0
+    if (flags & 15) != 0:   # under/overflow flags: one event may flag consecutive blocks, count it once
+        if ctl[BLOCKS] - ctl[PA_LAST_FLAG] > 1:
+            ctl[XRUNS] += 1
+        ctl[PA_LAST_FLAG] = ctl[BLOCKS]
+    want = ctl[PENDING_TAKE]
+    fresh = want != ctl[ACTIVE_TAKE]
+    if fresh:
+        ctl[ACTIVE_TAKE] = want
+        if want != 0:
+            ctl[INJECT_POS] = 0
+            ctl[TAKE_T0_US] = t0
+    ch = ctl[PA_IN_CH]
+    if ctl[INJECT_ADDR] != 0:
+        inj = carray(as_pointer(ctl[INJECT_ADDR]), (ctl[INJECT_LEN],), np.float32)
+        q = ctl[INJECT_POS]
+        for j in range(n):
+            inp[j] = inj[q + j] if q + j < inj.shape[0] else 0.0
+        ctl[INJECT_POS] = q + n
+    elif ch > 0:
+        src = carray(input, (n * ch,), np.float32)
+        for j in range(n):
+            inp[j] = src[j * ch]
+    else:
+        for j in range(n):
+            inp[j] = 0.0
+    tt = carray(as_pointer(want if want != 0 else ctl[NULL_TAKE]), ({len(TAKE_ARRAYS)}, 3), np.int64)
+{_view_code(TAKE_ARRAYS, "tt")}
+    run_block(n, fresh, {stage_names.replace("hist, ", "").replace(", hist", "")}, ctl, {take_names})
+    for j in range(n):
+        dst[2 * j] = out_l[j]
+        dst[2 * j + 1] = out_r[j]
+    dt = _now_us(ctl) - t0
+    ctl[CB_LAST_US] = dt
+    if dt >= hist.shape[0]:
+        dt = hist.shape[0] - 1
+    if dt < 0:
+        dt = 0
+    hist[dt] += 1
+    return 0
+"""
+    scope = dict(globals())
+    scope.update(carray=carray, clock_gettime=clock_gettime)
+    exec(compile(src, "<rolypoly.live.block portaudio callback>", "exec"), scope)
+    scope["_now_us"] = njit(nogil=True, error_model="numpy")(scope["_now_us"])
+    sig = types.intc(types.voidptr, types.voidptr, types.uint64, types.voidptr, types.uint64, types.voidptr)
+    return cfunc(sig, nopython=True, error_model="numpy")(scope["_pa_process"])
+
+
+_PA = None
+
+
+def portaudio_callback():
+    """The compiled PortAudio stream callback, compiled once per process."""
+    global _PA
+    if _PA is None:
+        _PA = _make_portaudio_callback()
+    return _PA
+
+
 _JACK = None
 
 
@@ -445,6 +534,8 @@ class Stage:
         self.hit_idx = np.zeros(N_IDX, np.int64)
         self.hist = np.zeros(HIST_US, np.int64)
         self.ctl = np.zeros(N_CTL, np.int64)
+        self.timespec = np.zeros(2, np.int64)
+        self.ctl[TS_ADDR] = self.timespec.ctypes.data
         r = renderer
         self.ctl[SYN_POLY] = r.polyphony
         self.ctl[SYN_SEED] = 1

@@ -4,9 +4,8 @@
 * :class:`JackDriver` — a JACK client whose process callback is compiled code (a numba
   ``cfunc`` running :func:`rolypoly.live.block.run_block`): no Python and no GIL per
   block, so nothing another thread does can delay the audio;
-* :class:`PortAudioDriver` — a sounddevice stream for sound cards outside JACK; its
-  callback is Python calling the same compiled block, so it needs the GIL each block
-  (the switch interval is shortened while it runs);
+* :class:`PortAudioDriver` — a PortAudio stream (sound cards outside JACK) whose
+  callback is a compiled ``cfunc`` too, opened through sounddevice's PortAudio binding;
 * :class:`ClockDriver` — no sound at all: a thread runs the block at the block rate
   (``serve osc.audio=off``: the patch plays its own sounds from the hits).
 
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -315,9 +313,14 @@ class JackDriver(_Driver):
         ctl[blk.INJECT_ADDR] = 0
 
 
-# -- PortAudio (sounddevice) ----------------------------------------------------------------------------
+# -- PortAudio (sounddevice's library) -------------------------------------------------------------
 class PortAudioDriver(_Driver):
-    """A sounddevice duplex stream running the compiled block from a Python callback (see module docs)."""
+    """A PortAudio duplex stream whose callback is compiled too (see module docs).
+
+    The stream is opened through sounddevice's own PortAudio binding (``Pa_OpenStream``)
+    with a numba ``cfunc`` as the stream callback, so a sound card outside JACK gets the
+    same GIL-free block.  ``input_audio`` replaces the captured input as for JACK.
+    """
 
     name = "portaudio"
 
@@ -326,83 +329,77 @@ class PortAudioDriver(_Driver):
         engine._ensure_stage()
         self.in_ch = int(input_channels or engine.cfg.audio.input_channels)
         self.stream = None
-        self._inject = None
-        if input_audio is not None:
-            B = engine.block_frames
-            n = (len(input_audio) + B - 1) // B * B + B
-            self._inject = np.zeros(n, np.float32)
-            self._inject[:len(input_audio)] = input_audio
-        self._old_switch = None
+        self._keep = []
+        self._inject = None if input_audio is None else np.ascontiguousarray(input_audio, dtype=np.float32)
 
     def start(self) -> "PortAudioDriver":
         import sounddevice as sd
         eng = self.engine
-        stage = eng.stage
-        B = eng.block_frames
-        ctl = stage.ctl
-        perf = time.perf_counter
-        hist = stage.hist
-        inject = self._inject
-        pos = [0]
-        last_flag = [-2]
-        seen_gen = [int(ctl[blk.TAKE_GEN])]
-        out_buf = np.zeros((B, 2), np.float32)
-
-        def callback(indata, outdata, frames, t, status):
-            t0 = perf()
-            n = int(ctl[blk.BLOCKS])
-            if status.input_overflow or status.output_underflow:
-                if n - last_flag[0] > 1:  # one xrun may flag consecutive blocks: count it once
-                    ctl[blk.XRUNS] += 1
-                last_flag[0] = n
-            if frames != B:  # PortAudio may hand an odd block: silence rather than misalign
-                outdata.fill(0)
-                ctl[blk.FRAMES_ODD] += 1
-                return
-            if inject is not None:
-                if ctl[blk.PENDING_TAKE] != ctl[blk.ACTIVE_TAKE] and ctl[blk.PENDING_TAKE]:
-                    pos[0] = 0   # the recorded musician starts with the take
-                p = pos[0]
-                src = inject[p:p + B] if p + B <= inject.shape[0] else inject[-B:]
-                pos[0] = p + B
-            else:
-                src = indata[:, 0]
-            stage.run(src, out_buf)
-            outdata[:, :2] = out_buf
-            us = int((perf() - t0) * 1e6)
-            hist[min(us, hist.shape[0] - 1)] += 1
-
+        ffi, lib = sd._ffi, sd._lib
+        cb = blk.portaudio_callback()
         try:
-            self.stream = sd.Stream(samplerate=eng.sr, blocksize=B, device=eng.device,
-                                    channels=(self.in_ch, 2), dtype="float32", callback=callback, latency="low")
+            dev_in = sd.query_devices(eng.device, "input")
+            dev_out = sd.query_devices(eng.device, "output")
         except Exception as exc:
             raise AudioError(f"cannot open audio device {eng.device!r}: {exc}") from None
-        # the Python callback needs the GIL promptly: the default 5 ms switch interval is longer than a block
-        self._old_switch = sys.getswitchinterval()
-        sys.setswitchinterval(0.0002)
+        in_ch = min(self.in_ch, int(dev_in["max_input_channels"]))
+        params = []
+        for dev, ch in ((dev_in, in_ch), (dev_out, 2)):
+            prm = ffi.new("PaStreamParameters*")
+            prm.device = int(dev["index"])
+            prm.channelCount = ch
+            prm.sampleFormat = lib.paFloat32
+            prm.suggestedLatency = float(dev["default_low_input_latency" if dev is dev_in else
+                                             "default_low_output_latency"])
+            prm.hostApiSpecificStreamInfo = ffi.NULL
+            params.append(prm)
+        ctl = eng.stage.ctl
+        ctl[blk.PA_IN_CH] = in_ch
+        if self._inject is not None:
+            ctl[blk.INJECT_LEN] = len(self._inject)
+            ctl[blk.INJECT_ADDR] = self._inject.ctypes.data
+        else:
+            ctl[blk.INJECT_ADDR] = 0
+        stream = ffi.new("PaStream**")
+        c_cb = ffi.cast("PaStreamCallback *", cb.address)
+        user = ffi.cast("void *", ctl.ctypes.data)
+        self._keep = [params, stream, c_cb, user]
+        err = lib.Pa_OpenStream(stream, params[0] if in_ch > 0 else ffi.NULL, params[1], float(eng.sr),
+                                eng.block_frames, 0, c_cb, user)
+        if err < 0:
+            raise AudioError(f"cannot open audio device {eng.device!r}: {ffi.string(lib.Pa_GetErrorText(err)).decode()}")
+        self.stream = stream[0]
         self._mark()
-        try:
-            self.stream.start()
-        except Exception as exc:
-            sys.setswitchinterval(self._old_switch)
-            raise AudioError(f"cannot start audio device {eng.device!r}: {exc}") from None
+        err = lib.Pa_StartStream(self.stream)
+        if err < 0:
+            lib.Pa_CloseStream(self.stream)
+            self.stream = None
+            raise AudioError(f"cannot start audio device {eng.device!r}: {ffi.string(lib.Pa_GetErrorText(err)).decode()}")
         self.running = True
         eng.driver = self
         return self
 
     def problem(self) -> str | None:
-        if self.stream is not None and not self.stream.active:
+        import sounddevice as sd
+        if self.stream is not None and sd._lib.Pa_IsStreamActive(self.stream) != 1:
             return "audio device stopped"
         return super().problem()
 
     def close(self) -> None:
+        import sounddevice as sd
         self.running = False
-        if self.stream is not None:
-            _close_quietly(self.stream)
-            self.stream = None
-        if self._old_switch is not None:
-            sys.setswitchinterval(self._old_switch)
-            self._old_switch = None
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            lib = sd._lib
+
+            def close():
+                lib.Pa_AbortStream(stream)
+                lib.Pa_CloseStream(stream)
+
+            t = threading.Thread(target=close, name="rolypoly-close-stream", daemon=True)
+            t.start()
+            t.join(2.0)   # PortAudio can block forever on a device that vanished
+        self.engine.stage.ctl[blk.INJECT_ADDR] = 0
         if self.engine.driver is self:
             self.engine.driver = None
 
