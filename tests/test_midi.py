@@ -154,12 +154,14 @@ def test_external_clock_drives_the_box_over_jack(jack_server, tmp_path):
     got = [(m[1], m[2]) for m in ons]
     print("notes", [(round(t - sent["start"], 3), m[1], m[2]) for t, m in notes if m[0] == 0x99])
     assert sorted(got) == sorted(bar * 2), [(round(t - sent["start"], 3), m) for t, m in notes if m[0] == 0x99]
-    # and in time: kicks a quarter note apart at 97 bpm; received times are JACK-period
-    # quantised at both ends on a shared, loaded machine, hence four periods of slack
+    # and in time: kicks a quarter note apart at 97 bpm.  Notes leave from a Python thread
+    # and JACK hands MIDI over once a period at both ends, so single gaps jitter by a few
+    # periods on a loaded machine; their median sits on the beat
     kick_times = [t for t, m in notes if m[0] == 0x99 and m[1] == OUTPUT_PITCHES[drums[0]]]
     gaps = np.diff(kick_times)
     print("kick gaps ms", np.round(gaps * 1000, 1))
-    assert np.allclose(gaps, 60 / 97, atol=4 * block_s), gaps
+    assert abs(np.median(gaps) - 60 / 97) < block_s, gaps
+    assert np.allclose(gaps, 60 / 97, atol=8 * block_s), gaps
 
 
 @pytest.mark.realtime
