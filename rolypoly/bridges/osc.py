@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.errors import AudioError, OscError, RolypolyError
+from rolypoly.live.engine import ARG_COUNTS, SOUNDCHECK_S_RANGE, TRAIN_WEIGHT_RANGE, USAGE
 
 PREFIX = "/rolypoly/"
 #: Addresses the bridge serves (``/rolypoly/<name>``).
@@ -448,27 +449,27 @@ class OscBridge:
         self.send("status", f"replying to {self.target[0]}:{self.target[1]}")
 
     def _do_read(self, sender, address, *args) -> None:
-        _count("read", list(args), (1,), "read <score.mid>")
+        _count("read", list(args), ARG_COUNTS["read"], USAGE["read"])
         path = native_path(_string("read", "path", args[0]))
         # the score reader checks the file (exists, size, MIDI header) and names the problem
         self._engine("read", str(path))
 
     def _do_start(self, sender, address, *args) -> None:
-        _count("start", list(args), (0,), "start")
+        _count("start", list(args), ARG_COUNTS["start"], USAGE["start"])
         self._engine("start")
 
     def _do_stop(self, sender, address, *args) -> None:
-        _count("stop", list(args), (0,), "stop")
+        _count("stop", list(args), ARG_COUNTS["stop"], USAGE["stop"])
         self._engine("stop")
 
     def _do_train(self, sender, address, *args) -> None:
-        _count("train", list(args), (0, 3, 4), "train [w_v w_o w_g [w_r]]")
+        _count("train", list(args), ARG_COUNTS["train"], USAGE["train"])
         names = ("w_v", "w_o", "w_g", "w_r")
-        weights = [_number("train", f"weight {names[i]}", a, 0.0, 100.0) for i, a in enumerate(args)]
+        weights = [_number("train", f"weight {names[i]}", a, *TRAIN_WEIGHT_RANGE) for i, a in enumerate(args)]
         self._engine("train", *weights)
 
     def _do_write(self, sender, address, *args) -> None:
-        _count("write", list(args), (0, 1), "write [name.mid]")
+        _count("write", list(args), ARG_COUNTS["write"], USAGE["write"])
         if not args:
             self._engine("write")
             return
@@ -483,7 +484,7 @@ class OscBridge:
         self._engine("write", str(path))
 
     def _existing_file(self, name: str, args: tuple) -> list:
-        _count(name, list(args), (0, 1), f"{name} [path]")
+        _count(name, list(args), ARG_COUNTS[name], USAGE[name])
         if not args:
             return []
         path = native_path(_string(name, "path", args[0]))
@@ -514,10 +515,10 @@ class OscBridge:
         self._engine("introspect", *names)
 
     def _do_soundcheck(self, sender, address, *args) -> None:
-        _count("soundcheck", list(args), (0, 1, 2), "soundcheck [seconds] [instrument]")
+        _count("soundcheck", list(args), ARG_COUNTS["soundcheck"], USAGE["soundcheck"])
         vals = []
         if args:
-            vals.append(_number("soundcheck", "seconds", args[0], 0.5, 60.0))
+            vals.append(_number("soundcheck", "seconds", args[0], *SOUNDCHECK_S_RANGE))
         if len(args) > 1:
             vals.append(_string("soundcheck", "instrument", args[1])[:64])
         self._engine("soundcheck", *vals)

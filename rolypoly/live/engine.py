@@ -144,6 +144,18 @@ def check_attribute(attribute, values) -> tuple:
     return None if str(v).lower() in ("none", "default") else v
 
 
+#: How many arguments each message takes, its usage line, and the ranges of its numbers: the one
+#: table the engine and the OSC bridge check against.
+ARG_COUNTS = {"read": (1,), "start": (0,), "stop": (0,), "train": (0, 3, 4), "write": (0, 1), "load": (0, 1),
+              "kit": (0, 1), "soundcheck": (0, 1, 2)}
+USAGE = {"read": "read <score.mid>", "start": "start", "stop": "stop", "train": "train [w_v w_o w_g [w_r]]",
+         "write": "write [name.mid]", "load": "load [model.pt]", "kit": "kit [kit file]",
+         "soundcheck": "soundcheck [seconds] [instrument]", "introspect": "introspect <from> <to...>",
+         "set": "set <attribute> <value...>"}
+TRAIN_WEIGHT_RANGE = (0.0, 100.0)
+SOUNDCHECK_S_RANGE = (0.5, 60.0)
+
+
 def check_message(name, args) -> tuple:
     """Validate a message's arguments (count and ranges); returns them normalised.
 
@@ -160,28 +172,22 @@ def check_message(name, args) -> tuple:
         if len(args) not in allowed:
             raise EngineError(f"{name}: expected {' or '.join(str(a) for a in allowed)} argument(s), got {len(args)}")
 
-    if name == "read":
-        if not args:
-            raise EngineError("read needs a path to a MIDI score")
-        count(1)
-    elif name in ("start", "stop"):
-        count(0)
-    elif name == "train":
-        count(0, 3, 4)
+    if name == "read" and not args:
+        raise EngineError("read needs a path to a MIDI score")
+    if name in ARG_COUNTS:
+        count(*ARG_COUNTS[name])
+    if name == "train":
         names = ("w_v", "w_o", "w_g", "w_r")
-        return tuple(as_float(f"train: weight {names[i]}", a, 0.0, 100.0) for i, a in enumerate(args))
-    elif name in ("write", "load", "kit"):
-        count(0, 1)
+        return tuple(as_float(f"train: weight {names[i]}", a, *TRAIN_WEIGHT_RANGE) for i, a in enumerate(args))
     elif name == "introspect":
         if len(args) < 2:
             raise EngineError("introspect needs a source drum and one or more target drums, e.g. introspect kick snare")
         if len(args) > 9:
             raise EngineError(f"introspect: at most 9 drums, got {len(args)}")
     elif name == "soundcheck":
-        count(0, 1, 2)
         out = []
         if args:
-            out.append(as_float("soundcheck seconds", args[0], 0.5, 60.0))
+            out.append(as_float("soundcheck seconds", args[0], *SOUNDCHECK_S_RANGE))
         if len(args) > 1:
             out.append(str(args[1])[:64])
         return tuple(out)
