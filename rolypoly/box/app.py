@@ -17,14 +17,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Static
-from rich.text import Text
 
-from rolypoly.box.model import FILL_RATES, N_CHANNELS, PATTERN_NAMES, STEP_RATES, Box, BoxError
+from rolypoly.box.model import (
+    FILL_RATES,
+    N_CHANNELS,
+    PATTERN_NAMES,
+    STEP_RATES,
+    Box,
+    BoxError,
+)
 from rolypoly.errors import RolypolyError
 
 #: (key, action, description) of every key on the main screen (the help screen lists these).
@@ -238,7 +246,7 @@ class BoxApp(App):
         self.message = text
         try:
             self.query_one("#message", Static).update(Text(text))
-        except Exception:
+        except NoMatches:           # not mounted yet (or a modal screen on top): kept in .message
             pass
 
     # -- drawing -------------------------------------------------------------------------------
@@ -246,14 +254,13 @@ class BoxApp(App):
         box = self.box
         pat = box.pattern
         pt = Text("patterns ")
-        chain = set(box.chain())
         for n in PATTERN_NAMES:
             p = box.patterns[n]
             style = "bold reverse" if n == box.current else ("bold" if not p.empty else "dim")
             if n == box.queued:
                 style += " underline"
             pt.append(f" {n}", style=style)
-            pt.append("=" if p.chained else (" " if n not in chain else " "), style="cyan")
+            pt.append("=" if p.chained else " ", style="cyan")
         pt.append(f"   chain {'+'.join(box.chain())}  length {pat.length}")
         playing_step = -1
         if self.player is not None and self.playing:

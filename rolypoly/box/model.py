@@ -409,7 +409,7 @@ class Box:
         """Set one voice parameter of a channel's patch (the channel page), undoable."""
         from dataclasses import replace
 
-        from rolypoly.synth.kit import Channel, Kit
+        from rolypoly.synth.kit import Kit
         from rolypoly.synth.patch import SPECS, Patch
         self._check(channel)
         if name not in SPECS:
@@ -474,4 +474,4 @@ class Box:
 
 def _round(x: Fraction) -> int:
     """Round half up, exactly (no float error at .5)."""
-    return int(math.floor(x + Fraction(1, 2)))
+    return math.floor(x + Fraction(1, 2))

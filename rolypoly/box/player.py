@@ -148,9 +148,10 @@ class Player:
         self.driver_kind = driver
         self.engine = make_engine(cfg, box, offline=False, takes_dir=takes_dir)
         # what the engine's first start imports, imported now: a MIDI start must not wait for it
-        import rolypoly.ears.listener  # noqa: F401
-        import rolypoly.live.recorder  # noqa: F401
         import soundfile  # noqa: F401
+
+        import rolypoly.ears.listener
+        import rolypoly.live.recorder  # noqa: F401
         self.sr = self.engine.sr
         self.driver = None
         self.sequence: list[str] = []

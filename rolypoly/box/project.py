@@ -30,7 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rolypoly.box.model import FILL_RATES, MAX_STEPS, N_CHANNELS, PATTERN_NAMES, STEP_RATES, Box, BoxError, Pattern
+from rolypoly.box.model import (
+    FILL_RATES,
+    MAX_STEPS,
+    N_CHANNELS,
+    PATTERN_NAMES,
+    STEP_RATES,
+    Box,
+    BoxError,
+    Pattern,
+)
 
 FORMAT = 1
 

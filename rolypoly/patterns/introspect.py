@@ -368,10 +368,9 @@ def write_shipped_table(per_take: list[np.ndarray], key: str, path: str | os.Pat
     path = Path(path)
     lengths = np.array([len(t) for t in per_take], np.int32)
     bars = np.concatenate(per_take).astype(np.uint16) if per_take else np.zeros((0, N_DRUMS), np.uint16)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, bars=bars, lengths=lengths, key=np.array(key), credit=np.array(SHIPPED_CREDIT),
-                                drums=np.array(DRUMS))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, bars=bars, lengths=lengths, key=np.array(key), credit=np.array(SHIPPED_CREDIT),
+                            drums=np.array(DRUMS))
     return path
 
 

@@ -197,7 +197,7 @@ def map_channels(channels: list[Channel], paths: list[str] | None = None) -> tup
             order = _TOM_ORDER[min(toms.index(i), 2):] + _TOM_ORDER[:min(toms.index(i), 2)][::-1]
             prefs.append(order + tuple(d for d in _PREFERENCE["perc"] if d not in order))
         elif cat is None:   # position: the Microtonic layout of the default kit
-            default = [k for k, v in DEFAULT_MAPPING.items() if v == i + 1][0]
+            default = next(k for k, v in DEFAULT_MAPPING.items() if v == i + 1)
             prefs.append((default,) + tuple(d for d in _PREFERENCE["perc"] if d != default))
         else:
             prefs.append(_PREFERENCE[cat])
@@ -350,7 +350,7 @@ def _patch(block: dict, where: str, line: int) -> tuple[Patch, float, int]:
 
 
 def _steps(v, where: str, key: str) -> np.ndarray:
-    if not isinstance(v, _Value) or not re.fullmatch(r"[#\-]{1,%d}" % MAX_STEPS, v.text):
+    if not isinstance(v, _Value) or not re.fullmatch(rf"[#\-]{{1,{MAX_STEPS}}}", v.text):
         line = v.line if isinstance(v, _Value) else "?"
         raise PresetError(f"{where}:{line}: {key} must be a string of '#' and '-'")
     return np.array([ch == "#" for ch in v.text], bool)
