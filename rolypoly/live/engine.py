@@ -550,7 +550,7 @@ class Rolypoly:
             if self._threaded:
                 self._start_outlets()
                 self.reader.start_thread()
-                self._worker_stop.clear()
+                self._worker_stop = threading.Event()   # its own: a hung thread of an old take never resumes
                 self._worker_thread = threading.Thread(target=self.worker.run, args=(sched, self._worker_stop),
                                                        name="rolypoly-model", daemon=True)
                 self._worker_thread.start()

@@ -141,7 +141,8 @@ class Worker:
         eng = self.engine
         sr = eng.sr
         early_ms = float(eng.cfg.engine.get("early_ms", 500.0) or 0.0)
-        while not stop.is_set() and not sched.done:
+        # a thread left behind by a hung tick ends as soon as its take is no longer the engine's
+        while not stop.is_set() and not sched.done and eng.schedule is sched:
             now = sched.sample
             try:
                 did = eng._tick(now + self.lookahead_ms() * sr / 1000.0)
