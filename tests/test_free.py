@@ -54,7 +54,7 @@ def test_encoded_inputs_hold_position_gap_drums_and_classes():
     assert x[1, enc.MASK0:enc.MASK1].tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 0]
     assert x[1, enc.VCLS0 + 1 * 3 + 2] == 1 and x[1, enc.VCLS0 + 2 * 3 + 1] == 1
     assert x[1, enc.STYLE0:enc.STYLE1].tolist() == [0.5, 0.25]
-    g, q, d, v = enc.targets(ev)
+    g, q, _, _ = enc.targets(ev)
     assert g.tolist() == [5] and np.flatnonzero(q[0]).tolist() == [8, enc.STEPS + 5]
 
 
@@ -129,7 +129,7 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without(tiny):
 def test_generate_vels_window_gates_drum_probabilities(tiny):
     # lo = 1: no drum reaches the window, so each event plays only its most probable drum
     one = _sampler(tiny[1], seed=1, generate_vels=(1.0, 1.0)).generate_until(48)
-    assert len(one) and all(bin(int(m)).count("1") == 1 for m in one.mask)
+    assert len(one) and all(int(m).bit_count() == 1 for m in one.mask)
     # hi = 0: every drum is at or above the window's top, so every drum plays
     every = _sampler(tiny[1], seed=1, generate_vels=(0.0, 0.0)).generate_until(48)
     assert len(every) and (every.mask == (1 << 9) - 1).all()

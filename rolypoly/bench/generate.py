@@ -109,7 +109,7 @@ def run(cfg, args):
     ref = st.bar_stats(test_seqs, [(int(s[0][0] // 16), int(s[0][-1] // 16) + 1) for s in test_seqs])
     train_seqs = [st.grid_sequence(*(train.rows(i)[k] for k in ("vel", "phase", "bar"))) for i in range(len(train))]
     known = st.known_patterns(train_seqs)
-    train_bars, per_drum = [], [dict() for _ in range(9)]
+    train_bars, per_drum = [], [{} for _ in range(9)]
     vel_sum, vel_n = np.zeros(9), np.zeros(9)
     for a, v in train_seqs:
         for b in np.unique(a // 16):

@@ -1,8 +1,6 @@
 """``rolypoly generate``: continue, fill or freely improvise a score with the event model."""
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def register(sub, common) -> None:
     p = sub.add_parser(
@@ -50,16 +48,10 @@ def run(args, cfg) -> int:
 
     g = cfg.generate
     mode = str(_pick(args.mode, "continue" if str(g.mode) == "off" else g.mode))
-    outputs = [Path(args.output)] + ([Path(args.wav)] if args.wav else [])
-    if Path(args.output).suffix.lower() not in (".mid", ".midi"):
-        raise RolypolyError(f"{args.output}: the output must end in .mid")
-    if args.wav and Path(args.wav).suffix.lower() != ".wav":
-        raise RolypolyError(f"{args.wav}: the audio output must end in .wav")
-    for out in outputs:
-        if out.exists() and not args.force:
-            raise RolypolyError(f"{out} exists; choose another name or pass --force to replace it")
-        if out.exists() and out.is_dir():
-            raise RolypolyError(f"{out} is a folder")
+    from rolypoly.io import check_output
+    outputs = [check_output(args.output, args.force, (".mid", ".midi"), "MIDI output")]
+    if args.wav:
+        outputs.append(check_output(args.wav, args.force, (".wav",), "audio output"))
     if args.score is None and mode != "free":
         raise RolypolyError(f"mode {mode} needs a SCORE.mid (only free mode starts from nothing)")
     t0 = time.perf_counter()
@@ -82,7 +74,7 @@ def run(args, cfg) -> int:
         perf_desc = f"{perf.version} ({filt})"
     if played.n_rows == 0:
         raise RolypolyError("nothing was generated (try more --bars or a higher --density)")
-    played.write_midi(args.output)
+    played.write_midi(outputs[0])
     if args.wav:
         from rolypoly.io import write_wav
         from rolypoly.synth import load_kit, render
@@ -90,7 +82,7 @@ def run(args, cfg) -> int:
         hits = [(max(0.0, t), d, v) for t, d, v in played.hit_list()]  # a first hit played early starts at 0
         audio = render(hits, load_kit(cfg.synth.kit), sr=sr, polyphony=int(cfg.synth.polyphony),
                        steal_fade_ms=float(cfg.synth.steal_fade_ms))
-        write_wav(args.wav, audio, sr)
+        write_wav(outputs[1], audio, sr)
     t = Table("generate", ["mode", "score_rows_kept", "generated_rows", "first_generated_bar", "bars", "events_model",
                            "performance_model", "written", "seconds"])
     t.add(mode, gen.n_score_rows, int(gen.generated.sum()), gen.first_bar, int(played.bar[-1]) + 1, runtime.version,

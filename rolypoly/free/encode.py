@@ -75,7 +75,7 @@ class Events:
         """(E, 9) bool: which drums sound."""
         return (self.mask[:, None] & _BITS[None, :]) > 0
 
-    def slice(self, a: int, b: int) -> "Events":
+    def slice(self, a: int, b: int) -> Events:
         return Events(self.abs_step[a:b], self.mask[a:b], self.vcls[a:b])
 
 

@@ -92,7 +92,7 @@ def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel: np.ndarray):
     E = len(ev)
     times = np.concatenate([score.times_ms[keep], new["times_ms"]])
     order = np.argsort(times, kind="stable")
-    cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
+    cat = lambda a, b: np.concatenate([a, b])[order]
     gen = np.concatenate([np.zeros(int(keep.sum()), bool), np.ones(E, bool)])[order]
     out = Score(times[order], cat(score.vel[keep], new["vel"]).astype(np.int16),
                 cat(score.off[keep], np.zeros((E, N_DRUMS))), cat(score.bpm[keep], new["bpm"]),

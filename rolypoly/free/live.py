@@ -99,7 +99,7 @@ class FreeMode:
         self._source = None   # the score it was made from
 
     @classmethod
-    def from_config(cls, cfg) -> "FreeMode":
+    def from_config(cls, cfg) -> FreeMode:
         g = cfg.generate
         return cls(g.events_model, str(g.mode), int(g.bars), int(g.fill_every), g.density, g.complexity,
                    float(g.temperature), g.seed, tuple(g.get("generate_vels", (0.0, 1.0))))

@@ -129,7 +129,7 @@ def load_events(path, threads: int = 1) -> EventRuntime:
         raise ModelError(f"{path}: not a TorchScript file")
     try:
         module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # truncated archives surface as many exception types
+    except Exception as exc:  # noqa: BLE001 -- truncated archives surface as many exception types
         raise ModelError(f"{path}: cannot load TorchScript ({type(exc).__name__})") from None
     module.eval()
     if not hasattr(module, "drums") or not hasattr(module, "n_layers"):
@@ -138,7 +138,7 @@ def load_events(path, threads: int = 1) -> EventRuntime:
     try:
         g, out, _ = rt.run(np.zeros((1, enc.N_FEAT), np.float32), rt.initial_state())
         y = rt.drums(out, np.zeros(enc.STEPS + enc.MAX_DELTA, np.float32))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- any failure of a foreign module means "not usable"
         raise ModelError(f"{path}: event model forward failed ({type(exc).__name__}: {str(exc)[:200]})") from None
     if g.shape != (enc.MAX_DELTA,) or y.shape != (enc.N_DRUM_OUT,) or not (np.isfinite(g).all() and np.isfinite(y).all()):
         raise ModelError(f"{path}: event model outputs have the wrong shape or are not finite")

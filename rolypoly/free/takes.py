@@ -18,7 +18,12 @@ def continue_take(cfg, score, sub: Path, model: str, work: Path, feel: str = "la
     from rolypoly.free.generate import generate
     from rolypoly.free.runtime import load_events
     from rolypoly.io import write_wav
-    from rolypoly.sim.duet import asynchrony_ms, play_take, quantised_asynchrony_ms, virtual_take
+    from rolypoly.sim.duet import (
+        asynchrony_ms,
+        play_take,
+        quantised_asynchrony_ms,
+        virtual_take,
+    )
     sr = int(cfg.audio.sample_rate)
     g = cfg.generate
     gen = generate(load_events(g.events_model), score, "continue", bars=int(g.bars),

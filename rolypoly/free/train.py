@@ -30,7 +30,6 @@ from rolypoly.errors import ConfigError, DataError, ModelError
 from rolypoly.free import encode as enc
 
 
-
 @dataclass
 class EventData:
     x: np.ndarray          # (N, N_FEAT) inputs
@@ -216,20 +215,20 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     t0 = time.perf_counter()
     running = None
     net.train()
-    for step in range(step, int(tc.max_steps)):
-        lr = lr_at(step, tc)
+    for it in range(step, int(tc.max_steps)):
+        lr = lr_at(it, tc)
         for g in opt.param_groups:
             g["lr"] = lr
         b = [torch.from_numpy(a) for a in batch(train, rng.choice(train.starts, size=B), W)]
         loss, parts = losses(net, b[0], net.initial_state(B), b[1], b[2], b[3], b[4], vel_weight)
         if not torch.isfinite(loss):
-            raise ModelError(f"event-model loss became {float(loss)} at step {step}; lower model.train.lr")
+            raise ModelError(f"event-model loss became {float(loss)} at step {it}; lower model.train.lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), float(tc.grad_clip))
         opt.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        done = step + 1
+        done = it + 1
         if done % int(tc.log_every) == 0:
             history.append({"step": done, "train": running, "lr": lr, "gap": float(parts[0]),
                             "drums": float(parts[1]), "vel": float(parts[2])})
