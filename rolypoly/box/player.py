@@ -162,6 +162,7 @@ class Player:
         self._boundary_timer: threading.Timer | None = None
         self._prepare_s = 0.02
         self._driver_listen = None
+        self.started_block = self.stopped_block = None   # the driver's block count at the last start/stop
         self.take_serial = 0               # counts starts and stops (MIDI out matches hits to takes)
         self.take_started: dict[int, float] = {}
         self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
@@ -244,6 +245,14 @@ class Player:
             self.started_at = self._first_block_time()
             self.take_started[self.take_serial] = self.started_at
 
+    def blocks(self) -> int | None:
+        """Audio blocks played so far by the driver (None without one)."""
+        stage = getattr(self.engine, "stage", None)
+        if stage is None or self.driver is None:
+            return None
+        from rolypoly.live.block import BLOCKS
+        return int(stage.ctl[BLOCKS])
+
     def _first_block_time(self, timeout_s: float = 0.1) -> float:
         """When the audio side took the new take (its first block began); now without a driver."""
         stage = getattr(self.engine, "stage", None)
@@ -253,13 +262,42 @@ class Player:
         deadline = time.monotonic() + timeout_s
         while not stage.acknowledged() and time.monotonic() < deadline:
             time.sleep(0.0002)
+        self.started_block = self.blocks()
         return time.monotonic()
 
     def stop(self) -> None:
         with self._lock:
             self.take_serial += 1          # what the stopped take had scheduled is void
             if self.engine.take_open:
+                watch = self._watch_retire()
                 self.engine.stop()
+                if watch is not None:
+                    watch.join(timeout=0.2)
+            self.stopped_at = getattr(self, "_retired_at", None) or time.monotonic()
+
+    def _watch_retire(self):
+        """A thread that notes when the audio side has let the take go (the engine's stop then
+        goes on saving the take, which the sound does not wait for)."""
+        stage = getattr(self.engine, "stage", None)
+        running = self.driver is not None and getattr(self.driver, "running", False)
+        if stage is None or not running or not hasattr(stage, "acknowledged"):
+            self._retired_at = None
+            return None
+        self._retired_at = None
+        deadline = time.monotonic() + 1.0
+
+        from rolypoly.live.block import ACTIVE_TAKE, PENDING_TAKE
+
+        def watch():
+            while time.monotonic() < deadline:
+                if int(stage.ctl[PENDING_TAKE]) == 0 and int(stage.ctl[ACTIVE_TAKE]) == 0:
+                    self._retired_at = time.monotonic()
+                    self.stopped_block = self.blocks()
+                    return
+                time.sleep(0.0002)
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        return t
 
     def position(self) -> tuple[int, int]:
         """(index in the sequence, step) now playing; (-1, -1) when stopped."""

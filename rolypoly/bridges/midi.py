@@ -254,6 +254,7 @@ class BoxSync:
         self.follower = ClockFollower()
         self.events: list[tuple[str, float, float]] = []   # (what, arrived, obeyed): monotonic times
         self.recorded = 0
+        self._arrived_block: dict[str, int | None] = {}
         import queue
         self._pending: queue.Queue = queue.Queue()
         self._closing = threading.Event()
@@ -345,11 +346,27 @@ class BoxSync:
                 if per_pass and self.follower.ticks % per_pass == 0:
                     self._call(self._restart)
         elif what in ("start", "continue"):
+            self._note_block(what)
             self._call(self._start, what, t)
         elif what == "stop":
+            self._note_block(what)
             self._call(self._stop, t)
         elif status & 0xF0 == 0x90 and len(data) >= 3 and data[2] > 0:
             self._call(self._note, data[1], data[2])
+
+    def _note_block(self, what: str) -> None:
+        # the driver's block count when the message arrived: "obeyed within one block" is
+        # counted in blocks (see ``blocks_late``)
+        player = getattr(self.host, "player", None)
+        self._arrived_block[what] = player.blocks() if player is not None else None
+
+    def blocks_late(self, what: str) -> int | None:
+        """Audio blocks from the one during which the last ``what`` (start/stop) arrived to the
+        first block that obeyed it: 1 = the very next block."""
+        player = self.host.player
+        got = player.started_block if what in ("start", "continue") else player.stopped_block
+        arrived = self._arrived_block.get(what)
+        return None if got is None or arrived is None else got - arrived
 
     def _start(self, what: str, arrived: float) -> None:
         player = self.host.player
@@ -387,7 +404,8 @@ class BoxSync:
             player.stop()
         if hasattr(self.host, "midi_transport"):
             self.host.midi_transport(False)
-        self.events.append(("stop", arrived, time.monotonic()))
+        # obeyed: when the audio side let the take go
+        self.events.append(("stop", arrived, getattr(player, "stopped_at", None) or time.monotonic()))
 
     def _note(self, pitch: int, velocity: int) -> None:
         from rolypoly.score.drums import PITCH_TO_DRUM
