@@ -175,7 +175,7 @@ def _score_with_empty_bar():
     n = len(bars)
     vel = np.zeros((n, N_DRUMS), np.int16)
     vel[:, 2] = 80
-    vel[phases == 0, 0] = 100
+    vel[np.isin(phases, (0.0, 0.25)), 0] = 100
     vel[phases == 0.5, 1] = 100
     bar_ms = 2400.0
     return Score((bars + phases) * bar_ms, vel, np.zeros((n, N_DRUMS)), np.full(n, 100.0), np.ones(n), phases,
@@ -352,3 +352,18 @@ def test_engine_plays_on_after_the_score_in_continue_mode(tiny, tmp_path):
     assert eng.message("set", "generate", "off")
     again = perform_offline(eng)
     assert again.rows == src.n_rows                              # off: the score as read, not the last generation
+
+
+def test_generated_velocities_follow_the_scores_own_dynamics(tiny):
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    out = generate(load_events(tiny[1]), _score_with_empty_bar(), "continue", bars=8, seed=2, generate_vels=(0.0, 0.0))
+    vel, cls = out.score.vel[out.generated], out.events.vcls
+    loud_kick, medium_hat = cls[:, 0] == 2, cls[:, 2] == 1
+    assert loud_kick.any() or medium_hat.any()
+    # the score's kicks are all 100 (loud) and its hi-hats all 80 (medium): so are the generated ones
+    assert (vel[loud_kick, 0] == 100).all() and (vel[medium_hat, 2] == 80).all()
+    # classes the score never plays come from GMD train's velocities of that class
+    soft = cls >= 0
+    soft &= cls == 0
+    assert ((vel[soft] >= 1) & (vel[soft] < 64)).all()

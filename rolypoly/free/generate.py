@@ -13,7 +13,8 @@ Modes (``mode``):
 
 Generated events become score rows on the 16th grid of the score's tempo map (tempo and
 meter carry on from the score's last ones); a hit's score velocity is drawn within its
-sampled class from GMD train's velocities.  :func:`perform` then lets the performance model
+sampled class from the score's own velocities of that drum and class (GMD train's where
+the score has too few).  :func:`perform` then lets the performance model
 give every row its velocities and micro-timing (or, with ``filter_hits=
 "score_notes_and_vels"``, its micro-timing only), free-running as when it plays alone.
 
@@ -167,7 +168,9 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         gen, first_bar = _fill(s, ev, int(score.bar[-1]) + 1, fill_every, runtime, density, complexity)
         fill_bars = set((gen.abs_step // S).tolist())
         keep = ~np.isin(score.bar, sorted(fill_bars)) if fill_bars else np.ones(score.n_rows, bool)
-    out, mask = merge_rows(score, keep, gen, runtime.velocities(gen, s.rng))
+    from rolypoly.free.runtime import velocity_table
+    own = velocity_table(score.vel[keep]) if keep.any() else None  # the dynamics of what is kept, where known
+    out, mask = merge_rows(score, keep, gen, runtime.velocities(gen, s.rng, own))
     return Generated(out, mask, gen, first_bar, int(keep.sum()))
 
 

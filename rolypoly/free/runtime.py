@@ -69,22 +69,26 @@ class EventRuntime:
         q, d, c = self._q
         return np.array([np.interp(density, q, d), np.interp(complexity, q, c)])
 
-    def velocities(self, ev: enc.Events, rng: np.random.Generator) -> np.ndarray:
-        """(E, 9) velocities of events: each hit drawn within its class from GMD train's quantiles.
+    def velocities(self, ev: enc.Events, rng: np.random.Generator, own: np.ndarray | None = None) -> np.ndarray:
+        """(E, 9) velocities of events: each hit drawn within its class from quantiles.
 
-        Without quantiles in the model file every hit gets its class's typical velocity.
+        The quantiles are ``own`` (9 x 3 x n, NaN where unknown: the velocities of the music
+        being continued, see :func:`velocity_table`) where known, else GMD train's; without
+        quantiles in the model file a hit gets its class's typical velocity.
         """
         out = np.zeros((len(ev), N_DRUMS), dtype=np.int16)
         rows, drums = np.nonzero(ev.vcls >= 0)
         cls = ev.vcls[rows, drums]
-        if self.vel_quantiles is None:
-            out[rows, drums] = np.rint(self.vel_centers[drums, cls])
-            return out
-        n = self.vel_quantiles.shape[-1]
+        table = self.vel_quantiles
+        if table is None:
+            table = np.repeat(self.vel_centers[:, :, None], 11, axis=2)
+        if own is not None and own.shape == table.shape:
+            table = np.where(np.isnan(own), table, own)
+        n = table.shape[-1]
         u = rng.random(len(rows)) * (n - 1)
         lo = np.floor(u).astype(int)
         hi = np.minimum(lo + 1, n - 1)
-        q = self.vel_quantiles[drums, cls]
+        q = table[drums, cls]
         v = q[np.arange(len(rows)), lo] * (1 - (u - lo)) + q[np.arange(len(rows)), hi] * (u - lo)
         out[rows, drums] = np.clip(np.rint(v), 1, 127)
         return out
@@ -108,6 +112,25 @@ class EventRuntime:
         with torch.inference_mode():
             y = self.module.drums(out, torch.from_numpy(query)[None, None])
         return y[0, 0].numpy().astype(np.float64)
+
+
+def velocity_table(vel: np.ndarray, n: int = 11, min_hits: int = 4) -> np.ndarray:
+    """(9, 3, n) quantiles of the velocities ``vel (N, 9)`` per drum and class; NaN with fewer than ``min_hits``.
+
+    >>> t = velocity_table(np.array([[40] + [0] * 8] * 4 + [[100] + [0] * 8]))
+    >>> float(t[0, 0, 0]), bool(np.isnan(t[0, 2, 0]))
+    (40.0, True)
+    """
+    vel = np.asarray(vel)
+    cls = enc.vel_class(vel)
+    out = np.full((N_DRUMS, enc.N_VEL, n), np.nan)
+    qs = np.linspace(0, 1, n)
+    for d in range(N_DRUMS):
+        for c in range(enc.N_VEL):
+            sel = cls[:, d] == c
+            if sel.sum() >= min_hits:
+                out[d, c] = np.quantile(vel[sel, d], qs)
+    return out
 
 
 def load_events(path, threads: int = 1) -> EventRuntime:
