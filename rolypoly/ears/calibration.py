@@ -33,6 +33,8 @@ import numpy as np
 from rolypoly.errors import AudioError, ConfigError
 
 LATENCY_FILE = Path(__file__).with_name("latency.json")
+TRIM_OVER_PLAYER_DB = 10.0   # the sound check trims a quiet player up to player_db + this (-20 dBFS RMS)
+QUIET_PLAYER_DB = 10.0       # ... a player more than this under player_db (louder ones are left alone)
 _MEASURED: dict = {}
 
 
@@ -222,17 +224,21 @@ def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128
     if play_db - room_db < 10.0 or play_db < -90.0:
         raise AudioError(f"soundcheck: heard no playing (level {play_db:.0f} dBFS over a room at "
                          f"{room_db:.0f} dBFS); play a few notes during the sound check")
-    # trim: bring the player to about -20 dBFS RMS, never more than +30 dB, never down
-    # (the detector's floor is absolute: a quiet player's soft notes sink under it)
-    gain_db = float(np.clip(-20.0 - play_db, 0.0, 30.0))
+    # trim: bring a quiet player (QUIET_PLAYER_DB under the level the defaults expect,
+    # player_db) up to TRIM_OVER_PLAYER_DB over it, never
+    # more than +30 dB, never down (the detector's floor is absolute: a quiet player's soft
+    # notes sink under it; trimming players who are already there cost notes)
+    target_db = float(settings.get("player_db", DEFAULTS["player_db"]))
+    quiet_player = play_db < target_db - QUIET_PLAYER_DB
+    gain_db = float(np.clip(target_db + TRIM_OVER_PLAYER_DB - play_db, 0.0, 30.0)) if quiet_player else 0.0
     settings["gain_db"] = round(gain_db, 1)
     # silence floor: raised 6 dB over a noisy room (after the trim), never lowered under the
     # default (a floor following the player or digital silence cost notes on real players
-    # and on the corpus), and at least 30 dB under the player
+    # and on the corpus), and at least 40 dB under the player (soft notes live there)
     floor = settings.get("silence_db", DEFAULTS["silence_db"])
-    room_floor = room_db + 6.0 + gain_db
+    room_floor = min(room_db + 6.0, play_db - 40.0) + gain_db
     if room_floor > floor:
-        settings["silence_db"] = round(float(min(room_floor, play_db + gain_db - 30.0)), 1)
+        settings["silence_db"] = round(float(room_floor), 1)
     # the player's level (player_db) stays the preset's: set from the sound check, the
     # relative gate and the hold started too high and dropped a real player's soft first notes
     # threshold from this player's detection function: above its typical ripple
