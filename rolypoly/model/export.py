@@ -139,11 +139,23 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
     scripted = torch.jit.script(wrapped)
     if freeze:
         keep = PRESERVED_STEP if isinstance(wrapped, ExportedStep) else PRESERVED
-        scripted = torch.jit.freeze(scripted, preserved_attrs=keep)
+        # frozen from a reloaded copy: freezing a module scripted in this process leaves its frozen
+        # graphs (weights included, ~8 MB) in the process-wide compilation unit for good, so every
+        # finetune's export would grow a long performance's memory; a loaded copy owns its own unit
+        scripted = torch.jit.freeze(_reloaded(scripted), preserved_attrs=keep)
     meta_json = json.dumps({k: v for k, v in meta.items() if k != "history"}, default=str)
     _atomic_save(scripted, path, {"meta.json": meta_json})
     load_runtime(path)  # the file we wrote must honour the contract
     return path
+
+
+def _reloaded(scripted):
+    """``scripted`` saved and loaded back (a module with its own compilation unit)."""
+    import io
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    buf.seek(0)
+    return torch.jit.load(buf).eval()
 
 
 class Runtime:
