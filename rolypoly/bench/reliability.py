@@ -54,6 +54,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts ({','.join(PARTS)})")
     parser.add_argument("--seed", type=int, default=1234, help="seed of the campaign")
     parser.add_argument("--soak-minutes", type=float, default=None, help="offline performance time of the soak")
+    parser.add_argument("--finetune-every", type=float, default=None, help="minutes of the soak between finetunes")
 
 
 # -- mutation (hypothesis draws the operations) -----------------------------------------------------
@@ -739,17 +740,22 @@ def run_soak(cfg, minutes: float, finetune_every: float, work: Path) -> dict:
     n_seg = max(1, int(round(minutes / finetune_every)))
     reps = max(1, int(round(seg_s * sr / loop_len)))
     audio = np.tile(one, reps)
-    cfg = with_values(cfg, takes_dir=str(work / "takes"), models_dir=str(work / "models"), **{"engine.loop": True})
+    cfg = with_values(cfg, takes_dir=str(work / "takes"), models_dir=str(work / "models"),
+                      **{"engine.loop": True, "engine.enable": True})
     model = str(cfg.engine.model_path)
     out = {"segments": n_seg, "performance_s": 0.0, "wall_s": 0.0, "finetunes": 0, "late_rows": 0, "errors": 0,
-           "rows": 0, "rss_start_mb": None, "rss_end_mb": None, "error_examples": []}
+           "rows": 0, "rss_start_mb": None, "rss_end_mb": None, "error_examples": [], "rss_mb": []}
     t0 = time.perf_counter()
+    # one engine for the whole soak, as on stage: each new version is loaded with the load message
+    eng = Rolypoly(cfg, offline=True)
+    errors = []
+    eng.connect("error", errors.append)
+    if not eng.message("read", str(score_path)):
+        raise RuntimeError(errors)
     for k in range(n_seg):
-        eng = Rolypoly(with_values(cfg, **{"engine.model_path": model}), offline=True)
-        errors = []
-        eng.connect("error", errors.append)
-        if not eng.message("read", str(score_path)):
+        if k and not eng.message("load", model):
             raise RuntimeError(errors)
+        errors.clear()
         res = perform_offline(eng, audio, tail_s=0.5)
         out["performance_s"] += len(audio) / sr
         out["late_rows"] += int(res.late_rows)
@@ -760,8 +766,9 @@ def run_soak(cfg, minutes: float, finetune_every: float, work: Path) -> dict:
         out["finetunes"] += 1
         model = str(version.torchscript)
         shutil.rmtree(res.take_dir, ignore_errors=True)   # disk, not memory: the soak keeps none
-        del eng, res
+        del res, version
         gc.collect()
+        out["rss_mb"].append(round(_rss_mb(), 1))
         if k == 0:
             out["rss_start_mb"] = _rss_mb()
     out["rss_end_mb"] = _rss_mb()
@@ -776,6 +783,8 @@ def run(cfg, args):
     counts = dict(QUICK if args.quick else FULL)
     if args.soak_minutes is not None:
         counts["soak_minutes"] = float(args.soak_minutes)
+    if args.finetune_every is not None:
+        counts["finetune_every"] = float(args.finetune_every)
     parts = [p.strip() for p in str(args.only).split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
@@ -835,6 +844,7 @@ def run(cfg, args):
         t.add(round(r["performance_s"] / 60, 1), round(r["wall_s"] / 60, 1), round(r["x_real_time"], 1),
               r["segments"], r["finetunes"], r["rows"], r["late_rows"], r["errors"], round(r["memory_growth_mb"], 1))
         t.notes.append(f"RSS {r['rss_start_mb']:.0f} MB after the first segment, {r['rss_end_mb']:.0f} MB at the end")
+        t.notes.append(f"RSS after each segment (MB): {r['rss_mb']}")
         t.notes.extend(r["error_examples"][:3])
         failures += r["late_rows"] + r["errors"] + (1 if r["memory_growth_mb"] >= 50 else 0)
         tables.append(t)
