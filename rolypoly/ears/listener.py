@@ -32,8 +32,9 @@ Two families of detector sit behind the one interface:
     7. run-ups: an onset more than ``quiet_db`` under the playing is held back (its time
        kept) for up to ``hold_ms``.  If a note follows — a non-quiet onset more than 30 ms
        later, or the level rising 6 dB over the quiet line and 10 dB over the held onset —
-       the held one was breath or a scrape before it and is dropped; otherwise it is
-       reported as it was (a ghost note: exact time, reported late).  A note that
+       the held one was breath or a scrape before it and is dropped, unless its band
+       flatness was under ``runup_flatness`` (a tonal sound: a soft note of its own, kept);
+       otherwise it is reported as it was (a ghost note: exact time, reported late).  A note that
        arrives by swelling (no onset of its own) is dated where the pitch tracker
        found it periodic, less half its window, when that is recent (a tone swelling
        out of breath starts with the tone, not where it got loud);
@@ -64,6 +65,15 @@ Two families of detector sit behind the one interface:
     The reported time is the detection time minus :attr:`Listener.latency_s`, a stored
     property of the analysis structure (:mod:`rolypoly.ears.calibration`).
 
+    The settings (:data:`DEFAULTS`) were chosen by leave-one-instrument-family-out
+    validation on the development corpus (``rolypoly bench onsets --corpus``).
+
+Bad input never stops the listener: non-finite samples are silence, integer samples are
+scaled, any channel count is averaged (none is silence), and one warning each says so,
+or that the input is clipping, has a DC offset, has been silent for 10 s, or is steady
+noise; more than :data:`STORM_PER_S` onsets a second are dropped (with a warning), so a
+broken input cannot drag the drums around.
+
 ``method="hfc" | "complex" | "specflux" | "energy" | "phase" | "specdiff" | "kl" | "mkl"``
     Plain aubio (``aubio.onset``, :mod:`rolypoly.ears.baselines`), kept as a baseline;
     its own latency estimate (``get_delay_s``) is the compensation.
@@ -85,7 +95,6 @@ Examples
 >>> [round(t, 2) for t in found]   # doctest: +SKIP
 [0.5]
 """
-from __future__ import annotations
 from __future__ import annotations
 
 import math
