@@ -163,7 +163,9 @@ def _run_corpus(cfg, args, sr, hop):
     root = default_root(cfg.cache_dir)
     families = args.families.split(",") if args.families else None
     if sr != 48000:
-        raise SystemExit("bench onsets --corpus: the corpus is rendered at 48 kHz; run with audio.sample_rate=48000")
+        from rolypoly.errors import ConfigError
+        raise ConfigError("bench onsets --corpus: the corpus is rendered at 48 kHz; "
+                          "run with audio.sample_rate=48000")
     try:
         items = load(root, families)
     except Exception as exc:
