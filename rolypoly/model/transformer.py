@@ -107,7 +107,7 @@ def band_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, back: int,
     (``back + ahead + 1`` of them), so thousands of rows cost ``T`` times the band.
     """
     B, h, T, dh = q.shape
-    if T <= 1024:
+    if T <= 256:
         rel = torch.arange(T, device=q.device)[None, :] - torch.arange(T, device=q.device)[:, None]
         mask = (rel >= -back) & (rel <= ahead)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
@@ -321,9 +321,12 @@ class RolypolyModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict every row: ``x`` (B, T, 22) float32 -> (B, T, 19)."""
         # The decoder's history: row t sees the played offsets and tau_g of row t-1.
+        return self.decode(x, self._encode(x))
+
+    def decode(self, x: torch.Tensor, enc: torch.Tensor) -> torch.Tensor:
+        """The decoder over rows ``x`` (B, T, 22) given the encoder's output ``enc`` (B, T, d_model)."""
         prev = self._previous(x)
         prev = torch.cat([torch.zeros_like(prev[:, :1]), prev[:, :-1]], dim=1)
-        enc = self._encode(x)
         dec = self.drop(self._decoder_input(prev, x))
         back = self.span - 1 if self.span > 0 else -1
         for blk in self.decoder:
