@@ -12,7 +12,8 @@ def register(sub, common) -> None:
                     "command resumes from train.out_dir/last.pt; train.out_dir/best.pt keeps the best validation "
                     "loss; train.out_dir/loss.png plots the curves. Under torchrun it trains with "
                     "DistributedDataParallel. Examples: rolypoly pretrain train.max_steps=3000 train.threads=2 ; "
-                    "rolypoly pretrain model=rolypoly_v2 train.out_dir=runs/v2 ; "
+                    "rolypoly pretrain model=rolypoly_inc train.out_dir=runs/inc train.init_from=models/rolypoly_v1.ckpt "
+                    "train.accent_share=0.5 (the incremental model, warm-started) ; "
                     "torchrun --nproc_per_node 4 -m rolypoly pretrain")
     p.set_defaults(func=pretrain)
 
