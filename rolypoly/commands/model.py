@@ -28,8 +28,8 @@ def register(sub, common) -> None:
                     "real drummer's mean offset as tau_g), with the velocity distribution (histogram "
                     "intersection with GMD test, mean velocity per drum). Incremental models are scored as "
                     "the engine plays them (score encoded once, one step per row). Give --model several times "
-                    "to compare models in one run. Example: rolypoly eval model --model models/rolypoly_v1.ckpt "
-                    "--model models/rolypoly.ckpt")
+                    "to compare models in one run. Example: rolypoly eval model --model models/rolypoly_v1.pt "
+                    "--model models/rolypoly_inc.pt")
     em.add_argument("--model", action="append", default=None,
                     help="a .ckpt (eager weights) or .pt (TorchScript) file; repeat to compare; "
                          "default: engine.model_path")
