@@ -27,12 +27,8 @@ def run(cfg, args):
     from rolypoly.score.midi import read_score
     from rolypoly.sim.demo import DEMO_SCORE
     from rolypoly.config import with_values
-    from rolypoly.sim.duet import (
-        adaptation,
-        groove_score,
-        play_take,
-        virtual_take,
-    )
+    from rolypoly.sim.corpus import groove_score
+    from rolypoly.sim.duet import adaptation, play_take, virtual_take
     work = Path(tempfile.mkdtemp(prefix="rolypoly-bench-duet-"))
     score = read_score(args.score or DEMO_SCORE).crop_bars(args.bars)
     score_path = score.write_midi(work / "score.mid")
