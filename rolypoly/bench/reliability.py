@@ -798,7 +798,10 @@ def run(cfg, args):
     if {"fuzz", "kill"} & set(parts):
         template = make_take(cfg, work / "template", short_score(work))
     failures = 0
-    if "fuzz" in parts:
+    broken = Table("parts that did not finish", ["part", "error"], key="broken_parts")
+
+    def part_fuzz():
+        nonlocal failures
         t = Table("fuzzing the readers", ["target", "inputs", "valid", "rolypoly_errors", "other_errors", "hangs",
                                           "crashes", "seconds"], key="fuzz")
         for r in run_fuzz(counts, args.seed, work, template):
@@ -809,7 +812,8 @@ def run(cfg, args):
             if r.get("skipped"):
                 t.notes.append(f"{r['target']}: skipped ({r['skipped']})")
         tables.append(t)
-    if "osc" in parts:
+    def part_osc():
+        nonlocal failures
         t0 = time.perf_counter()
         r = run_osc_fuzz(counts["osc"], args.seed, work / "osc")
         t = Table("fuzzing the OSC bridge (live, a take playing)", ["packets", "pings", "pongs", "error_replies",
@@ -820,7 +824,8 @@ def run(cfg, args):
         t.notes.extend(r["examples"])
         failures += r["internal_errors"] + r["hangs"] + r["crashes"] + (r["pings"] - r["pongs"])
         tables.append(t)
-    if "kill" in parts:
+    def part_kill():
+        nonlocal failures
         t = Table("SIGKILL at random moments", ["what", "trials", "complete", "hidden_partial", "corrupt",
                                                 "previous_loads"], key="kill")
         t0 = time.perf_counter()
@@ -836,7 +841,8 @@ def run(cfg, args):
         t.notes.append(f"one finetune took {r['one_finetune_s']} s here ({'2 epochs' if args.quick else 'finetune.epochs'}); "
                        f"kills land uniformly in 0.3-1.6x that after the worker is ready; {time.perf_counter() - t0:.0f} s")
         tables.append(t)
-    if "soak" in parts:
+    def part_soak():
+        nonlocal failures
         r = run_soak(cfg, counts["soak_minutes"], min(counts["finetune_every"], counts["soak_minutes"]), work / "soak")
         t = Table("soak (offline performance)", ["performance_min", "wall_min", "x_real_time", "segments",
                                                  "finetunes", "rows", "late_rows", "errors", "memory_growth_mb"],
@@ -848,12 +854,25 @@ def run(cfg, args):
         t.notes.extend(r["error_examples"][:3])
         failures += r["late_rows"] + r["errors"] + (1 if r["memory_growth_mb"] >= 50 else 0)
         tables.append(t)
-    if "security" in parts:
+    def part_security():
+        nonlocal failures
         t = Table("security", ["check", "passed", "detail"], key="security")
         for r in run_security(cfg, work / "security"):
             t.add(r["check"], r["passed"], r["detail"])
             failures += 0 if r["passed"] else 1
         tables.append(t)
+
+    for name in PARTS:  # a part that raises is a failure reported in its own table; the others still run
+        if name not in parts:
+            continue
+        try:
+            {"fuzz": part_fuzz, "osc": part_osc, "kill": part_kill, "soak": part_soak, "security": part_security}[name]()
+        except Exception as exc:  # reported, not lost: the figures of the other parts still come out
+            failures += 1
+            text = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else ""
+            broken.add(name, f"{type(exc).__name__}: {text}")
+    if broken.rows:
+        tables.append(broken)
     extra["failures"] = failures
     extra["seconds"] = round(time.perf_counter() - t_all, 1)
     shutil.rmtree(work, ignore_errors=True) if failures == 0 else None
