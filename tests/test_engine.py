@@ -82,6 +82,35 @@ def test_offline_is_deterministic(tmp_path, tiny_model):
     assert outs[0] == outs[1]
 
 
+def test_an_armed_take_plays_what_a_fresh_start_plays(tmp_path, tiny_model):
+    # arm() makes the next take ahead of time (the box's MIDI start only hands it over)
+    outs, preds = [], []
+    noise = np.random.default_rng(1).normal(0, 0.01, 48000 * 5).astype(np.float32)
+    for armed in (False, True):
+        eng = make_engine(tmp_path / str(armed), tiny_model)
+        eng.message("read", str(REPO / "data" / "demo.mid"))
+        if armed:
+            assert eng.arm()
+            assert len(list((tmp_path / "True" / "takes").glob(".partial-*"))) == 1
+        res = run_offline(eng, noise)
+        outs.append(res.drums.tobytes())
+        preds.append(np.load(res.take_dir / "rows.npz")["pred"])
+    assert outs[0] == outs[1]
+    assert np.array_equal(preds[0], preds[1])
+    takes = tmp_path / "True" / "takes"
+    # an armed take made stale (an attribute changed) is made again at start; one never
+    # started leaves no hidden folder behind
+    assert eng.arm()
+    eng.set("lookahead", 120)
+    eng.start()
+    assert eng.schedule is not None and eng.take_settings["lookahead_ms"] == 120
+    eng.stop()
+    assert eng.arm()
+    eng.disarm()
+    assert not list(takes.glob(".partial-*"))
+    assert len(list(takes.iterdir())) == 2      # the performance and the short take after it
+
+
 def test_tempo_change_is_followed(tmp_path):
     ev = [tempo(0, 120), tempo(4 * PPQ, 60)] + note(0, 36) + note(4 * PPQ, 36) + note(6 * PPQ, 38)
     eng = make_engine(tmp_path)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from rolypoly.box.model import STEP_RATES, Box, BoxError
+from rolypoly.errors import RolypolyError
 
 PPQ = 960
 
@@ -167,6 +168,8 @@ class Player:
         self.take_started: dict[int, float] = {}
         self._kit_dir = tempfile.TemporaryDirectory(prefix="rolypoly-box-")
         self._lock = threading.RLock()
+        self._closed = False
+        self._prepare_threads: list[threading.Thread] = []
         self.errors: list[str] = []
         self.engine.connect("error", self.errors.append)
         if on_hit is not None:
@@ -217,9 +220,39 @@ class Player:
             self.engine.read(score)
             self._ensure_driver()
             self._warm_listener()
+            self._arm()
             self._prepared = self._state_key()
             self.dirty = False
         self._prepare_s = min(0.2, 0.5 * self._prepare_s + 0.5 * (time.monotonic() - t0))
+
+    def _arm(self) -> None:
+        # the engine makes the next take now (schedule, take files, first predictions): a
+        # start then only hands it to the audio block, which plays it from the next block
+        if self._closed:
+            return
+        try:
+            self.engine.arm()
+        except RolypolyError as exc:    # the start makes the take itself then
+            self.errors.append(f"arm: {exc}")
+
+    def prepare_soon(self) -> None:
+        """:meth:`prepare` on a thread, when something it depends on (the tempo an external
+        clock sets) changed while stopped: the next start finds its take ready."""
+        if self._closed or self.playing:
+            return
+
+        def job():
+            try:
+                with self._lock:
+                    if self._closed or self.playing or \
+                            (self._state_key() == self._prepared and self.sequence == self.box.chain()):
+                        return
+                    self.prepare()
+            except RolypolyError as exc:
+                self.errors.append(str(exc))
+        t = threading.Thread(target=job, name="rolypoly-box-prepare", daemon=True)
+        self._prepare_threads = [x for x in self._prepare_threads if x.is_alive()] + [t]
+        t.start()
 
     def _state_key(self):
         box = self.box
@@ -241,8 +274,9 @@ class Player:
             if self._prepared is None or want != self.sequence or self._state_key() != self._prepared or self.dirty:
                 self.prepare(want)
             self.take_serial += 1
+            before = self._switch_block()
             self.engine.start()
-            self.started_at = self._first_block_time()
+            self.started_at = self._first_block_time(before)
             self.take_started[self.take_serial] = self.started_at
 
     def blocks(self) -> int | None:
@@ -253,7 +287,7 @@ class Player:
         from rolypoly.live.block import BLOCKS
         return int(stage.ctl[BLOCKS])
 
-    def _first_block_time(self, timeout_s: float = 0.1) -> float:
+    def _first_block_time(self, before: int | None = None, timeout_s: float = 0.1) -> float:
         """When the audio side took the new take (its first block began); now without a driver."""
         stage = getattr(self.engine, "stage", None)
         running = self.driver is not None and getattr(self.driver, "running", False)
@@ -262,8 +296,23 @@ class Player:
         deadline = time.monotonic() + timeout_s
         while not stage.acknowledged() and time.monotonic() < deadline:
             time.sleep(0.0002)
-        self.started_block = self.blocks()
+        self.started_block = self._switched_since(before, deadline)
         return time.monotonic()
+
+    def _switch_block(self) -> int | None:
+        # the block that took the last start/stop, as the block itself noted it (a poll
+        # from Python could see it a block or two later on a busy machine)
+        from rolypoly.live.block import SWITCH_BLOCK
+        stage = getattr(self.engine, "stage", None)
+        return None if stage is None or self.driver is None else int(stage.ctl[SWITCH_BLOCK])
+
+    def _switched_since(self, before: int | None, deadline: float) -> int | None:
+        # the block notes it a few microseconds after it acknowledges: wait for the new value
+        got = self._switch_block()
+        while got is not None and got == before and time.monotonic() < deadline:
+            time.sleep(0.0001)
+            got = self._switch_block()
+        return None if got == before else got
 
     def stop(self) -> None:
         with self._lock:
@@ -273,7 +322,11 @@ class Player:
                 self.engine.stop()
                 if watch is not None:
                     watch.join(timeout=0.2)
-            self.stopped_at = getattr(self, "_retired_at", None) or time.monotonic()
+                self.stopped_at = getattr(self, "_retired_at", None) or time.monotonic()
+                if self._prepared is not None and self.engine.loop:
+                    self._arm()            # the next start of the same sequence is ready
+            else:
+                self.stopped_at = getattr(self, "_retired_at", None) or time.monotonic()
 
     def _watch_retire(self):
         """A thread that notes when the audio side has let the take go (the engine's stop then
@@ -285,6 +338,7 @@ class Player:
             return None
         self._retired_at = None
         deadline = time.monotonic() + 1.0
+        before = self._switch_block()
 
         from rolypoly.live.block import ACTIVE_TAKE, PENDING_TAKE
 
@@ -292,7 +346,7 @@ class Player:
             while time.monotonic() < deadline:
                 if int(stage.ctl[PENDING_TAKE]) == 0 and int(stage.ctl[ACTIVE_TAKE]) == 0:
                     self._retired_at = time.monotonic()
-                    self.stopped_block = self.blocks()
+                    self.stopped_block = self._switched_since(before, deadline)
                     return
                 time.sleep(0.0002)
         t = threading.Thread(target=watch, daemon=True)
@@ -382,7 +436,11 @@ class Player:
     def close(self) -> None:
         if self._boundary_timer is not None:
             self._boundary_timer.cancel()
+        self._closed = True
+        for t in self._prepare_threads:
+            t.join(timeout=2)
         self.stop()
+        self.engine.disarm()
         if self.driver is not None:
             self.driver.close()
             self.driver = None

@@ -340,6 +340,8 @@ class BoxSync:
                 box.bpm = round(bpm, 2)
                 if player is not None and player.playing:
                     player.changed()
+                elif player is not None and hasattr(player, "prepare_soon"):
+                    player.prepare_soon()      # stopped: the take a start plays is made again now
             # a changed tempo or pattern starts again on the external clock's pass boundary
             if player is not None and player.playing and (player.dirty or box.queued) and self.follower.running:
                 per_pass = self.ticks_per_pass()

@@ -54,7 +54,7 @@ from rolypoly.synth.voice import process_bank
 # -- ctl: the stage's control words (int64) ---------------------------------------------------------
 (PENDING_TAKE, ACTIVE_TAKE, BLOCKS, XRUNS, IN_DROPPED, HITS_DROPPED, DRUMS_DROPPED, NULL_TAKE,
  PORT_IN, PORT_OUT_L, PORT_OUT_R, TAKE_RING_POS, TAKE_GEN, CB_LAST_US, STAGE_TABLE, SYN_CLOCK,
- SYN_SEED, SYN_POLY, FRAMES_ODD, TAKE_START_SAMPLE, INJECT_ADDR, INJECT_LEN, INJECT_POS, SHUTDOWN, TAKE_T0_US, PA_IN_CH, PA_LAST_FLAG, TS_ADDR) = range(28)
+ SYN_SEED, SYN_POLY, FRAMES_ODD, TAKE_START_SAMPLE, INJECT_ADDR, INJECT_LEN, INJECT_POS, SHUTDOWN, TAKE_T0_US, PA_IN_CH, PA_LAST_FLAG, TS_ADDR, SWITCH_BLOCK) = range(29)
 N_CTL = 32
 # -- tc: a take's counters (int64) ----------------------------------------------------------------
 (NEXT_COMMIT, LATE_ROWS, DROPPED_HITS, N_PEND, FILTER, USE_MODEL, LOOP, N_ROWS, CAPACITY, SAMPLE,
@@ -177,6 +177,8 @@ def run_block(n, fresh, inp, out_l, out_r, mix,
               row_samples, bar_samples, max_early, score_vel, consts,
               pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf):
     """One block of ``n`` frames (see module docs); ``fresh`` = the first block of a new take."""
+    if fresh:   # which block applied the last publish/retire (``ctl[BLOCKS]`` once it is done)
+        ctl[SWITCH_BLOCK] = ctl[BLOCKS] + 1
     # 1. a new take: where its input starts in the ring, published before that input is
     if fresh and tc[N_ROWS] > 0:   # a take begins (a retired take's voices ring on)
         for v in range(active.shape[0]):

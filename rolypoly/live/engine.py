@@ -508,41 +508,26 @@ class Rolypoly:
         return int(getattr(self.runtime, "window", feat.DEFAULT_WINDOW))
 
     def start(self) -> None:
-        """Start a take of the score read; the first block after this plays its first sample."""
+        """Start a take of the score read; the first block after this plays its first sample.
+
+        After :meth:`arm`, with nothing changed since, this only hands the armed take to
+        the audio side (a single command word) and starts its threads.
+        """
         with self._lock:
             if self.score is None:
                 raise EngineError("no score: send 'read <score.mid>' first")
             if self._take_open:
                 self.stop()
-            if self.enable and self.runtime is None:
-                try:
-                    self.load()
-                except RolypolyError as exc:
-                    self.emit("error", f"start: {exc}; playing the score as written")
-            self._ensure_stage()
-            if self.listener is None:
-                self._make_listener()
-            self.listener.reset()
-            try:  # free mode: the score continued, filled or improvised by the event model
-                self.score = self.free.prepare(self.score)
-                if self.free.last is not None:
-                    self.status(f"generate {self.free.mode}: {int(self.free.last.generated.sum())} rows from bar "
-                                f"{self.free.last.first_bar}")
-            except RolypolyError as exc:
-                self.emit("error", f"start: generate: {exc}; playing the score as written")
-            sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
-            self._apply_attributes(sched)
-            countin = self._countin_samples()
-            sched.tc[blk.SAMPLE] = -countin
-            if countin:
-                self._queue_clicks(sched, countin)
-            self.worker.reset(sched)
-            self.take_settings = self._settings()
-            writer = self._open_writer()
+            armed, self._armed = self._armed, None
+            if armed is not None and armed[0] == self._arm_key():
+                sched, writer = armed[2], armed[3]
+                self.take_settings["started"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            else:
+                if armed is not None:
+                    self._discard(armed[3])
+                sched, writer = self._new_take()
             self.reader.begin(sched, self.listener, writer)
-            # the rows due before the worker's first tick are predicted now, not played late
             self.schedule = sched
-            self._tick(sched.sample + self.block_frames + self.worker.lookahead_ms() * self.sr / 1000.0)
             self._take_open = True
             self.stage.publish(sched)
             # a real-time driver runs the block itself: the worker and the reader get threads
@@ -555,6 +540,84 @@ class Rolypoly:
                                                        name="rolypoly-model", daemon=True)
                 self._worker_thread.start()
         self.status("start")
+
+    def _new_take(self):
+        """Everything a take needs before the audio side gets it: its schedule (first rows
+        predicted) and the writer its audio streams into."""
+        if self.enable and self.runtime is None:
+            try:
+                self.load()
+            except RolypolyError as exc:
+                self.emit("error", f"start: {exc}; playing the score as written")
+        self._ensure_stage()
+        if self.listener is None:
+            self._make_listener()
+        self.listener.reset()
+        try:  # free mode: the score continued, filled or improvised by the event model
+            self.score = self.free.prepare(self.score)
+            if self.free.last is not None:
+                self.status(f"generate {self.free.mode}: {int(self.free.last.generated.sum())} rows from bar "
+                            f"{self.free.last.first_bar}")
+        except RolypolyError as exc:
+            self.emit("error", f"start: generate: {exc}; playing the score as written")
+        sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
+        self._apply_attributes(sched)
+        countin = self._countin_samples()
+        sched.tc[blk.SAMPLE] = -countin
+        if countin:
+            self._queue_clicks(sched, countin)
+        self.worker.reset(sched)
+        self.take_settings = self._settings()
+        writer = self._open_writer()
+        # the rows due before the worker's first tick are predicted now, not played late
+        before, self.schedule = self.schedule, sched
+        try:
+            self._tick(sched.sample + self.block_frames + self.worker.lookahead_ms() * self.sr / 1000.0)
+        finally:
+            self.schedule = before       # start sets it; an armed take is not the engine's yet
+        return sched, writer
+
+    # -- an armed take: the next start made ahead of time (real time: the box's MIDI start) -----------
+    _armed = None
+
+    def _arm_key(self) -> tuple:
+        # what an armed take was made from; anything changed since and start makes it again
+        objs = (self.score, self.runtime, self.listener, self.stage, self.renderer)
+        return (tuple(id(o) for o in objs), self.kit_path, self.model_path, self.enable, self.loop, self.countin,
+                self.lookahead_ms, self.latency_ms, self.filter_hits, self.generate_vels, self.device,
+                self.block_frames, self.free.describe())
+
+    def arm(self) -> bool:
+        """Make the next take now (schedule, first predictions, the take's files open) so that
+        :meth:`start` only has to hand it to the audio side.
+
+        Between takes only, and not in free mode (there ``start`` generates the score anew).
+        Whatever changes before the start (a score, kit, model or attribute) makes ``start``
+        discard the armed take and make a fresh one, so the take played is the same either way.
+        Returns whether a take is armed.
+        """
+        with self._lock:
+            self.disarm()
+            if self._take_open or self.score is None or self.free.mode != "off":
+                return False
+            sched, writer = self._new_take()
+            objs = (self.score, self.runtime, self.listener, self.stage, self.renderer)   # kept alive: ids stay theirs
+            self._armed = (self._arm_key(), objs, sched, writer)
+            return True
+
+    def disarm(self) -> None:
+        """Drop an armed take that will not be started (its hidden folder is removed)."""
+        with self._lock:
+            armed, self._armed = self._armed, None
+            if armed is not None:
+                self._discard(armed[3])
+
+    def _discard(self, writer) -> None:
+        if writer is None:
+            return
+        import shutil
+        writer.close()
+        shutil.rmtree(writer.folder, ignore_errors=True)
 
     def _countin_samples(self) -> int:
         if not self.countin:
