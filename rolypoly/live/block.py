@@ -44,7 +44,7 @@ the index, a fence, then the data (:func:`fence`).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -267,6 +267,32 @@ def loop_active(tc):
     return tc[LOOP] != 0
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def take_switch(ctl, t0):
+    """Apply the take the command side published (one word); True on that take's first block."""
+    want = ctl[PENDING_TAKE]
+    if want == ctl[ACTIVE_TAKE]:
+        return False
+    ctl[ACTIVE_TAKE] = want
+    if want != 0:
+        ctl[INJECT_POS] = 0
+        ctl[TAKE_T0_US] = t0
+    return True
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def inject_input(ctl, inp, n):
+    """Fill ``inp`` from a recorded musician when one is set (benchmarks, tests); False otherwise."""
+    if ctl[INJECT_ADDR] == 0:
+        return False
+    inj = carray(as_pointer(ctl[INJECT_ADDR]), (ctl[INJECT_LEN],), np.float32)
+    q = ctl[INJECT_POS]
+    for j in range(n):
+        inp[j] = inj[q + j] if q + j < inj.shape[0] else 0.0
+    ctl[INJECT_POS] = q + n
+    return True
+
+
 # -- rings, read from Python -------------------------------------------------------------------------
 def ring_read(ring: np.ndarray, idx: np.ndarray, max_items: int | None = None) -> np.ndarray:
     """Take everything written to an SPSC ring since the last read (a copy); the reader's side."""
@@ -355,19 +381,8 @@ def _jack_process(nframes, arg):
             dst_r[j] = 0.0
         return 0
     want = ctl[PENDING_TAKE]
-    fresh = want != ctl[ACTIVE_TAKE]
-    if fresh:
-        ctl[ACTIVE_TAKE] = want
-        if want != 0:
-            ctl[INJECT_POS] = 0
-            ctl[TAKE_T0_US] = t0
-    if ctl[INJECT_ADDR] != 0:   # a recorded musician instead of the input port (benchmarks, tests)
-        inj = carray(as_pointer(ctl[INJECT_ADDR]), (ctl[INJECT_LEN],), np.float32)
-        q = ctl[INJECT_POS]
-        for j in range(n):
-            inp[j] = inj[q + j] if q + j < inj.shape[0] else 0.0
-        ctl[INJECT_POS] = q + n
-    else:
+    fresh = take_switch(ctl, t0)
+    if not inject_input(ctl, inp, n):   # a recorded musician replaces the input port in benchmarks, tests
         for j in range(n):
             inp[j] = src[j]
     tt = carray(as_pointer(want if want != 0 else ctl[NULL_TAKE]), ({len(TAKE_ARRAYS)}, 3), np.int64)
@@ -438,26 +453,16 @@ def _pa_process(input, output, frames, time_info, flags, arg):
             ctl[XRUNS] += 1
         ctl[PA_LAST_FLAG] = ctl[BLOCKS]
     want = ctl[PENDING_TAKE]
-    fresh = want != ctl[ACTIVE_TAKE]
-    if fresh:
-        ctl[ACTIVE_TAKE] = want
-        if want != 0:
-            ctl[INJECT_POS] = 0
-            ctl[TAKE_T0_US] = t0
+    fresh = take_switch(ctl, t0)
     ch = ctl[PA_IN_CH]
-    if ctl[INJECT_ADDR] != 0:
-        inj = carray(as_pointer(ctl[INJECT_ADDR]), (ctl[INJECT_LEN],), np.float32)
-        q = ctl[INJECT_POS]
-        for j in range(n):
-            inp[j] = inj[q + j] if q + j < inj.shape[0] else 0.0
-        ctl[INJECT_POS] = q + n
-    elif ch > 0:
-        src = carray(input, (n * ch,), np.float32)
-        for j in range(n):
-            inp[j] = src[j * ch]
-    else:
-        for j in range(n):
-            inp[j] = 0.0
+    if not inject_input(ctl, inp, n):
+        if ch > 0:
+            src = carray(input, (n * ch,), np.float32)
+            for j in range(n):
+                inp[j] = src[j * ch]
+        else:
+            for j in range(n):
+                inp[j] = 0.0
     tt = carray(as_pointer(want if want != 0 else ctl[NULL_TAKE]), ({len(TAKE_ARRAYS)}, 3), np.int64)
 {_view_code(TAKE_ARRAYS, "tt")}
     run_block(n, fresh, {stage_names.replace("hist, ", "").replace(", hist", "")}, ctl, {take_names})
