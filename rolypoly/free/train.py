@@ -167,7 +167,7 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     import torch
 
     from rolypoly.free.network import EventConfig, EventNet
-    from rolypoly.model.pretrain import _plain, _plot, lr_at
+    from rolypoly.model.pretrain import _plain, _plot, lr_at, optimizer_step
     from rolypoly.model.transformer import read_checkpoint, save_checkpoint
     from rolypoly.score.gmd import load_gmd
 
@@ -217,16 +217,11 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     net.train()
     for it in range(step, int(tc.max_steps)):
         lr = lr_at(it, tc)
-        for g in opt.param_groups:
-            g["lr"] = lr
         b = [torch.from_numpy(a) for a in batch(train, rng.choice(train.starts, size=B), W)]
         loss, parts = losses(net, b[0], net.initial_state(B), b[1], b[2], b[3], b[4], vel_weight)
         if not torch.isfinite(loss):
             raise ModelError(f"event-model loss became {float(loss)} at step {it}; lower model.train.lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), float(tc.grad_clip))
-        opt.step()
+        optimizer_step(opt, net.parameters(), loss, lr, float(tc.grad_clip))
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         done = it + 1
         if done % int(tc.log_every) == 0:

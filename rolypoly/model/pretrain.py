@@ -189,6 +189,17 @@ def lr_at(step: int, tc) -> float:
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def optimizer_step(opt, params, loss, lr: float, grad_clip: float) -> None:
+    """One step at learning rate ``lr``: gradients of ``loss``, clipped to norm ``grad_clip``."""
+    import torch
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 def corrupt_history(model, x, rng, self_share: float, zero_share: float):
     """Replace the realised history of some windows by the model's own predictions or zeros.
 
@@ -382,8 +393,6 @@ def pretrain(cfg, log=print) -> TrainResult:
     net.train()
     for step in bar:
         lr = lr_at(step, tc)
-        for group in opt.param_groups:
-            group["lr"] = lr
         starts = rng.choice(train.win_starts, size=int(tc.batch_size))
         x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(
             train, starts, block, rng, float(tc.partner_share), float(tc.partner_row_prob),
@@ -393,10 +402,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         loss = lv + lo + float(tc.g_weight) * lg
         if not torch.isfinite(loss):
             raise ModelError(f"training loss became {float(loss)} at step {step}; lower train.lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(tc.grad_clip))
-        opt.step()
+        optimizer_step(opt, model.parameters(), loss, lr, float(tc.grad_clip))
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if rank == 0 and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr:.2e}", refresh=False)
