@@ -54,8 +54,10 @@ MASK0, MASK1 = DELTA1, DELTA1 + N_DRUMS
 VCLS0, VCLS1 = MASK1, MASK1 + N_DRUMS * N_VEL
 STYLE0, STYLE1 = VCLS1, VCLS1 + 2
 N_FEAT = STYLE1
-#: Outputs of the drum head: 9 drum logits then 9 x 3 velocity-class logits.
+#: Outputs of the independent drum head: 9 drum logits then 9 x 3 velocity-class logits.
 N_DRUM_OUT = N_DRUMS + N_DRUMS * N_VEL
+#: Outputs of the joint drum head: one logit per drum combination (mask 0 .. 511).
+N_MASKS = 1 << N_DRUMS
 _BITS = 1 << np.arange(N_DRUMS)
 
 

@@ -103,14 +103,15 @@ def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel: np.ndarray):
     return out, gen
 
 
-def _sampler(runtime, temperature, generate_vels, density, complexity, seed):
+def _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature=None, vel_temperature=None):
     from rolypoly.free.runtime import EventSampler
-    return EventSampler(runtime, temperature, generate_vels, density, complexity, seed)
+    return EventSampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature)
 
 
 def generate(runtime, score=None, mode: str = "continue", bars: int = 8, temperature: float = 1.0,
              generate_vels=(0.1, 1.0), density: float | None = None, complexity: float | None = None,
-             fill_every: int = 0, seed: int | None = None) -> Generated:
+             fill_every: int = 0, seed: int | None = None, drum_temperature: float | None = None,
+             vel_temperature: float | None = None) -> Generated:
     """Generate with the event model (see module docs).
 
     Parameters
@@ -119,7 +120,8 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
     score : :class:`rolypoly.score.midi.Score` or None (``free`` from a downbeat kick)
     mode : ``continue``, ``fill`` or ``free``
     bars : bars to add after the score's end (``continue``, ``free``)
-    temperature, generate_vels, density, complexity, seed : sampling (:class:`~rolypoly.free.runtime.EventSampler`)
+    temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature :
+        sampling (:class:`~rolypoly.free.runtime.EventSampler`)
     fill_every : in ``fill`` mode, also make every N-th bar a fill (0 = only empty bars)
 
     Raises
@@ -138,7 +140,7 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         score = empty_score()
     if mode != "free" and score.n_rows == 0:
         raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
-    s = _sampler(runtime, temperature, generate_vels, density, complexity, seed)
+    s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature)
     ev = score_events(score)
     S = enc.STEPS
     if mode == "continue":

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from rolypoly.errors import ModelError
-from rolypoly.free.encode import MAX_DELTA, N_DRUM_OUT, N_FEAT, STEPS
+from rolypoly.free.encode import MAX_DELTA, N_DRUM_OUT, N_DRUMS, N_FEAT, N_MASKS, N_VEL, STEPS
 
 N_QUERY = STEPS + MAX_DELTA
+DRUM_HEADS = ("independent", "joint")
 MODEL_FORMAT = "rolypoly-events-1"
 
 
@@ -37,6 +38,7 @@ class EventConfig:
     n_layers: int = 2
     dropout: float = 0.1
     window: int = 96          # events per training sequence
+    drum_head: str = "independent"   # or "joint": one distribution over the 511 drum combinations
 
     @classmethod
     def from_cfg(cls, node) -> "EventConfig":
@@ -48,6 +50,8 @@ class EventConfig:
             raise ModelError(f"event model sizes must be >= 1: {asdict(conf)}")
         if not 0.0 <= conf.dropout < 1.0:
             raise ModelError(f"event model dropout must be in [0, 1), got {conf.dropout}")
+        if conf.drum_head not in DRUM_HEADS:
+            raise ModelError(f"event model drum_head must be one of {DRUM_HEADS}, got {conf.drum_head!r}")
         return conf
 
 
@@ -84,6 +88,33 @@ class EventNet(nn.Module):
         return self.drums(out + self.query(q))
 
 
+class JointEventNet(EventNet):
+    """The event model with a *joint* drum head: which drums sound together is one draw.
+
+    The independent head gives each drum its own probability, so sampling loses how drums
+    go together (kick with hi-hat, a ghost snare alone) and an event drawn with no drum at
+    all (5 % of draws) needs a fallback that inflates the likeliest drum.  Here the drum head
+    scores the 512 combinations (``mask`` 0, nothing, is never a target), and a velocity
+    head, given the combination drawn, scores each drum's velocity class.
+    """
+
+    def __init__(self, config: EventConfig):
+        super().__init__(config)
+        c = config
+        self.drums = nn.Sequential(nn.GELU(), nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, N_MASKS))
+        self.vel_in = nn.Linear(N_DRUMS, c.hidden)
+        self.vels = nn.Sequential(nn.GELU(), nn.Linear(c.hidden, c.hidden), nn.GELU(), nn.Linear(c.hidden, N_DRUMS * N_VEL))
+
+    def vel_head(self, out: torch.Tensor, q: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """Velocity-class logits (9 x 3) at the queried position, given which drums sound (``bits``, 9 floats)."""
+        return self.vels(out + self.query(q) + self.vel_in(bits))
+
+
+def make_net(config: EventConfig) -> EventNet:
+    """The network for ``config.drum_head``."""
+    return JointEventNet(config) if config.drum_head == "joint" else EventNet(config)
+
+
 class ExportedEvents(nn.Module):
     """The TorchScript artefact: ``forward(x, h)`` and ``drums(out, q)`` plus what generation needs."""
 
@@ -108,6 +139,14 @@ class ExportedEvents(nn.Module):
         return self.net.drum_head(out, q)
 
 
+class ExportedJointEvents(ExportedEvents):
+    """:class:`ExportedEvents` of a :class:`JointEventNet`: ``drums`` gives 512 combination logits, ``vels`` the classes."""
+
+    @torch.jit.export
+    def vels(self, out: torch.Tensor, q: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        return self.net.vel_head(out, q, bits)
+
+
 def export_events(net: EventNet, meta: dict, path) -> Path:
     """Script ``net`` (eval mode) with its layout and write it atomically; the file is checked by loading it."""
     import copy
@@ -118,7 +157,8 @@ def export_events(net: EventNet, meta: dict, path) -> Path:
     layout = {k: meta[k] for k in ("steps", "max_delta", "vel_bounds", "vel_centers", "style_quantiles", "vel_quantiles",
                                    "n_feat", "style_bars", "density_scale") if k in meta}
     layout["model_config"] = asdict(net.config)
-    scripted = torch.jit.script(ExportedEvents(net, str(meta.get("version", "events")), json.dumps(layout)))
+    wrap = ExportedJointEvents if isinstance(net, JointEventNet) else ExportedEvents
+    scripted = torch.jit.script(wrap(net, str(meta.get("version", "events")), json.dumps(layout)))
     with atomic_path(path) as tmp:
         torch.jit.save(scripted, str(tmp), _extra_files={"meta.json": json.dumps(
             {k: v for k, v in meta.items() if k != "history"}, default=str)})

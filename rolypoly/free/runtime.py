@@ -10,12 +10,18 @@ Sampling, per event:
 
 1. the gap to the next event from ``softmax(gap_logits / temperature)``, restricted to a
    window of allowed positions when asked (a fill must land in its empty bar);
-2. each drum's probability ``p = sigmoid(logit / temperature)`` at that position, gated by
-   the ``generate_vels`` window ``(lo, hi)``: below ``lo`` a drum stays silent, from ``hi``
-   on it always plays, between it plays with probability ``p`` (an event with no drum left
-   plays its most probable one);
-3. each sounding drum's velocity class from ``softmax(class_logits / temperature)``, and
-   (:meth:`EventRuntime.velocities`) a velocity within that class from GMD train's quantiles.
+2. which drums sound at that position.  A *joint* model (``drum_head`` joint) scores every
+   combination: one is drawn from ``softmax(logits / drum_temperature)``, after the
+   ``generate_vels`` window ``(lo, hi)`` on each drum's marginal probability has removed
+   the combinations holding a drum below ``lo`` and those lacking a drum at or above
+   ``hi``.  An *independent* model gives each drum ``p = sigmoid(logit / drum_temperature)``,
+   gated the same way, each drum drawn on its own (an event with no drum left plays its
+   most probable one);
+3. each sounding drum's velocity class from ``softmax(class_logits / vel_temperature)``
+   (the joint model's given the combination drawn), and (:meth:`EventRuntime.velocities`)
+   a velocity within that class from GMD train's quantiles.
+
+``drum_temperature`` and ``vel_temperature`` default to ``temperature``.
 
 The style code the model is conditioned on comes from the ``density`` and ``complexity``
 knobs (0..1, mapped through the training data's quantiles: 0.5 is a typical GMD groove)
@@ -42,6 +48,9 @@ from rolypoly.score.drums import N_DRUMS
 
 #: The knobs' range and the sampling settings' limits (checked wherever they are set).
 MAX_TEMPERATURE = 5.0
+_BITS = 1 << np.arange(N_DRUMS)
+_MASKS = np.arange(enc.N_MASKS)
+_HAS = ((_MASKS[:, None] >> np.arange(N_DRUMS)[None, :]) & 1).astype(np.float64)   # (512, 9): drum d in mask m
 
 
 class EventRuntime:
@@ -58,6 +67,8 @@ class EventRuntime:
             if int(self.layout.get(key, want)) != want:
                 raise ModelError(f"{path}: layout {key}={self.layout.get(key)} but rolypoly needs {want}")
         self.n_layers, self.hidden = int(module.n_layers), int(module.hidden)
+        self.joint = hasattr(module, "vels")   # joint drum head: combination logits, then classes given it
+        self.n_drum_out = enc.N_MASKS if self.joint else enc.N_DRUM_OUT
         self.vel_centers = np.asarray(self.layout.get("vel_centers", [list(enc.VEL_CENTERS)] * N_DRUMS), np.float64)
         vq = self.layout.get("vel_quantiles")
         self.vel_quantiles = None if vq is None else np.asarray(vq, np.float64)
@@ -107,11 +118,19 @@ class EventRuntime:
         return g[0, -1].numpy().astype(np.float64), out[:, -1:], h
 
     def drums(self, out, query: np.ndarray) -> np.ndarray:
-        """Drum-head logits ``(36,)`` for the last output and a next-position query."""
+        """Drum-head logits for the last output and a next-position query: ``(512,)`` joint, ``(36,)`` independent."""
         import torch
         with torch.inference_mode():
             y = self.module.drums(out, torch.from_numpy(query)[None, None])
         return y[0, 0].numpy().astype(np.float64)
+
+    def vels(self, out, query: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Joint model: velocity-class logits ``(9, 3)`` given the drums that sound (``bits`` (9,) 0/1)."""
+        import torch
+        with torch.inference_mode():
+            y = self.module.vels(out, torch.from_numpy(query)[None, None],
+                                 torch.from_numpy(np.asarray(bits, np.float32))[None, None])
+        return y[0, 0].numpy().astype(np.float64).reshape(N_DRUMS, enc.N_VEL)
 
 
 def velocity_table(vel: np.ndarray, n: int = 11, min_hits: int = 4) -> np.ndarray:
@@ -161,17 +180,21 @@ def load_events(path, threads: int = 1) -> EventRuntime:
     try:
         g, out, _ = rt.run(np.zeros((1, enc.N_FEAT), np.float32), rt.initial_state())
         y = rt.drums(out, np.zeros(enc.STEPS + enc.MAX_DELTA, np.float32))
+        if rt.joint:
+            y = np.concatenate([y, rt.vels(out, np.zeros(enc.STEPS + enc.MAX_DELTA, np.float32), np.ones(N_DRUMS)).ravel()])
     except Exception as exc:  # noqa: BLE001 -- any failure of a foreign module means "not usable"
         raise ModelError(f"{path}: event model forward failed ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if g.shape != (enc.MAX_DELTA,) or y.shape != (enc.N_DRUM_OUT,) or not (np.isfinite(g).all() and np.isfinite(y).all()):
+    want = enc.N_MASKS + N_DRUMS * enc.N_VEL if rt.joint else enc.N_DRUM_OUT
+    if g.shape != (enc.MAX_DELTA,) or y.shape != (want,) or not (np.isfinite(g).all() and np.isfinite(y).all()):
         raise ModelError(f"{path}: event model outputs have the wrong shape or are not finite")
     return rt
 
 
-def check_sampling(temperature, generate_vels, density, complexity) -> None:
+def check_sampling(temperature, generate_vels, density, complexity, drum_temperature=None, vel_temperature=None) -> None:
     """Validate sampling settings (raises :class:`ModelError` naming the bad one)."""
-    if not (0.05 <= float(temperature) <= MAX_TEMPERATURE):
-        raise ModelError(f"temperature {temperature} must be in [0.05, {MAX_TEMPERATURE}]")
+    for name, t in (("temperature", temperature), ("drum_temperature", drum_temperature), ("vel_temperature", vel_temperature)):
+        if t is not None and not (0.05 <= float(t) <= MAX_TEMPERATURE):
+            raise ModelError(f"{name} {t} must be in [0.05, {MAX_TEMPERATURE}]")
     lo, hi = generate_vels
     if not (0.0 <= lo <= hi <= 1.0):
         raise ModelError(f"generate_vels ({lo}, {hi}) must satisfy 0 <= lo <= hi <= 1")
@@ -186,17 +209,21 @@ class EventSampler:
     Parameters
     ----------
     runtime : EventRuntime
-    temperature : sharpness of every draw (1 = the model's own distribution)
+    temperature : sharpness of the gap draw, and of the others unless set (1 = the model's own distribution)
+    drum_temperature, vel_temperature : sharpness of the drums' and velocity classes' draws (None: ``temperature``)
     generate_vels : (lo, hi) window on drum probabilities
     density, complexity : knobs in [0, 1], or None to follow the last 4 bars played
     seed : seed of the sampler's random generator
     """
 
     def __init__(self, runtime: EventRuntime, temperature: float = 1.0, generate_vels=(0.1, 1.0),
-                 density: float | None = None, complexity: float | None = None, seed: int | None = None):
-        check_sampling(temperature, generate_vels, density, complexity)
+                 density: float | None = None, complexity: float | None = None, seed: int | None = None,
+                 drum_temperature: float | None = None, vel_temperature: float | None = None):
+        check_sampling(temperature, generate_vels, density, complexity, drum_temperature, vel_temperature)
         self.rt = runtime
         self.temperature = float(temperature)
+        self.drum_temperature = self.temperature if drum_temperature is None else float(drum_temperature)
+        self.vel_temperature = self.temperature if vel_temperature is None else float(vel_temperature)
         self.generate_vels = (float(generate_vels[0]), float(generate_vels[1]))
         self.density, self.complexity = density, complexity
         self.rng = np.random.default_rng(seed)
@@ -268,8 +295,8 @@ class EventSampler:
             self.feed(int(ev.abs_step[i]), int(ev.mask[i]), ev.vcls[i])
 
     # -- drawing -----------------------------------------------------------------------
-    def _softmax(self, logits: np.ndarray) -> np.ndarray:
-        z = logits / self.temperature
+    def _softmax(self, logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        z = logits / (self.temperature if temperature is None else temperature)
         z = z - z.max()
         p = np.exp(z)
         return p / p.sum()
@@ -293,22 +320,46 @@ class EventSampler:
             return None
         p = self._softmax(np.where(ok, self.gap_logits, -np.inf))
         gap = int(self.rng.choice(gaps, p=p))
-        y = self.rt.drums(self.out, enc.next_query(self.last_step, gap))
-        prob = 1.0 / (1.0 + np.exp(-y[:N_DRUMS] / self.temperature))
-        lo, hi = self.generate_vels
-        u = self.rng.random(N_DRUMS)
-        play = (prob >= lo) & ((prob >= hi) | (u < prob))
-        if not play.any():
-            play[int(np.argmax(prob))] = True
+        query = enc.next_query(self.last_step, gap)
+        y = self.rt.drums(self.out, query)
+        if self.rt.joint:
+            mask = self._draw_combination(y)
+            play = ((mask >> np.arange(N_DRUMS)) & 1).astype(bool)
+            vl = self.rt.vels(self.out, query, play.astype(np.float32))
+        else:
+            prob = 1.0 / (1.0 + np.exp(-y[:N_DRUMS] / self.drum_temperature))
+            lo, hi = self.generate_vels
+            u = self.rng.random(N_DRUMS)
+            play = (prob >= lo) & ((prob >= hi) | (u < prob))
+            if not play.any():
+                play[int(np.argmax(prob))] = True
+            mask = int((play * (1 << np.arange(N_DRUMS))).sum())
+            vl = y[N_DRUMS:].reshape(N_DRUMS, enc.N_VEL)
         vcls = np.full(N_DRUMS, -1, dtype=np.int64)
-        vl = y[N_DRUMS:].reshape(N_DRUMS, enc.N_VEL)
         for d in np.nonzero(play)[0]:
-            vcls[d] = int(self.rng.choice(enc.N_VEL, p=self._softmax(vl[d])))
-        mask = int((play * (1 << np.arange(N_DRUMS))).sum())
+            vcls[d] = int(self.rng.choice(enc.N_VEL, p=self._softmax(vl[d], self.vel_temperature)))
         step = self.last_step + gap
         if feed:
             self.feed(step, mask, vcls)
         return step, mask, vcls
+
+    def _draw_combination(self, logits: np.ndarray) -> int:
+        """One drum combination (mask 1..511) from joint logits, within the ``generate_vels`` window."""
+        logits = logits.copy()
+        logits[0] = -np.inf                                   # an event sounds at least one drum
+        p = self._softmax(logits, self.drum_temperature)
+        masks = _MASKS
+        marginal = p @ _HAS
+        lo, hi = self.generate_vels
+        forced = int((marginal >= hi) @ _BITS)
+        banned = int((marginal < lo) @ _BITS)
+        ok = (masks > 0) & ((masks & banned) == 0) & ((masks & forced) == forced)
+        if not ok.any():   # the window rules out every combination: the forced drums, else the likeliest drum
+            return forced if forced else 1 << int(np.argmax(marginal))
+        w = np.where(ok, p, 0.0)
+        if w.sum() <= 0:
+            return int(masks[ok][0])
+        return int(self.rng.choice(enc.N_MASKS, p=w / w.sum()))
 
     def generate_until(self, end_step: int, min_step: int | None = None, max_events: int = 100000) -> enc.Events:
         """Events drawn one by one while they land before ``end_step`` (the last draw past it is not fed).

@@ -128,8 +128,15 @@ def losses(net, x, h0, gap, q, drums, vcls, vel_weight: float):
     gl, out, _ = net(x, h0)
     l_gap = F.cross_entropy(gl.reshape(-1, gl.shape[-1]), gap.reshape(-1))
     head = net.drum_head(out, q)
-    l_drum = F.binary_cross_entropy_with_logits(head[..., :9], drums, reduction="none").sum(-1).mean()
-    vl = head[..., 9:].reshape(-1, enc.N_VEL)
+    if head.shape[-1] == enc.N_MASKS:  # joint head: the combination, then the classes given it
+        bits = torch.from_numpy(1 << np.arange(enc.N_DRUMS)).to(drums.dtype)
+        mask = (drums * bits).sum(-1).round().long().reshape(-1)
+        real = mask > 0   # a take's last event has no next one: no target
+        l_drum = F.cross_entropy(head.reshape(-1, enc.N_MASKS)[real], mask[real]) if bool(real.any()) else head.sum() * 0.0
+        vl = net.vel_head(out, q, drums).reshape(-1, enc.N_VEL)
+    else:
+        l_drum = F.binary_cross_entropy_with_logits(head[..., :9], drums, reduction="none").sum(-1).mean()
+        vl = head[..., 9:].reshape(-1, enc.N_VEL)
     vt = vcls.reshape(-1)
     hit = vt >= 0
     l_vel = F.cross_entropy(vl[hit], vt[hit]) if bool(hit.any()) else vl.sum() * 0.0
@@ -166,7 +173,7 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     """Run (or resume) event-model training as configured by ``cfg.model`` (see module docs)."""
     import torch
 
-    from rolypoly.free.network import EventConfig, EventNet
+    from rolypoly.free.network import EventConfig, make_net
     from rolypoly.model.pretrain import _plain, _plot, lr_at, optimizer_step
     from rolypoly.model.transformer import read_checkpoint, save_checkpoint
     from rolypoly.score.gmd import load_gmd
@@ -187,7 +194,7 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
     tr_ev, va_ev = take_events(train_takes), take_events(takes.split("validation"))
     train, val = event_data(tr_ev, conf.window), event_data(va_ev, conf.window)
     vel_weight = float(tc.vel_weight)
-    net = EventNet(conf)
+    net = make_net(conf)
     opt = torch.optim.AdamW(net.parameters(), lr=float(tc.lr), weight_decay=float(tc.weight_decay), betas=(0.9, 0.98))
     step, best_val, best_step, history, elapsed0 = 0, float("inf"), -1, [], 0.0
     last = out / "last.pt"
@@ -251,13 +258,13 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
 
 def load_event_checkpoint(path):
     """``(EventNet in eval mode, meta)`` from a ``best.pt``/``last.pt`` of :func:`pretrain_events`."""
-    from rolypoly.free.network import EventConfig, EventNet
+    from rolypoly.free.network import EventConfig, make_net
     from rolypoly.model.transformer import read_checkpoint
     payload = read_checkpoint(path)
     meta = dict(payload["meta"])
     if meta.get("kind") != "events":
         raise ModelError(f"{path}: not an event-model checkpoint (kind {meta.get('kind')!r})")
-    net = EventNet(EventConfig.from_cfg(meta["model_config"]))
+    net = make_net(EventConfig.from_cfg(meta["model_config"]))
     try:
         net.load_state_dict(payload["model"], strict=True)
     except RuntimeError as exc:
