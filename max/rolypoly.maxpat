@@ -13,7 +13,7 @@
    40.0,
    80.0,
    1320.0,
-   640.0
+   820.0
   ],
   "bglocked": 0,
   "openinpresentation": 0,
@@ -1155,6 +1155,272 @@
      "outlettype": [],
      "text": "print rolypoly-pong"
     }
+   },
+   {
+    "box": {
+     "id": "obj-65",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      600.0,
+      620.0,
+      22.0
+     ],
+     "outlettype": [],
+     "text": "free mode (event model): when the score ends it plays on (continue), fills empty bars (fill) or improvises (free)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-66",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      630.0,
+      230.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set generate off"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-67",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      660.0,
+      230.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set generate continue 8"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-68",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      690.0,
+      230.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set generate fill 8 4"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-69",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      20.0,
+      720.0,
+      230.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set generate free 16"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-70",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      20.0,
+      750.0,
+      300.0,
+      22.0
+     ],
+     "outlettype": [],
+     "text": "mode [bars [fill every N bars]], applied at the next start"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-71",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      300.0,
+      630.0,
+      250.0,
+      22.0
+     ],
+     "outlettype": [],
+     "text": "density 0..1 (hits per bar; 0.5 = a typical groove)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-72",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      300.0,
+      660.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "minimum": 0.0,
+     "maximum": 1.0,
+     "format": 6
+    }
+   },
+   {
+    "box": {
+     "id": "obj-73",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      300.0,
+      690.0,
+      190.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /rolypoly/set density"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-74",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      300.0,
+      720.0,
+      190.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set density auto"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-75",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      560.0,
+      630.0,
+      250.0,
+      22.0
+     ],
+     "outlettype": [],
+     "text": "complexity 0..1 (share of off-beat 16ths)"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-76",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "patching_rect": [
+      560.0,
+      660.0,
+      60.0,
+      22.0
+     ],
+     "outlettype": [
+      "",
+      "bang"
+     ],
+     "minimum": 0.0,
+     "maximum": 1.0,
+     "format": 6
+    }
+   },
+   {
+    "box": {
+     "id": "obj-77",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      560.0,
+      690.0,
+      190.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "prepend /rolypoly/set complexity"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-78",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "patching_rect": [
+      560.0,
+      720.0,
+      190.0,
+      22.0
+     ],
+     "outlettype": [
+      ""
+     ],
+     "text": "/rolypoly/set complexity auto"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-79",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "patching_rect": [
+      300.0,
+      750.0,
+      500.0,
+      22.0
+     ],
+     "outlettype": [],
+     "text": "auto: follow the last 4 bars played (the score's style carries on)"
+    }
    }
   ],
   "lines": [
@@ -1766,6 +2032,126 @@
      ],
      "destination": [
       "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-73",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-74",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-76",
+      0
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-3",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
+      0
+     ],
+     "destination": [
+      "obj-3",
       0
      ]
     }

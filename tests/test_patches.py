@@ -180,3 +180,27 @@ def test_pd_loads_the_patch_without_errors():
                          capture_output=True, text=True, timeout=60)
     log = out.stdout + out.stderr
     assert "couldn't create" not in log and "connection failed" not in log, log
+
+
+def test_maxpat_free_mode_controls_reach_udpsend_with_valid_values(maxpat):
+    """generate / density / complexity messages (as in the Pd patch) go to udpsend and pass the engine's checks."""
+    from rolypoly.free.live import check_attribute
+    boxes = {b["box"]["id"]: b["box"] for b in maxpat["patcher"]["boxes"]}
+    udp = next(i for i, b in boxes.items() if b.get("text", "").startswith("udpsend"))
+    to_udp = {line["patchline"]["source"][0] for line in maxpat["patcher"]["lines"]
+              if line["patchline"]["destination"][0] == udp}
+    seen = set()
+    for i in to_udp:
+        words = boxes[i].get("text", "").split()
+        if boxes[i]["maxclass"] == "message" and len(words) > 2 and words[0] == "/rolypoly/set" \
+                and words[1] in ("generate", "density", "complexity"):
+            check_attribute(words[1], words[2:])      # raises on a bad mode or value
+            seen.add(words[1] if words[1] != "generate" else f"generate {words[2]}")
+        elif boxes[i]["maxclass"] == "newobj" and words[:2] == ["prepend", "/rolypoly/set"] and words[2:] in (["density"], ["complexity"]):
+            feeders = [line["patchline"]["source"][0] for line in maxpat["patcher"]["lines"]
+                       if line["patchline"]["destination"][0] == i]
+            assert any(boxes[f]["maxclass"] == "flonum" and boxes[f]["minimum"] == 0 and boxes[f]["maximum"] == 1
+                       for f in feeders), words
+            seen.add(f"{words[2]} knob")
+    assert {"generate off", "generate continue", "generate fill", "generate free", "density", "complexity",
+            "density knob", "complexity knob"} <= seen, seen
