@@ -21,6 +21,18 @@ def register(sub, common) -> None:
     oc.add_argument("--families", default=None, help="comma-separated families (default all)")
     oc.add_argument("--part", default="0/1", help="i/n: build every n-th chunk from i (parallel processes)")
     oc.set_defaults(func=onsets_corpus)
+    tr = dsub.add_parser("train-onsets", parents=[common],
+                         help="train the onset network on the onsets corpus (leave-one-family-out, then all)",
+                         description="Train the small causal onset network (rolypoly.ears.network) on the corpus "
+                                     "of `rolypoly data onsets-corpus`: one model per held-out family (scored on "
+                                     "it, saved to models/onsets_lofo.npz), then one on every family "
+                                     "(models/onsets.pt). One thread. Example: rolypoly data train-onsets --steps 800")
+    tr.add_argument("--steps", type=int, default=800, help="optimiser steps per model (default 800)")
+    tr.add_argument("--families", default=None, help="comma-separated held-out families (default all)")
+    tr.add_argument("--no-lofo", action="store_true", help="only the model on all families")
+    tr.add_argument("--out", default=None, help="model file (default models/onsets.pt)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=train_onsets)
 
 
 def prepare(args, cfg) -> int:
@@ -72,4 +84,30 @@ def onsets_corpus(args, cfg) -> int:
     for fam, (c, o, mins) in sorted(per.items()):
         table.add(fam, c, o, round(mins, 2))
     emit(table, as_json=args.json, extra={"root": str(root)})
+    return 0
+
+
+def train_onsets(args, cfg) -> int:
+    import sys
+    from pathlib import Path
+
+    from rolypoly.ears import network, train
+    from rolypoly.ears.corpus import default_root, load
+    from rolypoly.report import Table, emit
+    items = load(default_root(cfg.cache_dir))
+    out_model = Path(args.out) if args.out else network.MODEL_FILE
+    res = train.run(items, steps=args.steps, families=args.families.split(",") if args.families else None,
+                    lofo=not args.no_lofo, out_model=out_model,
+                    out_lofo=out_model.with_name(out_model.stem + "_lofo.npz"), seed=args.seed,
+                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    table = Table("onset network: leave-one-family-out (F at ±25 ms, input >= -30 dBFS)",
+                  ["family", "onsets", "F@25ms_lofo", "threshold", "latency_ms", "raw_delay_med_ms", "seconds"],
+                  key="lofo")
+    for fam, r in sorted(res["lofo"].items()):
+        table.add(fam, r["onsets"], r["f25"], r["threshold"], r["latency_ms"], r["raw_delay_median_ms"], r["seconds"])
+    if "all" in res:
+        table.notes.append(f"model on all families: threshold {res['all']['threshold']}, latency "
+                           f"{res['all']['latency_ms']:.1f} ms, {res['all']['seconds']:.0f} s -> {out_model}")
+    emit(table, as_json=args.json, extra={"lofo_f25": {f: r["f25"] for f, r in res["lofo"].items()},
+                                          "all": res.get("all"), "model": str(out_model)})
     return 0

@@ -74,6 +74,13 @@ or that the input is clipping, has a DC offset, has been silent for 10 s, or is 
 noise; more than :data:`STORM_PER_S` onsets a second are dropped (with a warning), so a
 broken input cannot drag the drums around.
 
+``method="network"``
+    The small causal onset network (:mod:`rolypoly.ears.network`, ``models/onsets.pt``):
+    log-mel frames every 2.7 ms, dilated causal convolutions, at most 10 ms of
+    look-ahead in its training target, run incrementally in numpy on the reader thread.
+    Its threshold, re-arm and latency are stored with the model; ``gain_db``,
+    ``silence_db`` and (when given) ``min_ioi_ms`` apply to it too.
+
 ``method="hfc" | "complex" | "specflux" | "energy" | "phase" | "specdiff" | "kl" | "mkl"``
     Plain aubio (``aubio.onset``, :mod:`rolypoly.ears.baselines`), kept as a baseline;
     its own latency estimate (``get_delay_s``) is the compensation.
@@ -107,7 +114,7 @@ from rolypoly.ears import kernel as K
 from rolypoly.ears.baselines import AUBIO_METHODS, AubioDetector
 from rolypoly.errors import AudioError, ConfigError
 
-METHODS = ("default",) + AUBIO_METHODS
+METHODS = ("default", "network") + AUBIO_METHODS
 
 # Settings of the default detector.  Sound-check presets start from these.
 DEFAULTS = dict(
@@ -145,6 +152,8 @@ DEFAULTS = dict(
     pitch_window_ms=40.0,  # the pitch tracker's analysis window
     pitch_fmin=70.0,     # lowest pitch the tonal cue follows (Hz)
     tonal_merge_ms=60.0, # a tonal and a flux onset closer than this are one note
+    model=None,          # method="network": the exported model (None: models/onsets.pt)
+    net_threshold=None,  # method="network": onset probability that fires (None: the model's own)
 )
 
 # Settings older takes may carry that no longer mean anything; accepted and ignored.
@@ -238,6 +247,15 @@ class Listener:
                 self.latency_s = latency_s(self.sr, self.hop, self.n_fft, merged["lag"], merged["ref_frames"])
             # the flux cue's latency in hops, for merging it with the pitch cues
             self._tables.tp[K.K_FLUX_LATENCY] = self.latency_s * self.sr / self.hop
+        elif merged["method"] == "network":
+            from rolypoly.ears.network import NetworkDetector
+            given = set(settings) | set(PRESETS.get(instrument, {}) if instrument else ())
+            self._net = NetworkDetector(self.sr, model=merged["model"], threshold=merged["net_threshold"],
+                                        min_ioi_ms=merged["min_ioi_ms"] if "min_ioi_ms" in given else None,
+                                        gain_db=float(merged["gain_db"]), silence_db=float(merged["silence_db"]))
+            self.n_fft = self._net.front.n_fft
+            self.latency_s = (float(merged["latency_ms"]) / 1000.0 if merged["latency_ms"] is not None
+                              else self._net.latency_s)
         else:
             self.n_fft = int(2 ** round(math.log2(max(self.hop, merged["buf"] * self.sr / 48000.0))))
             self._aubio = AubioDetector(merged["method"], self.sr, self.hop, self.n_fft, merged["silence_db"],
@@ -276,6 +294,11 @@ class Listener:
         for key in ("tonal", "slur"):
             if not isinstance(s[key], bool):
                 raise ConfigError(f"listen.{key}: must be true or false, got {s[key]!r}")
+        v = s["net_threshold"]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0):
+            raise ConfigError(f"listen.net_threshold: must be a probability in (0, 1), got {v!r}")
+        if s["model"] is not None and not isinstance(s["model"], str):
+            raise ConfigError(f"listen.model: must be a file path, got {s['model']!r}")
 
     @classmethod
     def from_config(cls, cfg, sr: int, on_warning=None) -> "Listener":
@@ -317,6 +340,8 @@ class Listener:
         self._recent: list[float] = []
         if self._s["method"] == "default":
             self._state = K.State(self._tables)
+        elif self._s["method"] == "network":
+            self._net.reset()
         else:
             self._aubio.reset()
         self._odf_out = np.zeros(0)
@@ -426,6 +451,8 @@ class Listener:
             Latency-compensated onset times found while processing this block.
         """
         x = self._as_2d(block)
+        if self._s["method"] == "network":
+            return self._storm_guard(self._process_network(x))
         if self._s["method"] != "default":
             return self._storm_guard(self._process_aubio(x))
         n = x.shape[0]
@@ -449,6 +476,30 @@ class Listener:
         # already dated where the change entered the window
         return self._storm_guard([max(0.0, h * scale - (self.latency_s if k == 0.0 else 0.0))
                                   for h, k in zip(state.out_hops[:n_on].tolist(), state.out_kind[:n_on].tolist())])
+
+    def _process_network(self, x) -> list[float]:
+        """The network path: the input checks here, the conditioning in its front end."""
+        bad = ~np.isfinite(x)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            x = np.where(bad, np.float32(0.0), x)
+        mono = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+        self._check_input(mono.size, n_bad, int(np.count_nonzero(np.abs(x) >= 0.999)), float(np.sum(mono)))
+        net = self._net
+        hops_before = net.picker.frame
+        found = net.process(mono)
+        n_hops = net.picker.frame - hops_before
+        self._hops += n_hops
+        if n_hops:
+            if net.last_level_db < net.picker.floor_db:
+                self._silent_hops += n_hops
+                if self._silent_hops * net.frame_s >= SILENT_WARN_S:
+                    self._warn_once("silent", f"listener: no input over {net.picker.floor_db:.0f} dBFS for "
+                                              f"{SILENT_WARN_S:.0f} s (input muted or disconnected?)")
+            else:
+                self._silent_hops = 0
+        shift = self.latency_s - net.latency_s
+        return [max(0.0, t - shift) for t in found]
 
     def _process_aubio(self, x) -> list[float]:
         """The aubio path's conditioning (non-finite samples zeroed, channels averaged)."""
