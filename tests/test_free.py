@@ -111,6 +111,126 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
 
 # ----------------------------------------------------------------------------- sampling
 
+@pytest.fixture(scope="module")
+def tiny_joint(tmp_path_factory):
+    """A small untrained event model with the joint drum head, exported to TorchScript."""
+    import torch
+
+    from rolypoly.free.network import EventConfig, export_events, make_net
+    torch.manual_seed(0)
+    net = make_net(EventConfig(d_model=16, hidden=16, n_layers=1, dropout=0.5, drum_head="joint"))
+    path = tmp_path_factory.mktemp("events") / "tiny_joint.pt"
+    export_events(net, {"version": "tiny-joint"}, path)
+    return net, path
+
+
+def test_joint_model_exports_both_heads_and_matches_the_eager_net(tiny_joint):
+    import torch
+
+    from rolypoly.free.runtime import load_events
+    net, path = tiny_joint
+    net.eval()
+    rt = load_events(path)
+    assert rt.joint and rt.n_drum_out == enc.N_MASKS
+    x = np.random.default_rng(1).random((3, enc.N_FEAT)).astype(np.float32)
+    _, out, _ = rt.run(x, rt.initial_state())
+    q = enc.next_query(0, 4)
+    bits = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0], np.float32)
+    with torch.no_grad():
+        _, eager_out, _ = net(torch.from_numpy(x)[None], net.initial_state(1))
+        want_drums = net.drum_head(eager_out[:, -1:], torch.from_numpy(q)[None, None])[0, 0].numpy()
+        want_vels = net.vel_head(eager_out[:, -1:], torch.from_numpy(q)[None, None],
+                                 torch.from_numpy(bits)[None, None])[0, 0].numpy().reshape(9, 3)
+    assert np.allclose(rt.drums(out, q), want_drums, atol=1e-5)
+    assert np.allclose(rt.vels(out, q, bits), want_vels, atol=1e-5)
+
+
+def test_joint_training_steps_lower_the_loss_on_a_batch():
+    import torch
+
+    from rolypoly.free.network import EventConfig, make_net
+    from rolypoly.free.train import batch, event_data, losses
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    steps = np.sort(rng.choice(400, 120, replace=False))
+    vel = np.zeros((120, 9))
+    vel[:, 2] = 80
+    vel[steps % 4 == 0, 0] = 110                      # kick with the hi-hat on beats: drums that go together
+    ev = enc.events_from_rows(vel, (steps % 16) / 16, steps // 16)
+    data = event_data([ev], window=32)
+    b = [torch.from_numpy(a) for a in batch(data, data.starts[:8], 32)]
+    net = make_net(EventConfig(d_model=16, hidden=16, n_layers=1, dropout=0.0, drum_head="joint"))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        loss, parts = losses(net, b[0], net.initial_state(8), b[1], b[2], b[3], b[4], 0.5)
+        first = loss.item() if first is None else first
+        opt.zero_grad(); loss.backward(); opt.step()
+    assert torch.isfinite(loss) and loss.item() < 0.7 * first and float(parts[1]) > 0
+
+
+class _FakeJoint:
+    """A joint runtime whose next event is kick alone or hi-hat alone, never both (half each)."""
+    joint = True
+    n_layers, hidden = 1, 1
+
+    def initial_state(self):
+        return None
+
+    def knob_to_style(self, d, c):
+        return np.array([d, c])
+
+    def run(self, x, h):
+        return np.where(np.arange(enc.MAX_DELTA) == 3, 0.0, -50.0), None, None   # always 4 steps on
+
+    def drums(self, out, q):
+        y = np.full(enc.N_MASKS, -50.0)
+        y[[1, 4]] = 0.0
+        return y
+
+    def vels(self, out, q, bits):
+        return np.tile([0.0, 0.0, 1.0], (9, 1))   # loud a little likelier
+
+
+def test_joint_sampling_keeps_drums_that_go_together_and_never_plays_nothing():
+    from rolypoly.free.runtime import EventSampler
+    s = EventSampler(_FakeJoint(), temperature=1.0, generate_vels=(0.0, 1.0), seed=0)
+    s.feed(0, 1, [1] + [-1] * 8)
+    ev = s.generate_until(4 * 400)
+    assert len(ev) == 399 and (np.diff(ev.abs_step) == 4).all()
+    assert set(ev.mask.tolist()) == {1, 4}              # independent draws at 0.5 each would give 5 and nothing
+    assert 0.4 < float(np.mean(ev.mask == 1)) < 0.6
+    # the window acts on each drum's marginal (0.5 here): a floor above it rules out both, and the
+    # likeliest single drum plays; a top at it forces both together (the floor keeps out the rest)
+    s = EventSampler(_FakeJoint(), generate_vels=(0.6, 1.0), seed=0)
+    s.feed(0, 1, [1] + [-1] * 8)
+    assert len(set(s.generate_until(400).mask.tolist())) == 1
+    s = EventSampler(_FakeJoint(), generate_vels=(0.01, 0.5), seed=0)
+    s.feed(0, 1, [1] + [-1] * 8)
+    assert set(s.generate_until(400).mask.tolist()) == {5}
+
+
+def test_joint_generate_vels_window_and_per_head_temperatures(tiny_joint):
+    from rolypoly.free.runtime import EventSampler, load_events
+    rt = load_events(tiny_joint[1])
+    one = _sampler(tiny_joint[1], seed=1, generate_vels=(1.0, 1.0)).generate_until(48)
+    assert len(one) and all(int(m).bit_count() == 1 for m in one.mask)
+    every = _sampler(tiny_joint[1], seed=1, generate_vels=(0.0, 0.0)).generate_until(48)
+    assert len(every) and (every.mask == (1 << 9) - 1).all()
+    s = EventSampler(rt, temperature=0.8, drum_temperature=1.3, vel_temperature=0.5)
+    assert (s.temperature, s.drum_temperature, s.vel_temperature) == (0.8, 1.3, 0.5)
+    assert EventSampler(rt, temperature=0.8).vel_temperature == 0.8
+    with pytest.raises(ModelError, match="drum_temperature"):
+        EventSampler(rt, drum_temperature=0.0)
+    # the velocity temperature reaches the class draws: cold, always the likeliest class; hot, all three
+    for t, want in ((0.05, {2}), (5.0, {0, 1, 2})):
+        s = EventSampler(_FakeJoint(), vel_temperature=t, seed=3)
+        s.feed(0, 1, [1] + [-1] * 8)
+        got = s.generate_until(4 * 200).vcls
+        assert set(got[got >= 0].tolist()) == want
+
+
+
 def _sampler(path, **kw):
     from rolypoly.free.runtime import EventSampler, load_events
     s = EventSampler(load_events(path), **kw)
