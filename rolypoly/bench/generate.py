@@ -160,20 +160,17 @@ def run(cfg, args):
 
     # prompts and continuations: spans (take, k, g) -> prompt bars k-P .. k-1, generated bars k .. k+g-1
     tiled = args.prompts == "tiled"
-    spans, avail = [], {}
+    spans = []   # (take, k, bars generated, bars the take really has from k)
     for i in range(len(test)):
         n = int(test.rows(i)["bar"].max()) + 1
         if tiled:
-            for k in range(P, n - 3, G):
-                spans.append((i, k, min(G, n - k)))
-                avail[len(spans) - 1] = n - k
+            spans += [(i, k, min(G, n - k), n - k) for k in range(P, n - 3, G)]
         elif n >= P + 4:
-            spans.append((i, P, G))
-        avail[len(spans) - 1] = n - spans[-1][1] if spans else 0
-        if args.max_prompts and len({t for t, _, _ in spans}) >= args.max_prompts:
+            spans.append((i, P, G, n - P))
+        if args.max_prompts and len({t for t, _, _, _ in spans}) >= args.max_prompts:
             break
     prompts, real_next, lengths, opening, real_len = [], [], [], [], []
-    for j, (i, k, g) in enumerate(spans):
+    for i, k, g, left in spans:
         r = _bars_of(test.rows(i), k - P, k + g)
         if not (r["bar"] < P).any():
             continue   # nothing played in the prompt: nothing to continue
@@ -181,7 +178,7 @@ def run(cfg, args):
         prompts.append(sc.crop_bars(P))
         real_next.append(_seq_of_score(sc))
         lengths.append(g)
-        real_len.append(min(g, avail[j]))
+        real_len.append(min(g, left))
         opening.append(k == P)
     if not prompts:
         raise RolypolyError(f"no GMD {args.split} take has {P + 4} bars")
