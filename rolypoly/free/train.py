@@ -28,6 +28,7 @@ import numpy as np
 
 from rolypoly.errors import ConfigError, DataError, ModelError
 from rolypoly.free import encode as enc
+from rolypoly.io import atomic_path
 
 
 @dataclass
@@ -251,7 +252,8 @@ def pretrain_events(cfg, log=print) -> EventTrainResult:
             save_checkpoint(net, {**meta, "step": done}, last, extra={
                 "optimizer": opt.state_dict(), "step": done, "best_val": best_val, "best_step": best_step,
                 "history": history, "elapsed_s": elapsed0 + time.perf_counter() - t0})
-            (out / "history.json").write_text(json.dumps(history))
+            with atomic_path(out / "history.json") as tmp:   # a crash never leaves half a history
+                tmp.write_text(json.dumps(history))
     return EventTrainResult(str(out), int(tc.max_steps), best_val, best_step,
                             elapsed0 + time.perf_counter() - t0, resumed_from)
 
