@@ -320,3 +320,59 @@ def test_soundcheck_message_sets_listener_settings_saved_with_the_take(tmp_path)
     assert settings == eng.listener.settings and settings  # what the sound check chose is in the take record
     from rolypoly.ears.listener import Listener
     assert settings != Listener.from_config(eng.cfg.listen, eng.sr).settings  # and it differs from the defaults
+
+
+def _late_musician(follow: float, late_ms: float = 30.0, bars: int = 6):
+    """A schedule whose rows play as written while a musician is ``late_ms`` behind every row."""
+    from rolypoly.sim.corpus import groove_score
+    sched = Schedule(groove_score(bars, 120.0), 48000)
+    sched.follow = follow
+    for k in range(sched.N):
+        sched.commit_until(sched.row_time(k) + 1.0)
+        assert sched.is_committed(k)
+        sched.match_onset(sched.row_time(k) + late_ms * 48.0)
+    return sched
+
+
+def _row_offsets_ms(sched):
+    played = sched.real_vel[:sched.N] > 0
+    return np.array([sched.real_off[k][played[k]].mean() for k in range(sched.N)]) * 2000.0  # bar = 2 s
+
+
+def test_the_drums_lean_towards_a_late_musician_from_the_next_row():
+    off = _row_offsets_ms(_late_musician(0.25))
+    assert off[0] == 0.0                 # fixed before the musician's first onset could be heard
+    assert off[1] > 5.0                  # the next row already moves
+    assert np.all(np.abs(off[-8:] - 30.0) < 2.0)   # and settles where the musician plays
+    assert np.all(_row_offsets_ms(_late_musician(0.0)) == 0.0)   # follow 0: as written
+
+
+def test_the_model_hears_the_musician_against_the_leaned_grid():
+    from rolypoly.score import features as feat
+    sched = _late_musician(0.25)
+    j = sched.N - 2
+    out = np.zeros(feat.N_IN, np.float32)
+    sched.history_row(j, j + 1, out)
+    s = j % sched.capacity
+    assert abs(sched.tau_g[s] * 2000.0 - 30.0) < 1.0        # the onset itself is 30 ms late
+    assert abs(out[feat.TAU_G]) < abs(feat.scale_off(sched.tau_g[s])) / 5   # little of it is news
+    played = sched.real_vel[s] > 0
+    assert np.all(np.abs(out[feat.OFF][played]) < abs(feat.scale_off(sched.real_off[s][played])).min() / 5)
+
+
+def test_the_lean_is_bounded_under_a_storm_of_far_onsets():
+    from rolypoly.live.schedule import MAX_LEAN
+    from rolypoly.score import features as feat
+    sched = _late_musician(1.0, late_ms=80.0)     # each onset just inside a third of the row gap
+    assert abs(sched.lean) <= MAX_LEAN and np.all(np.abs(sched.pos_lean) <= MAX_LEAN)
+    assert np.all(np.abs(sched.real_off[:sched.N]) <= feat.OFF_CLIP * feat.OFF_SCALE + 1e-12)
+
+
+def test_model_off_is_the_quantised_machine_whatever_follow_says():
+    from rolypoly.sim.corpus import groove_score
+    sched = Schedule(groove_score(4, 120.0), 48000)
+    sched.follow, sched.use_model = 1.0, False
+    for k in range(sched.N):
+        sched.commit_until(sched.row_time(k) + 1.0)
+        sched.match_onset(sched.row_time(k) + 30.0 * 48.0)
+    assert np.all(sched.real_off[:sched.N] == 0.0)

@@ -8,9 +8,10 @@ model, once at the default lookahead and once at 500 ms.  After each change:
 * follow gain: the share of the musician's shift the drums adopt once settled (mean
   drum shift over the segment's last two bars, minus the bar before the change,
   over the musician's shift);
-* beats to half-way: the first beat after the change whose mean drum shift (against
-  the same beat of the bar before the change) has moved half of the settled amount
-  (1 = within the first beat);
+* beats to half-way: the time from the change to the first row whose drums (against
+  the same row of the bar before the change) have moved half of the settled amount, in
+  beats (the change's own downbeat is fixed before the musician plays it: 0.5 = the
+  next 8th);
 
 and the take's mean asynchrony (``|hit - musician onset|`` on shared rows).
 """
@@ -46,38 +47,61 @@ def shifted_take(score, sr: int, seed: int, jitter_ms: float = 3.0):
 
 
 def follow(hits, score, sr: int) -> dict:
-    """Per change of :data:`SHIFTS_MS`: follow gain and beats to half-way, from the drum hits."""
+    """Per change of :data:`SHIFTS_MS`: follow gain and beats to half-way, from the drum hits.
+
+    Each hit is assigned to its nearest score row; a row's shift is the mean offset of
+    its hits, taken against the same row of the bar before the change (so the model's
+    own feel inside a bar cancels out).  ``beats_to_half_way`` is the time from the
+    change to the first row whose shift has reached half the settled amount, in beats:
+    the drums of the change's own downbeat are fixed before the musician plays it, so
+    the first row that can move at all is the next one.
+
+    Examples
+    --------
+    >>> from rolypoly.sim.corpus import groove_score
+    >>> s = groove_score(BARS, 120.0)
+    >>> def feel(ms):  # drums a row behind a musician: +30 ms from bar 5, -20 ms from bar 9
+    ...     return 30.0 if 8000.0 <= ms < 16000.0 else (-20.0 if ms >= 16000.0 else 0.0)
+    >>> hits = [{"sample": int(round((t + feel(t - 1.0)) * 48))} for t in s.times_ms]
+    >>> [round(c["follow_gain"], 2) for c in follow(hits, s, 48000)["changes"]]
+    [1.0, 1.0]
+    >>> [c["beats_to_half_way"] for c in follow(hits, s, 48000)["changes"]]
+    [0.5, 0.5]
+    """
     import numpy as np
     t = np.array([h["sample"] for h in hits], dtype=np.float64) / sr * 1000.0
     idx = np.clip(np.searchsorted(score.times_ms, t), 1, len(score.times_ms) - 1)
     left, right = score.times_ms[idx - 1], score.times_ms[idx]
     row = np.where(np.abs(t - left) <= np.abs(t - right), idx - 1, idx)
-    shift = t - score.times_ms[row]          # each hit's offset from its row, in ms
-    beat_ms = score.bar_ms[0] / 4.0
-    beat = np.floor(score.times_ms[row] / beat_ms + 1e-6).astype(int)
-    per_beat = {b: float(np.mean(shift[beat == b])) for b in np.unique(beat)}
-    bar_beats = 4
+    offset = t - score.times_ms[row]          # each hit's offset from its row, in ms
+    per_row = {int(r): float(np.mean(offset[row == r])) for r in np.unique(row)}
+    bar_ms = float(score.bar_ms[0])
+    beat_ms = bar_ms / 4.0
+
+    def position(r):  # a row's place in its bar, in ms
+        return float(score.times_ms[r] - score.bar[r] * bar_ms)
+
     out = []
     for i in range(1, len(SHIFTS_MS)):
         bar0, ms = SHIFTS_MS[i]
-        prev_ms = SHIFTS_MS[i - 1][1]
+        change = ms - SHIFTS_MS[i - 1][1]
         end_bar = SHIFTS_MS[i + 1][0] if i + 1 < len(SHIFTS_MS) else BARS
-        # the bar before the change, beat by beat: the model's own feel inside a bar cancels out
-        base = [per_beat.get((bar0 - 1) * bar_beats + q, 0.0) for q in range(bar_beats)]
-        settled = [per_beat[b] - base[b % bar_beats] for b in range((end_bar - 2) * bar_beats, end_bar * bar_beats)
-                   if b in per_beat]
+        base = {round(position(r), 3): v for r, v in per_row.items() if score.bar[r] == bar0 - 1}
+        shift = {r: v - base[round(position(r), 3)] for r, v in per_row.items()
+                 if bar0 <= score.bar[r] < end_bar and round(position(r), 3) in base}
+        settled = [v for r, v in shift.items() if score.bar[r] >= end_bar - 2]
         moved = float(np.mean(settled))
-        change = ms - prev_ms
         gain = moved / change
+        t0 = bar0 * bar_ms
         half = None
-        for n, b in enumerate(range(bar0 * bar_beats, end_bar * bar_beats), start=1):
-            if b in per_beat and gain > 0 and (per_beat[b] - base[b % bar_beats]) / change >= 0.5 * gain:
-                half = n
+        for r in sorted(shift):
+            if gain > 0 and shift[r] / change >= 0.5 * gain:
+                half = round(float(score.times_ms[r] - t0) / beat_ms, 3)
                 break
         out.append({"from_bar": bar0 + 1, "musician_shift_ms": change, "drums_moved_ms": moved,
-                    "follow_gain": gain, "beats_to_half_way": half})
-    n_beats = BARS * bar_beats
-    return {"changes": out, "per_beat_shift_ms": [per_beat.get(b) for b in range(n_beats)]}
+                    "follow_gain": gain, "beats_to_half_way": half,
+                    "row_shift_ms": [round(shift[r], 2) for r in sorted(shift)][:16]})
+    return {"changes": out, "per_row_offset_ms": [per_row.get(r) for r in range(len(score.times_ms))]}
 
 
 def run(cfg, args):

@@ -29,8 +29,11 @@ callback and rows are fixed only one block before they sound.
 Ownership (single producer, single consumer; one writer per field):
 
 * ``ctl`` slots, ring write indices, a take's ``tc`` counters, ``committed``,
-  ``late``, ``real_vel``, ``real_off``, ``pend``: the audio side (this kernel);
-* ring read indices: the reader thread;
+  ``late``, ``real_vel``, ``real_off`` (the lean included), ``lean_at`` (the lean a row
+  was fixed with), ``pend``: the audio side (this kernel);
+* ring read indices, ``tf[LEAN]`` and ``pos_lean`` (the drums' lean towards the
+  musician, overall and per bar position, a bar fraction added to every row it fixes):
+  the reader thread;
 * ``pred``/``ready`` and ``pred_early``/``ready_early``: the model worker (``ready[s] =
   k + 1`` after ``pred[s]`` is written, so a slot of an earlier loop iteration is never
   mistaken for row ``k``; the early pair is a fallback made further ahead, so a worker
@@ -61,7 +64,7 @@ N_CTL = 32
  FINISHED, EARLY_ROWS) = range(12)
 N_TC = 16
 # -- tf: a take's floats ----------------------------------------------------------------------------
-(LENGTH, GEN_LO, GEN_HI, FADE_SAMPLES, SR) = range(5)
+(LENGTH, GEN_LO, GEN_HI, FADE_SAMPLES, SR, LEAN) = range(6)
 N_TF = 8
 FILTER_CODES = {"score_notes": 0, "score_notes_and_vels": 1, "none": 2}
 MAX_PENDING = 512
@@ -100,7 +103,7 @@ def row_time(k, row_samples, N, length):
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_clip, off_scale,
-                pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf):
+                pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, lean_at, pos_of, pos_lean, pend, tc, tf):
     """Fix every row whose earliest hit falls before ``sample_end`` and queue its hits; returns rows fixed.
 
     A row plays the worker's prediction made within the lookahead (``pred``) when it is
@@ -115,6 +118,7 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
     mode = tc[FILTER]
     lo = tf[GEN_LO] * VEL_SCALE
     hi = tf[GEN_HI] * VEL_SCALE
+    lim = off_clip * off_scale
     n = 0
     while loop or tc[NEXT_COMMIT] < N:
         k = tc[NEXT_COMMIT]
@@ -132,6 +136,8 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
             src = pred_early
             tc[EARLY_ROWS] += 1
         fence()
+        lean = (tf[LEAN] + pos_lean[pos_of[i]]) if use_model else 0.0   # model off: as written
+        lean_at[s] = lean
         late[s] = 1 if (use_model and not use_pred) else 0
         if use_model and not use_pred:
             tc[LATE_ROWS] += 1
@@ -149,6 +155,7 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
                 real_vel[s, d] = 0
                 real_off[s, d] = 0.0
                 continue
+            off = max(-lim, min(lim, off + lean))
             real_vel[s, d] = v
             real_off[s, d] = off
             at = int(round(t0 + off * bar))
@@ -175,7 +182,7 @@ def run_block(n, fresh, inp, out_l, out_r, mix,
               coefs, states, active, vgroup, vage, params, pans, groups,
               in_ring, in_idx, dr_ring, dr_idx, hit_ring, hit_idx, ctl,
               row_samples, bar_samples, max_early, score_vel, consts,
-              pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf):
+              pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, lean_at, pos_of, pos_lean, pend, tc, tf):
     """One block of ``n`` frames (see module docs); ``fresh`` = the first block of a new take."""
     if fresh:   # which block applied the last publish/retire (``ctl[BLOCKS]`` once it is done)
         ctl[SWITCH_BLOCK] = ctl[BLOCKS] + 1
@@ -204,7 +211,7 @@ def run_block(n, fresh, inp, out_l, out_r, mix,
         b1 = b0 + n
         # 2. rows due by the end of the next block
         commit_rows(float(b1 + n), row_samples, bar_samples, max_early, score_vel, consts[0], consts[1],
-                    pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, pend, tc, tf)
+                    pred, ready, pred_early, ready_early, committed, late, real_vel, real_off, lean_at, pos_of, pos_lean, pend, tc, tf)
         # 3. due hits, at their sample
         p = 0
         hcap = hit_ring.shape[0]
@@ -325,7 +332,8 @@ TAKE_ARRAYS = (("row_samples", np.float64, 1), ("bar_samples", np.float64, 1), (
                ("score_vel", np.int16, 2), ("consts", np.float64, 1), ("pred", np.float32, 2),
                ("ready", np.int64, 1), ("pred_early", np.float32, 2), ("ready_early", np.int64, 1),
                ("committed", np.int64, 1), ("late", np.int8, 1),
-               ("real_vel", np.int16, 2), ("real_off", np.float64, 2), ("pend", np.int64, 2),
+               ("real_vel", np.int16, 2), ("real_off", np.float64, 2), ("lean_at", np.float64, 1),
+               ("pos_of", np.int64, 1), ("pos_lean", np.float64, 1), ("pend", np.int64, 2),
                ("tc", np.int64, 1), ("tf", np.float64, 1))
 
 
@@ -624,4 +632,6 @@ def _null_take(sr: int) -> list[np.ndarray]:
     return [np.zeros(1), np.ones(1), np.zeros(1), np.zeros((1, N_DRUMS), np.int16), np.zeros(2),
             np.zeros((1, 19), np.float32), np.zeros(1, np.int64), np.zeros((1, 19), np.float32), np.zeros(1, np.int64),
             np.zeros(1, np.int64), np.zeros(1, np.int8),
-            np.zeros((1, N_DRUMS), np.int16), np.zeros((1, N_DRUMS)), np.zeros((MAX_PENDING, 4), np.int64), tc, tf]
+            np.zeros((1, N_DRUMS), np.int16), np.zeros((1, N_DRUMS)), np.zeros(1), np.zeros(1, np.int64), np.zeros(1),
+            np.zeros((MAX_PENDING, 4), np.int64),
+            tc, tf]

@@ -20,7 +20,9 @@ Messages (``engine.message(name, *args)``): ``read <score.mid>``, ``start``, ``s
 Attributes: ``enable`` (model on; off = quantised machine), ``latency`` (onset-detector
 compensation in ms; ``None`` = measured), ``lookahead`` (ms), ``filter_hits``
 (score_notes / score_notes_and_vels / none), ``generate_vels`` (lo hi), ``loop``,
-``device``, ``countin`` (bars of clicks before the score), and free mode's ``generate``
+``device``, ``countin`` (bars of clicks before the score), ``follow`` (0..1: the share of
+each onset's gap to the drums that they lean towards at once; see
+:mod:`rolypoly.live.schedule`), and free mode's ``generate``
 (off / continue / fill / free [bars [fill_every]]), ``density`` and ``complexity`` (0..1 or
 auto): at ``start`` the event model extends or fills the score's rows (:mod:`rolypoly.free.live`).
 
@@ -62,7 +64,8 @@ from rolypoly.score import features as feat
 
 OUTLETS = ("hit", "onset", "playhead", "status", "error")
 MESSAGES = ("read", "start", "stop", "train", "write", "load", "kit", "introspect", "soundcheck", "set")
-ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device", "countin") + FREE_ATTRIBUTES
+ATTRIBUTES = ("enable", "latency", "lookahead", "filter_hits", "generate_vels", "loop", "device", "countin",
+              "follow") + FREE_ATTRIBUTES
 PLAYHEAD_EVERY_MS = 50.0
 MAX_LOOKAHEAD_MS = 2000.0
 OUTLET_QUEUE = 4096
@@ -133,6 +136,8 @@ def check_attribute(attribute, values) -> tuple:
             check_value("listen.latency_ms", v, error=EngineError, label="attribute latency")
     if attribute == "lookahead":  # the config schema holds the ranges: the CLI and OSC agree
         return check_value("engine.lookahead_ms", v, error=EngineError, label="attribute lookahead")
+    if attribute == "follow":
+        return check_value("engine.follow", v, error=EngineError, label="attribute follow")
     if attribute == "countin":
         bars = as_float(f"attribute {attribute}", v, 0.0, 16.0)
         if bars != int(bars):
@@ -230,6 +235,7 @@ class Rolypoly:
         self.loop = bool(cfg.engine.loop)
         self.device = cfg.audio.device
         self.countin = int(cfg.engine.get("countin", 0) or 0)
+        self.follow = float(cfg.engine.get("follow", 0.0) or 0.0)
         self.free = FreeMode.from_config(cfg)   # free mode: generate / density / complexity
         # components
         self.score = None
@@ -492,6 +498,8 @@ class Rolypoly:
             self.loop = v
         elif attribute == "countin":
             self.countin = v
+        elif attribute == "follow":
+            self.follow = v
         elif attribute == "device":
             self.device = v
         if self.schedule is not None:
@@ -502,6 +510,7 @@ class Rolypoly:
         # single words the block reads at its next boundary
         sched.filter_hits = self.filter_hits
         sched.generate_vels = self.generate_vels
+        sched.follow = self.follow
         sched.use_model = self.enable and self.runtime is not None and not self.worker._failed
 
     def _window(self) -> int:
@@ -584,7 +593,7 @@ class Rolypoly:
         # what an armed take was made from; anything changed since and start makes it again
         objs = (self.score, self.runtime, self.listener, self.stage, self.renderer)
         return (tuple(id(o) for o in objs), self.kit_path, self.model_path, self.enable, self.loop, self.countin,
-                self.lookahead_ms, self.latency_ms, self.filter_hits, self.generate_vels, self.device,
+                self.follow, self.lookahead_ms, self.latency_ms, self.filter_hits, self.generate_vels, self.device,
                 self.block_frames, self.free.describe())
 
     def arm(self) -> bool:
@@ -833,7 +842,7 @@ class Rolypoly:
         return {"score": self.score_path, "sample_rate": self.sr, "block_frames": self.block_frames,
                 "enable": self.enable, "latency_ms": self.latency_ms, "lookahead_ms": self.lookahead_ms,
                 "filter_hits": self.filter_hits, "generate_vels": list(self.generate_vels), "loop": self.loop,
-                "countin_bars": self.countin, "countin_samples": self._countin_samples(), "free": self.free.describe(),
+                "countin_bars": self.countin, "follow": self.follow, "countin_samples": self._countin_samples(), "free": self.free.describe(),
                 "model": self.model_path if self.runtime is not None else None,
                 "model_version": getattr(self.runtime, "version", None),
                 "model_step": bool(getattr(self.runtime, "supports_step", False)),

@@ -16,9 +16,26 @@ Three actors touch a schedule, each owning its own fields:
   published it, as written otherwise (counted as late), and starts hits at their
   exact sample;
 * the reader thread's onsets (:meth:`Schedule.match_onset`; ``has_onset``, ``tau_g``,
-  ``onset_sample``) date the musician on the nearest row.
+  ``onset_sample``, ``tf[LEAN]``) date the musician on the nearest row and move the
+  drums' lean towards them.
 
 A row's realised offsets and ``tau_g`` feed the decoder of later ticks.
+
+Following the musician: the model hears an onset only through the rows it predicts
+after it, and its answer is a drummer's (it moves part of the way, over a few beats).
+On top of it, each matched onset moves a lean that the audio side adds to every row it
+fixes from then on, in two parts: an overall one (a linear phase correction, as in
+sensorimotor synchronisation) and one per bar position (:data:`LEAN_POSITIONS`), so a
+musician who is late on the backbeat or swings the off-beats is met there and not
+everywhere.  With ``gap = onset - the row's drums`` (both as played), each onset does
+``lean += follow * gap`` and ``pos_lean[its position] += follow * gap``: the least-mean-
+squares fit of "overall + per position" to where the musician plays, closed around what
+the drums actually played.  It works at commit time, so it reacts the next row whatever
+the lookahead; ``follow = 0`` turns it off.  Each part is bounded by :data:`MAX_LEAN`
+(a bar fraction).  The model's
+inputs are taken against the grid moved by the lean (its hits and the musician's
+onsets minus the lean the row was fixed with, ``lean_at``), so it adds its drummer's
+feel on top of the lean rather than following the same change a second time.
 """
 from __future__ import annotations
 
@@ -31,6 +48,8 @@ from rolypoly.score import features as feat
 from rolypoly.score.drums import N_DRUMS
 
 MAX_PENDING = blk.MAX_PENDING
+MAX_LEAN = 0.02   # bar: 40 ms at 120 bpm 4/4
+LEAN_POSITIONS = 48   # bar positions the lean tells apart: 16ths and 8th-note triplets of a 4/4 bar
 FILTERS = tuple(blk.FILTER_CODES)
 
 
@@ -65,6 +84,10 @@ class Schedule:
         self.late = np.zeros(C, dtype=np.int8)
         self.real_vel = np.zeros((C, N_DRUMS), dtype=np.int16)
         self.real_off = np.zeros((C, N_DRUMS), dtype=np.float64)
+        self.lean_at = np.zeros(C, dtype=np.float64)
+        self.pos_of = np.ascontiguousarray(np.round(np.asarray(score.phase) * LEAN_POSITIONS).astype(np.int64)
+                                           % LEAN_POSITIONS)
+        self.pos_lean = np.zeros(LEAN_POSITIONS, dtype=np.float64)
         self.pend = np.zeros((MAX_PENDING, 4), dtype=np.int64)
         self.tc = np.zeros(blk.N_TC, dtype=np.int64)
         self.tf = np.zeros(blk.N_TF, dtype=np.float64)
@@ -81,11 +104,13 @@ class Schedule:
         self._x = np.zeros((window, feat.N_IN), dtype=np.float32)
         self.filter_hits = "score_notes"
         self.generate_vels = (0.1, 1.0)
+        self.follow = 0.0
 
     def arrays(self) -> list[np.ndarray]:
         """The arrays the block reads and writes, in :data:`rolypoly.live.block.TAKE_ARRAYS` order."""
         return [self.row_samples, self.bar_samples, self.max_early, self.score_vel, self.consts, self.pred,
-                self.ready, self.pred_early, self.ready_early, self.committed, self.late, self.real_vel, self.real_off, self.pend, self.tc, self.tf]
+                self.ready, self.pred_early, self.ready_early, self.committed, self.late, self.real_vel, self.real_off, self.lean_at,
+                self.pos_of, self.pos_lean, self.pend, self.tc, self.tf]
 
     # -- commands (one word each, read by the block at its start) ------------------------------
     @property
@@ -103,6 +128,11 @@ class Schedule:
     @generate_vels.setter
     def generate_vels(self, lo_hi) -> None:
         self.tf[blk.GEN_LO], self.tf[blk.GEN_HI] = float(lo_hi[0]), float(lo_hi[1])
+
+    @property
+    def lean(self) -> float:
+        """The drums' lean towards the musician now, a bar fraction (see module docs)."""
+        return float(self.tf[blk.LEAN])
 
     @property
     def use_model(self) -> bool:
@@ -185,12 +215,16 @@ class Schedule:
         out[:] = self.x_static[j % self.N]
         if j < k:
             s = j % self.capacity
+            lean = 0.0
             if self.is_committed(j):  # what was played: zero for drums that did not sound
-                out[feat.OFF] = feat.scale_off(self.real_off[s])
+                lean = float(self.lean_at[s])
+                out[feat.OFF] = feat.scale_off(np.where(self.real_vel[s] > 0, self.real_off[s] - lean, 0.0))
             else:  # predicted, not yet played: only the drums the row will play, as in training
                 pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
                 out[feat.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
-            out[feat.TAU_G] = feat.scale_off(self.tau_g[s]) if self.onset_k[s] == j + 1 else 0.0
+            # the model plays against the grid moved by the lean: it sees the musician and its own
+            # hits from there, so it adds its feel to the lean's following instead of following twice
+            out[feat.TAU_G] = feat.scale_off(self.tau_g[s] - lean) if self.onset_k[s] == j + 1 else 0.0
 
     def next_window(self) -> tuple[int, np.ndarray]:
         """The row to predict next and its model input window ``(T, 22)`` (a view; copy to keep).
@@ -284,4 +318,19 @@ class Schedule:
         self.has_onset[s] = True
         self.onset_sample[s] = onset_sample
         self.tau_g[s] = (onset_sample - t) / self.bar_samples[k % self.N]
+        self._lean_towards(k)
         return k
+
+    def _lean_towards(self, k: int) -> None:
+        # the row's drums are fixed (committed) before its onset can be heard, unless the musician
+        # is more than the earliest-hit margin early: then there is nothing yet to compare with
+        if self.follow <= 0.0 or not self.is_committed(k):
+            return
+        s = k % self.capacity
+        played = self.real_vel[s] > 0
+        if not played.any():
+            return
+        gap = self.tau_g[s] - float(np.mean(self.real_off[s][played]))
+        q = self.pos_of[k % self.N]
+        self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
+        self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
