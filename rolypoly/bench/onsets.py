@@ -185,6 +185,17 @@ def _run_corpus(cfg, args, sr, hop):
         systems += [(f"aubio:{m}", {"method": m}) for m in BASELINES]
     except ImportError:
         pass
+    # the onset network: each family heard by the fold model trained without it
+    # (models/onsets_lofo.npz), and by the shipped model (trained on every family: in-sample)
+    from rolypoly.ears import network as net
+    from rolypoly.ears.train import load_lofo
+    folds = load_lofo()
+    net_models = {}
+    if folds:
+        net_models["network:lofo"] = folds
+    if net.MODEL_FILE.is_file():
+        shipped = net.load()
+        net_models["network:shipped"] = {f: shipped for f in {it.family for it in items}}
     judged = [it for it in items if it.level_db >= CORPUS_LEVEL_DB]
     quiet = [it for it in items if it.level_db < CORPUS_LEVEL_DB]
     scores: dict = {}
@@ -200,6 +211,20 @@ def _run_corpus(cfg, args, sr, hop):
                                                                   hop=hop)))
             else:
                 lis = Listener(sr, hop, **kw)
+            det = detect_onsets(it.audio, sr, hop, block=block, listener=lis)
+            c, d = _counts(det, it.truth, 0.025)
+            target = per if it.level_db >= CORPUS_LEVEL_DB else per_q
+            target[it.family] = target.get(it.family, 0) + c
+            if it.level_db >= CORPUS_LEVEL_DB and len(d):
+                raw.setdefault(name, {}).setdefault(it.family, []).extend((np.asarray(d) + lis.latency_s).tolist())
+        scores[name] = per
+        quiet_scores[name] = per_q
+    for name, per_family in net_models.items():
+        per, per_q = {}, {}
+        for it in items:
+            if it.family not in per_family:
+                continue
+            lis = Listener(sr, hop, method="network", model=per_family[it.family])
             det = detect_onsets(it.audio, sr, hop, block=block, listener=lis)
             c, d = _counts(det, it.truth, 0.025)
             target = per if it.level_db >= CORPUS_LEVEL_DB else per_q
@@ -226,8 +251,9 @@ def _run_corpus(cfg, args, sr, hop):
     fams = sorted(scores[systems[0][0]])
     table = Table("onsets: corpus, leave-one-family-out (±25 ms, input >= -30 dBFS)",
                   ["family", "onsets", "lofo_choice", "F@25ms_lofo", "F@25ms_default", "F@25ms_soundcheck",
-                   "raw_delay_med_ms", "F@25ms_at_-40dB"] + [f"F@25ms_{n.split(':')[1]}" for n, _ in systems
-                                                           if n.startswith("aubio:")], key="corpus_lofo")
+                   "raw_delay_med_ms", "F@25ms_at_-40dB", "F@25ms_network_lofo", "network_raw_delay_med_ms",
+                   "F@25ms_network_shipped"] + [f"F@25ms_{n.split(':')[1]}" for n, _ in systems
+                                                if n.startswith("aubio:")], key="corpus_lofo")
     first = systems[0][0]
     for fam in fams:
         d = raw.get(first, {}).get(fam, [])
@@ -236,6 +262,10 @@ def _run_corpus(cfg, args, sr, hop):
                   _f(scores[first][fam]), _f(scores["default+soundcheck"][fam]),
                   float(np.median(d) * 1000) if d else float("nan"),
                   _f(q) if q is not None else float("nan"),
+                  _f(scores["network:lofo"][fam]) if fam in scores.get("network:lofo", {}) else float("nan"),
+                  float(np.median(raw["network:lofo"][fam]) * 1000) if fam in raw.get("network:lofo", {})
+                  else float("nan"),
+                  _f(scores["network:shipped"][fam]) if fam in scores.get("network:shipped", {}) else float("nan"),
                   *[_f(scores[n][fam]) for n, _ in systems if n.startswith("aubio:")])
     table.notes.append(f"{len(judged)} chunks judged (>= {CORPUS_LEVEL_DB:.0f} dBFS peak), {len(quiet)} quieter "
                        f"(-40 dBFS column); corpus {root}")
@@ -247,10 +277,14 @@ def _run_corpus(cfg, args, sr, hop):
     table.notes.append(f"eligible: candidates with F@50ms >= {REAL_MUST} on the shared real set's annotated span "
                        "(column real_span of the candidates table)" if real_span else
                        "shared real set missing: every candidate eligible")
+    table.notes.append("F@25ms_network_lofo: the onset network trained without that family (models/onsets_lofo.npz); "
+                       "F@25ms_network_shipped: models/onsets.pt, trained on every family (in-sample, not a "
+                       "generalisation figure)" if net_models else
+                       "onset network: no models/onsets.pt or onsets_lofo.npz (rolypoly data train-onsets)")
     cand_table = Table("onsets: corpus, every candidate (±25 ms, >= -30 dBFS)",
                        ["system"] + fams + ["mean", "real_span_F@50ms"], key="corpus_candidates")
-    for name, _ in systems:
-        fs = [_f(scores[name][f]) for f in fams]
+    for name in [n for n, _ in systems] + list(net_models):
+        fs = [_f(scores[name].get(f, np.zeros(3))) for f in fams]
         cand_table.add(name, *fs, float(np.mean(fs)), real_span.get(name, float("nan")))
     extra = {"corpus_lofo_f25": {f: choice[f][1] for f in fams},
              "corpus_lofo_choice": {f: choice[f][0].split(":")[1] for f in fams},
@@ -259,6 +293,10 @@ def _run_corpus(cfg, args, sr, hop):
              "corpus_default_f25": {f: _f(scores[first][f]) for f in fams},
              "corpus_soundcheck_f25": {f: _f(scores["default+soundcheck"][f]) for f in fams},
              "corpus_raw_delay_median_ms": {f: float(np.median(v) * 1000) for f, v in raw.get(first, {}).items()},
+             "corpus_network_lofo_f25": {f: _f(v) for f, v in scores.get("network:lofo", {}).items()},
+             "corpus_network_raw_delay_median_ms": {f: float(np.median(v) * 1000)
+                                                    for f, v in raw.get("network:lofo", {}).items()},
+             "corpus_network_shipped_f25": {f: _f(v) for f, v in scores.get("network:shipped", {}).items()},
              "corpus_aubio_f25": {n.split(":")[1]: {f: _f(scores[n][f]) for f in fams}
                                   for n, _ in systems if n.startswith("aubio:")}}
     return [table, cand_table], extra
@@ -305,7 +343,7 @@ def _run_virtual(cfg, args, sr, hop):
     budget_us = 128 / sr * 1e6
     rows = []
     for method, block in (("hfc", 128), ("default", 128), ("default", 4096), ("default-slur", 128),
-                          ("default+tonal", 128)):
+                          ("default+tonal", 128), ("network", 128)):
         kw = {"default+tonal": dict(method="default", tonal=True),
               "default-slur": dict(method="default", slur=False)}.get(method, dict(method=method))
         try:
@@ -365,6 +403,14 @@ def _run_real(cfg, args, sr, hop):
         systems += [(f"aubio:{m}", (lambda m: lambda x: Listener(sr, hop, method=m))(m)) for m in BASELINES]
     except ImportError:
         pass
+    from rolypoly.ears.network import MODEL_FILE
+    if MODEL_FILE.is_file():
+        def net_soundcheck(x):
+            sc = soundcheck(x, sr, instrument=None)
+            return Listener(sr, hop, method="network", gain_db=sc.get("gain_db", 0.0),
+                            silence_db=sc.get("silence_db"))
+        systems += [("network", lambda x: Listener(sr, hop, method="network")),
+                    ("network+soundcheck", net_soundcheck)]
     # the wind preset (breath between notes) on the real set only: a preset is a starting point
     real_systems = systems + [("wind_preset", lambda x: Listener(sr, hop, **{**_cfg_settings(cfg.listen),
                                                                           "instrument": "wind"}))]
@@ -424,7 +470,7 @@ def _run_real(cfg, args, sr, hop):
         t, ph, bar = rhythm(n_bars=args.bars // 2 or 1, bpm=100 + 4 * (k % 6), seed=300 + k)
         audio, truth = play(t, ph, bar, "laid_back", sr=sr, seed=400 + k, style=style, level_db=lvl,
                             noise_db=noise, hum_db=hum)
-        for name, make in systems[:1] + systems[2:4]:
+        for name, make in systems[:1] + systems[2:4] + [s for s in systems if s[0] == "network"]:
             lis = make(audio)
             det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_frames), listener=lis)
             a = _score(det, truth, 0.025)

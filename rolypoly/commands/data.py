@@ -30,6 +30,7 @@ def register(sub, common) -> None:
     tr.add_argument("--steps", type=int, default=800, help="optimiser steps per model (default 800)")
     tr.add_argument("--families", default=None, help="comma-separated held-out families (default all)")
     tr.add_argument("--no-lofo", action="store_true", help="only the model on all families")
+    tr.add_argument("--no-all", action="store_true", help="only the held-out folds (models/onsets_lofo.npz)")
     tr.add_argument("--out", default=None, help="model file (default models/onsets.pt)")
     tr.add_argument("--seed", type=int, default=0)
     tr.set_defaults(func=train_onsets)
@@ -97,7 +98,7 @@ def train_onsets(args, cfg) -> int:
     items = load(default_root(cfg.cache_dir))
     out_model = Path(args.out) if args.out else network.MODEL_FILE
     res = train.run(items, steps=args.steps, families=args.families.split(",") if args.families else None,
-                    lofo=not args.no_lofo, out_model=out_model,
+                    lofo=not args.no_lofo, out_model=None if args.no_all else out_model,
                     out_lofo=out_model.with_name(out_model.stem + "_lofo.npz"), seed=args.seed,
                     log=lambda m: print(m, file=sys.stderr, flush=True))
     table = Table("onset network: leave-one-family-out (F at ±25 ms, input >= -30 dBFS)",

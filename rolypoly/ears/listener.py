@@ -249,7 +249,7 @@ class Listener:
             self._tables.tp[K.K_FLUX_LATENCY] = self.latency_s * self.sr / self.hop
         elif merged["method"] == "network":
             from rolypoly.ears.network import NetworkDetector
-            given = set(settings) | set(PRESETS.get(instrument, {}) if instrument else ())
+            given = {k for k, v in settings.items() if v is not None} | set(PRESETS.get(instrument, {}) if instrument else ())
             self._net = NetworkDetector(self.sr, model=merged["model"], threshold=merged["net_threshold"],
                                         min_ioi_ms=merged["min_ioi_ms"] if "min_ioi_ms" in given else None,
                                         gain_db=float(merged["gain_db"]), silence_db=float(merged["silence_db"]))
@@ -297,7 +297,8 @@ class Listener:
         v = s["net_threshold"]
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < v < 1.0):
             raise ConfigError(f"listen.net_threshold: must be a probability in (0, 1), got {v!r}")
-        if s["model"] is not None and not isinstance(s["model"], str):
+        # a file path, or (weights, meta) already loaded (the bench's fold models)
+        if s["model"] is not None and not isinstance(s["model"], (str, tuple)):
             raise ConfigError(f"listen.model: must be a file path, got {s['model']!r}")
 
     @classmethod

@@ -59,9 +59,9 @@ MODEL_FILE = Path(__file__).resolve().parents[2] / "models" / "onsets.pt"
 # BAND_CHANNELS maps; a pitch-independent "is this band rising" detector), mixed to CHANNELS,
 # then residual dilated causal convolutions, (kernel, dilation) per layer
 BAND_KERNEL = (3, 5)
-BAND_CHANNELS = 6
+BAND_CHANNELS = 8
 LAYERS = ((3, 1), (3, 2), (3, 4), (3, 8), (3, 16))
-CHANNELS = 32
+CHANNELS = 64
 
 
 def mel_filters(sr: int, n_fft: int, n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
@@ -192,7 +192,7 @@ def targets(n_frames: int, hop: int, sr: int, onsets_s) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 # the model (torch only here)
 
-def build_model():
+def build_model(channels: int = CHANNELS, band_channels: int = BAND_CHANNELS, layers=LAYERS):
     """A fresh :class:`OnsetNet` (imports torch)."""
     import torch
     import torch.nn.functional as F
@@ -203,11 +203,11 @@ def build_model():
         def __init__(self):
             super().__init__()
             kf, kt = BAND_KERNEL
-            self.band = torch.nn.Conv2d(1, BAND_CHANNELS, (kf, kt))
-            self.mix = torch.nn.Conv1d(BAND_CHANNELS * N_MELS + 1, CHANNELS, 1)
-            self.convs = torch.nn.ModuleList([torch.nn.Conv1d(CHANNELS, CHANNELS, k, dilation=d) for k, d in LAYERS])
-            self.head = torch.nn.Conv1d(CHANNELS, 1, 1)
-            self.pads = [(k - 1) * d for k, d in LAYERS]
+            self.band = torch.nn.Conv2d(1, band_channels, (kf, kt))
+            self.mix = torch.nn.Conv1d(band_channels * N_MELS + 1, channels, 1)
+            self.convs = torch.nn.ModuleList([torch.nn.Conv1d(channels, channels, k, dilation=d) for k, d in layers])
+            self.head = torch.nn.Conv1d(channels, 1, 1)
+            self.pads = [(k - 1) * d for k, d in layers]
             self.band_pad = [kt - 1, 0, kf // 2, kf // 2]
             self.n_mels = N_MELS
 
@@ -264,7 +264,7 @@ class Runtime:
         ``state_dict`` of an :class:`OnsetNet` as numpy arrays.
     """
 
-    def __init__(self, weights: dict):
+    def __init__(self, weights: dict, layers=LAYERS):
         try:
             w = weights["band.weight"]                              # (C, 1, kf, kt)
             self.band_w = np.ascontiguousarray(w[:, 0].reshape(w.shape[0], -1).T)   # (kf * kt, C)
@@ -272,7 +272,7 @@ class Runtime:
             self.mix_w = np.ascontiguousarray(weights["mix.weight"][:, :, 0])
             self.mix_b = weights["mix.bias"].astype(np.float32)
             self.layers = []
-            for i, (k, d) in enumerate(LAYERS):
+            for i, (k, d) in enumerate(layers):
                 w = weights[f"convs.{i}.weight"]           # (out, in, k)
                 self.layers.append((np.ascontiguousarray(w.transpose(0, 2, 1).reshape(w.shape[0], -1)),
                                     weights[f"convs.{i}.bias"].astype(np.float32), k, d, w.shape[1]))
@@ -380,7 +380,7 @@ class NetworkDetector:
         self.meta = dict(meta)
         floor = float(silence_db) if silence_db is not None else float(meta.get("floor_db", FLOOR_DB))
         self.front = FrontEnd(sr, gain_db=gain_db, floor_db=floor)
-        self.net = Runtime(weights)
+        self.net = Runtime(weights, [tuple(x) for x in meta.get("layers", LAYERS)])
         thr = float(threshold if threshold is not None else meta.get("threshold", 0.5))
         if not 0.0 < thr < 1.0:
             raise ConfigError(f"listen.net_threshold: must be in (0, 1), got {thr!r}")

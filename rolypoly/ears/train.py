@@ -83,14 +83,15 @@ def negative_clips(sr: int = 48000) -> list[Clip]:
 
 
 def train_model(clips: list[Clip], steps: int = 600, batch: int = 8, frames: int = 1024, lr: float = 3e-3,
-                seed: int = 0, pos_weight: float = 4.0, log=None):
+                seed: int = 0, pos_weight: float = 4.0, log=None, channels: int = N.CHANNELS,
+                band_channels: int = N.BAND_CHANNELS):
     """A fresh :class:`~rolypoly.ears.network.OnsetNet` trained on random crops of ``clips``."""
     import torch
 
     from rolypoly.model.pretrain import optimizer_step
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = N.build_model()
+    model = N.build_model(channels, band_channels)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     warm = sum((k - 1) * d for k, d in N.LAYERS)  # frames of padded history at a crop's start: not scored
     lengths = np.array([len(c.feats) for c in clips], np.float64)
@@ -178,10 +179,11 @@ def calibrate(probs, clips) -> tuple[float, float]:
     return float(best), latency_at(float(best))
 
 
-def meta_for(threshold: float, latency_s: float, trained_on, steps: int, seconds: float) -> dict:
+def meta_for(threshold: float, latency_s: float, trained_on, steps: int, seconds: float, model) -> dict:
     return dict(kind="rolypoly onset network", threshold=threshold, rearm=REARM, min_ioi_ms=MIN_IOI_MS,
                 latency_s=latency_s, floor_db=N.FLOOR_DB, hop_s=N.HOP_S, n_fft_48k=N.N_FFT_48K, n_mels=N.N_MELS,
-                layers=[list(x) for x in N.LAYERS], channels=N.CHANNELS, lookahead_s=N.LOOKAHEAD_S,
+                layers=[list(x) for x in N.LAYERS], channels=int(model.mix.out_channels),
+                band_channels=int(model.band.out_channels), lookahead_s=N.LOOKAHEAD_S,
                 trained_on=sorted(trained_on), steps=steps, train_seconds=round(seconds, 1))
 
 
@@ -216,9 +218,15 @@ def run(items, steps: int = 600, families=None, lofo: bool = True, out_model=Non
         for k, v in model.state_dict().items():
             fold_arrays[f"{fam}/{k}"] = v.numpy()
         fold_arrays[f"{fam}/meta"] = np.array(json.dumps(meta_for(thr, lat, [f for f in fams if f != fam], steps,
-                                                                  time.perf_counter() - t1)))
+                                                                  time.perf_counter() - t1, model)))
     if out_lofo is not None and fold_arrays:
         from rolypoly.io import atomic_path
+        # folds trained by an earlier run (another --families) are kept
+        if Path(out_lofo).is_file():
+            with np.load(out_lofo) as old:
+                kept = {k: old[k] for k in old.files if k.split("/", 1)[0] not in {f.split("/", 1)[0]
+                                                                                 for f in fold_arrays}}
+            fold_arrays = {**kept, **fold_arrays}
         with atomic_path(out_lofo, suffix=".npz") as tmp:
             np.savez_compressed(tmp, **fold_arrays)
     if out_model is not None:
@@ -229,7 +237,7 @@ def run(items, steps: int = 600, families=None, lofo: bool = True, out_model=Non
         per, raw = score(probabilities(model, clips), clips, thr, lat)
         out["all"] = dict(threshold=thr, latency_ms=lat * 1000.0, seconds=time.perf_counter() - t1,
                           train_f25={f: _f(v) for f, v in per.items()})
-        N.export(model, out_model, meta_for(thr, lat, fams, steps, time.perf_counter() - t1))
+        N.export(model, out_model, meta_for(thr, lat, fams, steps, time.perf_counter() - t1, model))
         log(f"all families: threshold {thr}, latency {lat * 1000:.1f} ms -> {out_model}")
     return out
 
