@@ -24,11 +24,27 @@ def register(sub, common) -> None:
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.set_defaults(func=play)
 
-    p = sub.add_parser("takes", parents=[common], help="list or show recorded takes")
+    p = sub.add_parser("takes", parents=[common], help="list, show or recover recorded takes")
     tsub = p.add_subparsers(dest="takes_command", metavar="<action>")
     p.set_defaults(subparser=p)
-    lp = tsub.add_parser("list", parents=[common], help="list the takes under takes_dir (every command saves there)")
+    lp = tsub.add_parser("list", parents=[common], help="list the takes under takes_dir (every command saves there)",
+                         description="List the takes under takes_dir, and the hidden folders of takes cut short by "
+                                     "a crash (status crashed: rolypoly takes recover makes takes of them) or being "
+                                     "recorded now (status recording). --json: {takes: [{take, status, score, rows, "
+                                     "onsets, late_rows, model, audio_s}], takes_dir}; status is complete, recovered, "
+                                     "crashed or recording.")
     lp.set_defaults(func=takes_list)
+    rp = tsub.add_parser("recover", parents=[common], help="make takes of the takes a crash cut short",
+                         description="Turn the hidden folder of a take cut short by a crash into a normal take "
+                                     "(the rows, onsets and hits journaled up to the crash, and all the audio on "
+                                     "disk), named by when it started; settings.json says recovered: true. A folder "
+                                     "whose process still runs is left alone. --json: {recovered: [{partial, result, "
+                                     "take, rows, onsets, hits, audio_s, why}]}; result is recovered, skipped (still "
+                                     "recording) or failed (why says what is unreadable). Exit 2 if any failed. "
+                                     "Example: rolypoly takes recover --all")
+    rp.add_argument("folder", nargs="?", help="a .partial-* folder (a path, or its name under takes_dir)")
+    rp.add_argument("--all", action="store_true", help="every crashed take under takes_dir")
+    rp.set_defaults(func=takes_recover)
     sp = tsub.add_parser("show", parents=[common], help="show one take (path or name under takes_dir)")
     sp.add_argument("take", help="take folder or its name")
     sp.set_defaults(func=takes_show)
@@ -135,9 +151,10 @@ _resolve_take = resolve_take
 def takes_list(args, cfg) -> int:
     import json
 
-    from rolypoly.live.takes import list_takes
+    from rolypoly.live.takes import list_takes, partial_takes
     from rolypoly.report import Table, emit
-    t = Table(f"takes in {cfg.takes_dir}", ["take", "score", "rows", "onsets", "late rows", "model"], key="takes")
+    t = Table(f"takes in {cfg.takes_dir}", ["take", "status", "score", "rows", "onsets", "late rows", "model",
+                                            "audio s"], key="takes")
     for p in list_takes(cfg.takes_dir):
         try:
             s = json.loads((p / "settings.json").read_text())
@@ -146,9 +163,66 @@ def takes_list(args, cfg) -> int:
         except (OSError, ValueError) as exc:
             t.notes.append(f"{p.name}: unreadable settings.json ({exc})")
             continue
-        t.add(p.name, s.get("score"), s.get("rows_played"), s.get("onsets"), s.get("late_rows"), s.get("model_version"))
+        frames = s.get("input_frames", s.get("samples"))
+        sr = s.get("sample_rate")
+        audio_s = round(frames / sr, 3) if isinstance(frames, (int, float)) and isinstance(sr, (int, float)) and sr \
+            else None
+        t.add(p.name, "recovered" if s.get("recovered") else "complete", s.get("score"), s.get("rows_played"),
+              s.get("onsets"), s.get("late_rows"), s.get("model_version"), audio_s)
+    for q in partial_takes(cfg.takes_dir):
+        s = {}
+        try:
+            s = json.loads((q.path / "settings.json").read_text())
+        except (OSError, ValueError):
+            pass
+        s = s if isinstance(s, dict) else {}
+        t.add(q.path.name, "recording" if q.alive else "crashed", s.get("score"), q.rows, None, None,
+              s.get("model_version"), None if q.input_s is None else round(q.input_s, 3))
+        if not q.alive and not q.recoverable:
+            t.notes.append(f"{q.path.name}: cannot be recovered: {q.why}")
+    if any(q.recoverable for q in partial_takes(cfg.takes_dir)):
+        t.notes.append("crashed takes: rolypoly takes recover --all makes takes of them")
     emit(t, as_json=args.json, extra={"takes_dir": str(cfg.takes_dir)})
     return 0
+
+
+def takes_recover(args, cfg) -> int:
+    from pathlib import Path
+
+    from rolypoly.errors import RolypolyError, TakeError
+    from rolypoly.live.takes import load_take, partial_takes, recover_take
+    from rolypoly.report import Table, emit
+    if bool(args.folder) == bool(args.all):
+        raise TakeError("takes recover: give one .partial-* folder, or --all (see: rolypoly takes list)")
+    if args.all:
+        folders = [q.path for q in partial_takes(cfg.takes_dir)]
+    else:
+        p = Path(args.folder).expanduser()
+        p = p if p.is_dir() else Path(cfg.takes_dir) / args.folder
+        if not p.is_dir():
+            raise TakeError(f"{args.folder}: no such folder (the crashed takes are listed by: rolypoly takes list)")
+        folders = [p]
+    t = Table(f"recovered into {cfg.takes_dir}", ["partial", "result", "take", "rows", "onsets", "hits", "audio s",
+                                                  "why"], key="recovered")
+    failed = 0
+    for p in folders:
+        try:
+            took = load_take(recover_take(p, cfg.takes_dir))
+        except RolypolyError as exc:
+            if not args.all:
+                raise
+            skipped = "still running" in str(exc)
+            failed += not skipped
+            t.add(p.name, "skipped" if skipped else "failed", None, None, None, None, None, str(exc))
+            continue
+        s = took.settings
+        frames, sr = s.get("input_frames"), s.get("sample_rate")
+        t.add(p.name, "recovered", str(took.path), took.n_rows, len(took.onsets), len(took.hits),
+              round(frames / sr, 3) if frames is not None and sr else None, None)
+    if not folders:
+        t.notes.append(f"no crashed takes under {cfg.takes_dir}")
+    emit(t, as_json=args.json)
+    return 2 if failed else 0
 
 
 def takes_show(args, cfg) -> int:

@@ -10,13 +10,20 @@ consumer of the block's three rings (:mod:`rolypoly.live.block`):
 * the *hit ring* becomes the take's hit list and the ``hit`` outlet.
 
 Audio is streamed to disk while the take runs (:class:`TakeWriter`), in a hidden
-folder under ``takes_dir`` whose WAV headers are brought up to date every second: a
-crash leaves the part written so far readable, and memory stays bounded however long
-the take.  :func:`rolypoly.live.takes.finish_take` turns the folder into a take.
+folder under ``takes_dir`` whose WAV headers are brought up to date every second.  The
+same writer keeps a journal there (see :mod:`rolypoly.live.takes` for the layout): the
+take's settings and score at its first block, then every second the rows settled since
+the last sync (one small ``journal/rows-NNNNNN.npz``, written whole or not at all) and
+the onsets and hits as JSON lines.  A crash thus leaves the take so far readable
+(:func:`rolypoly.live.takes.recover_take`), and memory stays bounded however long the
+take.  :func:`rolypoly.live.takes.finish_take` turns the folder into a take at stop.
+All of this runs on the reader, never on the audio callback.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -27,11 +34,18 @@ from rolypoly.live import block as blk
 
 SFC_UPDATE_HEADER_NOW = 0x1060   # libsndfile: rewrite the header to the data written so far
 HEADER_EVERY_S = 1.0
+JOURNAL = "journal"               # the sub-folder of a partial take that only recovery reads
 PLAYHEAD_EVERY_MS = 50.0
 
 
 class TakeWriter:
-    """Stream a take's input (mono) and drums (stereo) into ``folder`` (see module docs)."""
+    """Stream a take's input (mono) and drums (stereo) into ``folder``, and journal the rest.
+
+    Audio goes out at each :meth:`write`; the journal (rows, onsets, hits) is buffered
+    and written at each :meth:`sync` (every second), after the audio headers, so what
+    the journal names is already in the audio.  A failure to journal stops the journal,
+    never the audio (``journal_error``; ``error`` is the audio's).
+    """
 
     def __init__(self, folder: Path, sr: int, fmt: str = "wav"):
         import soundfile as sf
@@ -44,10 +58,79 @@ class TakeWriter:
         self.frames_drums = 0
         self._last_header = time.monotonic()
         self.error: str | None = None
+        self.journal = self.folder / JOURNAL
+        self.journal.mkdir(exist_ok=True)
+        self._head: tuple[dict, str | None] | None = None   # settings and score, written at the first block
+        self._rows: list[dict] = []       # settled row chunks not yet on disk
+        self._lines = {"onsets": [], "hits": []}
+        self.chunks_written = 0
+        self._jsonl = {}
+        self.journal_error: str | None = None
+
+    # -- the journal (the reader's side) ----------------------------------------------------------------
+    def begin(self, settings: dict, score_path: str | None) -> None:
+        """Remember the take's settings and score; they are written at the first block (off the start path)."""
+        self._head = (dict(settings), score_path)
+
+    def _write_head(self) -> None:
+        settings, score_path = self._head
+        self._head = None
+        tmp = self.folder / ".settings.json.tmp"
+        tmp.write_text(json.dumps(settings, indent=1, default=str))
+        os.replace(tmp, self.folder / "settings.json")
+        if score_path and Path(score_path).is_file():
+            shutil.copyfile(score_path, self.folder / ".score.mid.tmp")
+            os.replace(self.folder / ".score.mid.tmp", self.folder / "score.mid")
+
+    def add_rows(self, chunk: dict) -> None:
+        """A chunk of settled rows (:class:`RowLog`); on disk at the next sync."""
+        if not self.journal_error:
+            self._rows.append(chunk)
+
+    def add_onset(self, onset: dict) -> None:
+        if not self.journal_error:
+            self._lines["onsets"].append(onset)
+
+    def add_hit(self, hit: dict) -> None:
+        if not self.journal_error:
+            self._lines["hits"].append(hit)
+
+    def _journal(self, head_only: bool = False) -> None:
+        if self.journal_error:
+            return
+        try:
+            if self._head is not None:
+                self._write_head()
+            if not head_only:
+                self._write_journal()
+        except Exception as exc:  # a full disk: as for the audio, the take goes on and the user is told
+            self.journal_error = f"{type(exc).__name__}: {exc}"
+            self._rows, self._lines = [], {"onsets": [], "hits": []}
+
+    def _write_journal(self) -> None:
+        if self._rows:
+            chunks, self._rows = self._rows, []
+            rows = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+            self.chunks_written += 1
+            name = f"rows-{self.chunks_written:06d}.npz"
+            tmp = self.journal / f".{name}.tmp.npz"      # np.savez adds .npz to a name without it
+            np.savez(tmp, **rows)
+            os.replace(tmp, self.journal / name)
+        for what, lines in self._lines.items():
+            if not lines:
+                continue
+            f = self._jsonl.get(what)
+            if f is None:
+                f = self._jsonl[what] = open(self.journal / f"{what}.jsonl", "a", encoding="utf-8")
+            f.write("".join(json.dumps(d) + "\n" for d in lines))
+            lines.clear()
+            f.flush()
 
     def write(self, inp: np.ndarray | None, drums: np.ndarray | None) -> None:
         if self.error:
             return
+        if self._head is not None:
+            self._journal(head_only=True)
         try:
             if inp is not None and len(inp):
                 self.input.write(inp)
@@ -63,7 +146,7 @@ class TakeWriter:
             self.error = f"{type(exc).__name__}: {exc}"
 
     def sync(self) -> None:
-        """Make what was written so far readable by others (headers, then the OS)."""
+        """Make what was written so far readable by others (headers, then the OS), then the journal."""
         for f in (self.input, self.drums):
             try:
                 f._check_if_closed()
@@ -72,13 +155,15 @@ class TakeWriter:
                 f.flush()
             except Exception:
                 pass
+        self._journal()
 
     def close(self) -> None:
-        for f in (self.input, self.drums):
+        for f in (self.input, self.drums, *self._jsonl.values()):
             try:
                 f.close()
             except Exception:
                 pass
+        self._jsonl = {}
 
 
 def _snd_null():
@@ -93,10 +178,11 @@ class RowLog:
     onset for it has been heard.
     """
 
-    def __init__(self, sched):
+    def __init__(self, sched, journal: TakeWriter | None = None):
         self.sched = sched
         self.done = 0
         self.chunks: list[dict] = []
+        self.journal = journal   # each chunk also goes to the take's journal
 
     def collect(self, upto: int) -> None:
         sched = self.sched
@@ -114,6 +200,8 @@ class RowLog:
                             "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
                             "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
                             "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()})
+        if self.journal is not None:
+            self.journal.add_rows(self.chunks[-1])
         self.done = upto
 
     def settle(self) -> None:
@@ -158,12 +246,15 @@ class Reader:
     def begin(self, sched, listener, writer: TakeWriter | None) -> None:
         with self.lock:
             self.take, self.listener, self.writer = sched, listener, writer
-            self.rowlog = RowLog(sched)
+            self.rowlog = RowLog(sched, journal=writer)
+            if writer is not None:
+                writer.begin(getattr(self.engine, "take_settings", {}) or {}, getattr(self.engine, "score_path", None))
             self.hits, self.onsets = [], []
             self.heard = 0
             self.pending_take = True
             self.next_playhead = -10**12
             self.end_said = False
+            self.journal_said = False
 
     def end(self) -> TakeWriter | None:
         with self.lock:
@@ -230,6 +321,10 @@ class Reader:
             self._hear(data)
             if self.writer is not None:
                 self.writer.write(data, drums)
+                if self.writer.journal_error and not getattr(self, "journal_said", False):
+                    self.journal_said = True
+                    self.engine.emit("error", f"the take's journal stopped ({self.writer.journal_error}): "
+                                              "a crash now would lose its rows; the take is saved at stop as usual")
         sched = self.take
         if sched is not None and not getattr(self, "pending_take", False):
             b1 = sched.sample
@@ -267,6 +362,8 @@ class Reader:
                     s = k % sched.capacity
                     tau_ms = float(sched.tau_g[s] * sched.bar_samples[k % sched.N] * 1000.0 / eng.sr)
                     self.onsets.append({"tau_ms": tau_ms, "row": int(k), "time_s": float(at / eng.sr)})
+                    if self.writer is not None:
+                        self.writer.add_onset(self.onsets[-1])
                     eng.emit("onset", tau_ms, int(k), float(at / eng.sr))
         self.heard += len(data)
 
@@ -278,6 +375,8 @@ class Reader:
             s = k % sched.capacity
             off_ms = float(sched.real_off[s, drum] * sched.bar_samples[k % sched.N] * 1000.0 / self.engine.sr)
         self.hits.append({"sample": sample, "drum": drum, "velocity": vel, "offset_ms": off_ms})
+        if self.writer is not None and self.take is not None:
+            self.writer.add_hit(self.hits[-1])
         self.engine.emit("hit", sample, drum, vel, off_ms)
 
 
