@@ -169,7 +169,8 @@ def takes_list(args, cfg) -> int:
             else None
         t.add(p.name, "recovered" if s.get("recovered") else "complete", s.get("score"), s.get("rows_played"),
               s.get("onsets"), s.get("late_rows"), s.get("model_version"), audio_s)
-    for q in partial_takes(cfg.takes_dir):
+    partial = partial_takes(cfg.takes_dir)
+    for q in partial:
         s = {}
         try:
             s = json.loads((q.path / "settings.json").read_text())
@@ -180,7 +181,7 @@ def takes_list(args, cfg) -> int:
               s.get("model_version"), None if q.input_s is None else round(q.input_s, 3))
         if not q.alive and not q.recoverable:
             t.notes.append(f"{q.path.name}: cannot be recovered: {q.why}")
-    if any(q.recoverable for q in partial_takes(cfg.takes_dir)):
+    if any(q.recoverable for q in partial):
         t.notes.append("crashed takes: rolypoly takes recover --all makes takes of them")
     emit(t, as_json=args.json, extra={"takes_dir": str(cfg.takes_dir)})
     return 0
