@@ -445,7 +445,7 @@ def recover_take(folder: str | os.PathLike, root: str | os.PathLike) -> Path:
         absent = [f for f in ROW_FIELDS if f not in parts[-1]]
         if absent:
             raise TakeError(f"{c}: missing fields {absent}")
-    rows = {k: np.concatenate([p[k] for p in parts]) for k in ROW_FIELDS}
+    rows = {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if all(k in p for p in parts)}
     k = rows["k"]
     if len(k) and (k[0] != 0 or np.any(np.diff(k) != 1)):
         gap = 0 if k[0] != 0 else int(np.nonzero(np.diff(k) != 1)[0][0]) + 1
