@@ -879,7 +879,8 @@ class Rolypoly:
         times = sched.row_samples[idx] + (ks // sched.N) * sched.length_samples
         return {"k": ks, "score_row": idx, "time_ms": times * 1000.0 / self.sr,
                 "pred": sched.pred[slots].copy(), "real_vel": sched.real_vel[slots].copy(),
-                "real_off": sched.real_off[slots].copy(), "tau_g": sched.tau_g[slots].copy(),
+                "real_off": sched.real_off[slots].copy(), "lean": sched.lean_at[slots].copy(),
+                "tau_g": sched.tau_g[slots].copy(),
                 "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
                 "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
                 "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()}

@@ -8,7 +8,8 @@ A take lives in ``takes/<timestamp>/``::
     drums.wav       the drums as they left the audio callback (stereo, float), streamed too
     onsets.json     every detected onset: time, matched row, tau
     rows.npz        per played row: score row, nominal time, prediction, realised
-                    velocities and offsets, tau_g, onset flag, late flag
+                    velocities and offsets, the lean they include, tau_g, onset flag,
+                    late flag
     hits.json       every drum hit that sounded: sample, drum, velocity, offset
     performance.mid the drums as played
 
