@@ -210,6 +210,40 @@ def test_joint_sampling_keeps_drums_that_go_together_and_never_plays_nothing():
     assert set(s.generate_until(400).mask.tolist()) == {5}
 
 
+class _FakeLeaning(_FakeJoint):
+    """Kick alone a little likelier than hi-hat alone."""
+
+    def drums(self, out, q):
+        y = np.full(enc.N_MASKS, -50.0)
+        y[1], y[4] = 0.0, -0.5
+        return y
+
+
+def _fed(sampler, bars: int, vary: bool):
+    """Feed ``bars`` bars of 8th-note hi-hats (a kick on the downbeat; with ``vary``, a snare that moves)."""
+    for b in range(bars):
+        for k in range(8):
+            mask = 4 | (1 if k == 0 else 0) | (2 if vary and k == 1 + b % 7 else 0)
+            sampler.feed(b * 16 + 2 * k, mask, [2 if mask >> d & 1 else -1 for d in range(9)])
+    return sampler
+
+
+def test_repeated_bars_are_measured_and_cool_the_draws():
+    from rolypoly.free.runtime import EventSampler
+    loop = _fed(EventSampler(_FakeLeaning(), loop_temperature=0.05, seed=0), 4, vary=False)
+    assert loop.repetition(64) == 1.0
+    varied = _fed(EventSampler(_FakeLeaning(), loop_temperature=0.05, seed=0), 4, vary=True)
+    assert varied.repetition(64) == 0.0
+    off = _fed(EventSampler(_FakeLeaning(), seed=0), 4, vary=False)     # no loop temperature: no cooling
+    masks = {}
+    for name, s in (("loop", loop), ("varied", varied), ("off", off)):
+        s.freeze_style(64)
+        masks[name] = s.generate_until(64 + 4 * 300).mask
+    assert set(masks["loop"].tolist()) == {1}                  # a looped groove: the likeliest draw every time
+    for name in ("varied", "off"):                             # otherwise the model's own odds (about 62:38)
+        assert 0.5 < float(np.mean(masks[name] == 1)) < 0.75, name
+
+
 def test_joint_generate_vels_window_and_per_head_temperatures(tiny_joint):
     from rolypoly.free.runtime import EventSampler, load_events
     rt = load_events(tiny_joint[1])
@@ -220,6 +254,8 @@ def test_joint_generate_vels_window_and_per_head_temperatures(tiny_joint):
     s = EventSampler(rt, temperature=0.8, drum_temperature=1.3, vel_temperature=0.5)
     assert (s.temperature, s.drum_temperature, s.vel_temperature) == (0.8, 1.3, 0.5)
     assert EventSampler(rt, temperature=0.8).vel_temperature == 0.8
+    with pytest.raises(ModelError, match="loop_temperature"):
+        EventSampler(rt, loop_temperature=9.0)
     with pytest.raises(ModelError, match="drum_temperature"):
         EventSampler(rt, drum_temperature=0.0)
     # the velocity temperature reaches the class draws: cold, always the likeliest class; hot, all three
@@ -434,6 +470,10 @@ def test_generate_cli_writes_midi_and_never_overwrites(tiny, tmp_path):
     assert main(args) == 2 and out.read_bytes() == before
     assert main(args + ["--force"]) == 0
     assert main(["generate", "--mode", "fill", "-o", str(tmp_path / "x.mid"), "--events-model", str(tiny[1])]) == 2
+    # the per-head temperatures of the config reach the sampler (a bad one is refused)
+    bad = ["generate", str(DEMO), "--bars", "2", "-o", str(tmp_path / "y.mid"), "--events-model", str(tiny[1]),
+           "generate.loop_temperature=9"]
+    assert main(bad) == 2 and not (tmp_path / "y.mid").exists()
 
 
 @pytest.mark.skipif(not EVENTS_PT.is_file(), reason="models/events.pt not trained yet")

@@ -52,6 +52,7 @@ def add_arguments(p) -> None:
     p.add_argument("--temperature", type=float, default=None, help="default generate.temperature")
     p.add_argument("--drum-temperature", type=float, default=None, help="default generate.drum_temperature")
     p.add_argument("--vel-temperature", type=float, default=None, help="default generate.vel_temperature")
+    p.add_argument("--loop-temperature", type=float, default=None, help="default generate.loop_temperature")
     p.add_argument("--prompts", default="tiled", choices=("tiled", "first"),
                    help="tiled: continue every take from bar P, P+bars, ... (reference: those bars); "
                         "first: only the first P bars of each take (reference: all bars)")
@@ -126,7 +127,8 @@ def run(cfg, args):
     predict, perf_desc, perf_window = predictor_from_path(args.model or cfg.engine.model_path)
     temperature = float(args.temperature if args.temperature is not None else g.temperature)
     heads = {"drum_temperature": _opt(args.drum_temperature, g.get("drum_temperature")),
-             "vel_temperature": _opt(args.vel_temperature, g.get("vel_temperature"))}
+             "vel_temperature": _opt(args.vel_temperature, g.get("vel_temperature")),
+             "loop_temperature": _opt(args.loop_temperature, g.get("loop_temperature"))}
     window = tuple(float(v) for v in g.generate_vels)
     takes = load_gmd(cfg, grid="16", show_progress=False)
     four = np.array([str(t) in ("4-4", "4/4") for t in takes.meta["time_signature"]])
@@ -285,7 +287,8 @@ def run(cfg, args):
     seconds = time.perf_counter() - t0
     main.notes.append(f"{n_tiles} prompts of {P} bars from GMD {args.split} (4/4, {args.prompts}), {args.samples} continuations of "
                       f"up to {G} bars each; event model {runtime.version}, temperature {temperature} (drums "
-                      f"{heads['drum_temperature'] or temperature}, velocity classes {heads['vel_temperature'] or temperature}), "
+                      f"{heads['drum_temperature'] or temperature}, velocity classes {heads['vel_temperature'] or temperature}, "
+                      f"loops {heads['loop_temperature']}), "
                       f"generate_vels {window}; performance model {perf_desc}; "
                       f"generation {t_gen:.1f} s ({1000 * t_gen / max(n_events, 1):.3f} ms per event, one event per model "
                       f"step), total {seconds:.1f} s")
@@ -296,7 +299,7 @@ def run(cfg, args):
     extra = {"distances": dist, "distances_all_test_bars": dist_all, "reference": ref_name,
              "style_check": style_mean, "knobs": knob_rows, "targets": targets, "prompts_design": args.prompts,
              "temperature": temperature, "drum_temperature": heads["drum_temperature"] or temperature,
-             "vel_temperature": heads["vel_temperature"] or temperature,
+             "vel_temperature": heads["vel_temperature"] or temperature, "loop_temperature": heads["loop_temperature"],
              "split": args.split, "prompts": n_tiles, "samples": args.samples, "prompt_bars": P, "bars": G, "events_model": runtime.version,
              "performance_model": perf_desc, "seconds": seconds,
              "ms_per_event": 1000 * t_gen / max(n_events, 1),

@@ -41,7 +41,7 @@ def run(args, cfg) -> int:
     import time
 
     from rolypoly.errors import RolypolyError
-    from rolypoly.free.generate import generate, perform
+    from rolypoly.free.generate import generate, head_temperatures, perform
     from rolypoly.free.runtime import load_events
     from rolypoly.report import Table, emit
     from rolypoly.score.midi import read_score
@@ -62,7 +62,8 @@ def run(args, cfg) -> int:
                    temperature=float(_pick(args.temperature, g.temperature)),
                    generate_vels=tuple(float(v) for v in _pick(args.generate_vels, g.generate_vels)),
                    density=_pick(args.density, g.density), complexity=_pick(args.complexity, g.complexity),
-                   fill_every=int(_pick(args.fill_every, g.fill_every)), seed=None if seed is None else int(seed))
+                   fill_every=int(_pick(args.fill_every, g.fill_every)), seed=None if seed is None else int(seed),
+                   **head_temperatures(g))
     played = gen.score
     perf_desc = "none (generated score as written)"
     if not args.no_perform:

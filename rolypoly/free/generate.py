@@ -103,15 +103,26 @@ def merge_rows(score, keep: np.ndarray, ev: enc.Events, vel: np.ndarray):
     return out, gen
 
 
-def _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature=None, vel_temperature=None):
+HEAD_TEMPERATURES = ("drum_temperature", "vel_temperature", "loop_temperature")
+
+
+def head_temperatures(node) -> dict:
+    """The optional per-head sampling temperatures of a ``generate`` config node (None where unset)."""
+    get = node.get if hasattr(node, "get") else (lambda k, d=None: getattr(node, k, d))
+    return {k: (None if get(k) is None else float(get(k))) for k in HEAD_TEMPERATURES}
+
+
+def _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature=None, vel_temperature=None,
+             loop_temperature=None):
     from rolypoly.free.runtime import EventSampler
-    return EventSampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature)
+    return EventSampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature,
+                        loop_temperature)
 
 
 def generate(runtime, score=None, mode: str = "continue", bars: int = 8, temperature: float = 1.0,
              generate_vels=(0.1, 1.0), density: float | None = None, complexity: float | None = None,
              fill_every: int = 0, seed: int | None = None, drum_temperature: float | None = None,
-             vel_temperature: float | None = None) -> Generated:
+             vel_temperature: float | None = None, loop_temperature: float | None = None) -> Generated:
     """Generate with the event model (see module docs).
 
     Parameters
@@ -120,7 +131,7 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
     score : :class:`rolypoly.score.midi.Score` or None (``free`` from a downbeat kick)
     mode : ``continue``, ``fill`` or ``free``
     bars : bars to add after the score's end (``continue``, ``free``)
-    temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature :
+    temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature, loop_temperature :
         sampling (:class:`~rolypoly.free.runtime.EventSampler`)
     fill_every : in ``fill`` mode, also make every N-th bar a fill (0 = only empty bars)
 
@@ -140,7 +151,8 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         score = empty_score()
     if mode != "free" and score.n_rows == 0:
         raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
-    s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature)
+    s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature,
+                 loop_temperature)
     ev = score_events(score)
     S = enc.STEPS
     if mode == "continue":

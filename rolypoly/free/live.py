@@ -85,7 +85,8 @@ class FreeMode:
     """Free-mode settings and the event model, loaded on first use (see module docs)."""
 
     def __init__(self, events_model: str, mode: str = "off", bars: int = 8, fill_every: int = 0,
-                 density=None, complexity=None, temperature: float = 1.0, seed=None, window=(0.0, 1.0)):
+                 density=None, complexity=None, temperature: float = 1.0, seed=None, window=(0.0, 1.0),
+                 heads: dict | None = None):
         self.events_model = str(events_model)
         self.mode, self.bars, self.fill_every = check_attribute("generate", [mode, bars, fill_every])
         self.density = check_attribute("density", [density])[0]
@@ -93,6 +94,7 @@ class FreeMode:
         self.temperature = float(temperature)
         self.seed = None if seed is None else int(seed)
         self.window = (float(window[0]), float(window[1]))   # generate_vels: the engine sets it too
+        self.heads = dict(heads or {})   # drum / velocity / loop temperatures (generate.head_temperatures)
         self.runtime = None
         self.takes = 0
         self.last = None      # the last Generated (rows that the model made, first generated bar)
@@ -100,9 +102,10 @@ class FreeMode:
 
     @classmethod
     def from_config(cls, cfg) -> FreeMode:
+        from rolypoly.free.generate import head_temperatures
         g = cfg.generate
         return cls(g.events_model, str(g.mode), int(g.bars), int(g.fill_every), g.density, g.complexity,
-                   float(g.temperature), g.seed, tuple(g.get("generate_vels", (0.0, 1.0))))
+                   float(g.temperature), g.seed, tuple(g.get("generate_vels", (0.0, 1.0))), head_temperatures(g))
 
     def set(self, attribute: str, *values) -> None:
         checked = check_attribute(attribute, values)
@@ -142,5 +145,5 @@ class FreeMode:
         seed = None if self.seed is None else self.seed + self.takes
         self.last = generate(self.runtime, score, self.mode, bars=self.bars, temperature=self.temperature,
                              generate_vels=self.window if generate_vels is None else generate_vels, density=self.density, complexity=self.complexity,
-                             fill_every=self.fill_every, seed=seed)
+                             fill_every=self.fill_every, seed=seed, **self.heads)
         return self.last.score

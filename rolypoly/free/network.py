@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from rolypoly.errors import ModelError
-from rolypoly.free.encode import MAX_DELTA, N_DRUM_OUT, N_DRUMS, N_FEAT, N_MASKS, N_VEL, STEPS
+from rolypoly.free.encode import (
+    MAX_DELTA,
+    N_DRUM_OUT,
+    N_DRUMS,
+    N_FEAT,
+    N_MASKS,
+    N_VEL,
+    STEPS,
+)
 
 N_QUERY = STEPS + MAX_DELTA
 DRUM_HEADS = ("independent", "joint")

@@ -38,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -190,9 +191,11 @@ def load_events(path, threads: int = 1) -> EventRuntime:
     return rt
 
 
-def check_sampling(temperature, generate_vels, density, complexity, drum_temperature=None, vel_temperature=None) -> None:
+def check_sampling(temperature, generate_vels, density, complexity, drum_temperature=None, vel_temperature=None,
+                   loop_temperature=None) -> None:
     """Validate sampling settings (raises :class:`ModelError` naming the bad one)."""
-    for name, t in (("temperature", temperature), ("drum_temperature", drum_temperature), ("vel_temperature", vel_temperature)):
+    for name, t in (("temperature", temperature), ("drum_temperature", drum_temperature),
+                    ("vel_temperature", vel_temperature), ("loop_temperature", loop_temperature)):
         if t is not None and not (0.05 <= float(t) <= MAX_TEMPERATURE):
             raise ModelError(f"{name} {t} must be in [0.05, {MAX_TEMPERATURE}]")
     lo, hi = generate_vels
@@ -218,8 +221,11 @@ class EventSampler:
 
     def __init__(self, runtime: EventRuntime, temperature: float = 1.0, generate_vels=(0.1, 1.0),
                  density: float | None = None, complexity: float | None = None, seed: int | None = None,
-                 drum_temperature: float | None = None, vel_temperature: float | None = None):
-        check_sampling(temperature, generate_vels, density, complexity, drum_temperature, vel_temperature)
+                 drum_temperature: float | None = None, vel_temperature: float | None = None,
+                 loop_temperature: float | None = None):
+        check_sampling(temperature, generate_vels, density, complexity, drum_temperature, vel_temperature, loop_temperature)
+        self.loop_temperature = None if loop_temperature is None else float(loop_temperature)
+        self.repeats = 0.0   # share of repeated bars before the style was frozen (see freeze_style)
         self.rt = runtime
         self.temperature = float(temperature)
         self.drum_temperature = self.temperature if drum_temperature is None else float(drum_temperature)
@@ -241,11 +247,36 @@ class EventSampler:
         """Hold the style code in force at ``at_step`` from now on (see :meth:`style`)."""
         self._frozen = None
         self._frozen = self.style(at_step)
+        self.repeats = self.repetition(at_step)
         return self._frozen
 
     def thaw_style(self) -> None:
         """Measure the style on what was played again (undo :meth:`freeze_style`)."""
         self._frozen = None
+        self.repeats = 0.0
+
+    def repetition(self, at_step: int) -> float:
+        """Share of consecutive bar pairs, among the 4 bars before ``at_step``, that are the same (step, drums) pattern.
+
+        A drummer who loops a bar plays it again with little variation: with ``loop_temperature``
+        set, the gap and drum draws are that much colder (:meth:`_temperatures`).
+        """
+        S = enc.STEPS
+        b1 = at_step // S
+        b0 = b1 - enc.STYLE_BARS
+        a = np.asarray(self._hist_step[-512:], dtype=np.int64)
+        m = np.asarray(self._hist_mask[-512:], dtype=np.int64)
+        bars = [set(zip((a[(a // S) == b] % S).tolist(), m[(a // S) == b].tolist())) for b in range(b0, b1)]
+        pairs = [(x, y) for x, y in pairwise(bars) if x or y]
+        return sum(x == y for x, y in pairs) / len(pairs) if pairs else 0.0
+
+    def _temperatures(self) -> tuple[float, float]:
+        """(gap, drum) temperatures in force: cooled towards ``loop_temperature`` by the repeats measured."""
+        if self.loop_temperature is None or self.repeats <= 0:
+            return self.temperature, self.drum_temperature
+        r = self.repeats
+        return (self.temperature + r * (self.loop_temperature - self.temperature),
+                self.drum_temperature + r * (self.loop_temperature - self.drum_temperature))
 
     def style(self, at_step: int) -> np.ndarray:
         """The style code in force at ``at_step``: the knobs, or the 4 bars played before it.
@@ -318,16 +349,17 @@ class EventSampler:
             ok &= land <= max_step
         if not ok.any():
             return None
-        p = self._softmax(np.where(ok, self.gap_logits, -np.inf))
+        t_gap, t_drum = self._temperatures()
+        p = self._softmax(np.where(ok, self.gap_logits, -np.inf), t_gap)
         gap = int(self.rng.choice(gaps, p=p))
         query = enc.next_query(self.last_step, gap)
         y = self.rt.drums(self.out, query)
         if self.rt.joint:
-            mask = self._draw_combination(y)
+            mask = self._draw_combination(y, t_drum)
             play = ((mask >> np.arange(N_DRUMS)) & 1).astype(bool)
             vl = self.rt.vels(self.out, query, play.astype(np.float32))
         else:
-            prob = 1.0 / (1.0 + np.exp(-y[:N_DRUMS] / self.drum_temperature))
+            prob = 1.0 / (1.0 + np.exp(-y[:N_DRUMS] / t_drum))
             lo, hi = self.generate_vels
             u = self.rng.random(N_DRUMS)
             play = (prob >= lo) & ((prob >= hi) | (u < prob))
@@ -343,11 +375,11 @@ class EventSampler:
             self.feed(step, mask, vcls)
         return step, mask, vcls
 
-    def _draw_combination(self, logits: np.ndarray) -> int:
+    def _draw_combination(self, logits: np.ndarray, temperature: float) -> int:
         """One drum combination (mask 1..511) from joint logits, within the ``generate_vels`` window."""
         logits = logits.copy()
         logits[0] = -np.inf                                   # an event sounds at least one drum
-        p = self._softmax(logits, self.drum_temperature)
+        p = self._softmax(logits, temperature)
         masks = _MASKS
         marginal = p @ _HAS
         lo, hi = self.generate_vels
