@@ -25,6 +25,7 @@ def _plucks(times, sr=SR, level=0.3, seed=0):
         n = int(0.4 * sr)
         tt = np.arange(n) / sr
         tone = sum(np.sin(2 * np.pi * f0 * h * tt) / h for h in range(1, 6)) * np.exp(-tt / 0.12)
+        tone *= np.minimum(1.0, (n - np.arange(n)) / (0.1 * sr))   # faded out: no click at the end
         a = int(t * sr)
         x[a:a + n] += level * tone[: x.size - a]
     return x.astype(np.float32)
