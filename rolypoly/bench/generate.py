@@ -234,7 +234,7 @@ def run(cfg, args):
         main.add(name, m["bars"], round(float(m["hits_per_bar"].sum()), 2), round(d["hits_per_bar_l1"], 4),
                  round(m["offbeat_share"], 4), round(d["ioi_tv"], 4), round(d["velocity_intersection"], 4),
                  round(m["repetition"], 4), round(m["novelty"], 4))
-    main.notes.append("hits_per_bar_l1: sum over drums of |hits per bar - GMD test's|; ioi_tv: total-variation "
+    main.notes.append("hits_per_bar_l1: sum over drums of |hits per bar - the reference's|; ioi_tv: total-variation "
                       "distance of onset-gap histograms; velocity_intersection: 1 = same velocity histogram; "
                       "novelty: share of bars whose 9-drum pattern is not in GMD train")
     drums = Table("hits per bar per drum", ["drum", "reference"] + [k.replace(" ", "_").replace("'", "").replace("(", "").replace(")", "") for k in measured])
