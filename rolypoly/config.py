@@ -79,7 +79,7 @@ class IncrementalModel(Model):
 
 @dataclass
 class EventsTrain:
-    out_dir: str = opt("runs/events", path=True)
+    out_dir: str = opt("runs/events_joint", path=True)
     max_steps: int = opt(5000, 0, 10_000_000)
     batch_size: int = opt(32, 1, 65536)
     lr: float = opt(0.002, 0.0, 1.0)
@@ -104,6 +104,7 @@ class EventsModel:
     n_layers: int = opt(2, 1, 64)
     dropout: float = opt(0.3, 0.0, 0.9)
     window: int = opt(96, 1, 100_000)
+    drum_head: str = opt("joint", choices=("independent", "joint"), doc="joint: one distribution over drum combinations")
     train: EventsTrain = field(default_factory=EventsTrain)
 
 
@@ -224,7 +225,10 @@ class Generate:
     events_model: str = opt("models/events.pt", path=True)
     mode: str = opt("off", choices=("off", "continue", "fill", "free"))
     bars: int = opt(8, 0, 1024)
-    temperature: float = opt(0.95, 0.05, 5.0)
+    temperature: float = opt(1.1, 0.05, 5.0)
+    drum_temperature: Optional[float] = opt(1.0, 0.05, 5.0)
+    vel_temperature: Optional[float] = opt(1.0, 0.05, 5.0)
+    loop_temperature: Optional[float] = opt(0.5, 0.05, 5.0, doc="draws cool towards it as the bars before repeat")
     generate_vels: list[float] = opt([0.0, 1.0], 0.0, 1.0, length=2, doc="window on drum probabilities, lo <= hi")
     density: Optional[float] = opt(None, 0.0, 1.0)
     complexity: Optional[float] = opt(None, 0.0, 1.0)
