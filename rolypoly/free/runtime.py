@@ -21,7 +21,10 @@ Sampling, per event:
    (the joint model's given the combination drawn), and (:meth:`EventRuntime.velocities`)
    a velocity within that class from GMD train's quantiles.
 
-``drum_temperature`` and ``vel_temperature`` default to ``temperature``.
+``drum_temperature`` and ``vel_temperature`` default to ``temperature``.  With
+``loop_temperature`` set, the gap and drum temperatures are cooled towards it by the share of
+repeated bars among the 4 bars before the style was frozen (:meth:`EventSampler.repetition`):
+a looped groove is played again with little variation, a varied one keeps the model's odds.
 
 The style code the model is conditioned on comes from the ``density`` and ``complexity``
 knobs (0..1, mapped through the training data's quantiles: 0.5 is a typical GMD groove)
