@@ -74,6 +74,8 @@ def test_incremental_runtime_equals_full_sequence_forward():
     rt = N.Runtime(weights)
     stepped = np.concatenate([rt.run(feats[:123]), rt.run(feats[123:])])
     np.testing.assert_allclose(stepped, full, atol=1e-4)
+    ref = N.Runtime(weights)
+    np.testing.assert_allclose([ref.step_numpy(f) for f in feats], full, atol=1e-4)
     # causal: changing the future does not change the past
     later = feats.copy()
     later[300:] += 5.0

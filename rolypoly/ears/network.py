@@ -124,32 +124,30 @@ class FrontEnd:
         self.reset()
 
     def reset(self) -> None:
-        from scipy.signal import lfilter_zi
-        self._zi = lfilter_zi(self._b, self._a) * 0.0
+        self._zi = np.zeros(2)
         self._buf = np.zeros(self.n_fft, np.float32)
         self._fill = self.n_fft - self.hop     # samples in _buf; a frame every hop more
         self._follow = self.floor_db
         self.n_bad = 0                         # non-finite samples seen in the last call
+        self.stats = np.zeros(3)               # last call: non-finite, clipping samples, sum
 
     def _condition(self, x: np.ndarray) -> np.ndarray:
-        from scipy.signal import lfilter
-        bad = ~np.isfinite(x)
-        self.n_bad = int(np.count_nonzero(bad))
-        if self.n_bad:
-            x = np.where(bad, 0.0, x)
-        x = np.clip(x * self.gain, -4.0, 4.0)
-        y, self._zi = lfilter(self._b, self._a, x, zi=self._zi)
-        return y.astype(np.float32)
+        y = np.empty(x.size, np.float32)
+        self.n_bad = _condition(x, y, self.gain, self._b, self._a, self._zi, self.stats)
+        return y
 
     def process(self, x) -> tuple[np.ndarray, np.ndarray]:
         """Features and frame levels (dB) of every frame completed by ``x`` (mono)."""
-        x = self._condition(np.asarray(x, dtype=np.float64).ravel())
+        x = self._condition(np.asarray(x).ravel())
         # frames end at every hop-th sample; the buffer keeps the window's past
         stream = np.concatenate([self._buf[: self._fill], x])
         n_frames = (stream.size - self.n_fft) // self.hop + 1 if stream.size >= self.n_fft else 0
         if n_frames:
-            idx = np.arange(self.n_fft)[None, :] + self.hop * np.arange(n_frames)[:, None]
-            spec = np.fft.rfft(stream[idx] * self.window, axis=1)
+            if n_frames == 1:   # the live case: one block, one frame (a 1-D transform is cheaper)
+                spec = np.fft.rfft(stream[: self.n_fft] * self.window)[None, :]
+            else:
+                idx = np.arange(self.n_fft)[None, :] + self.hop * np.arange(n_frames)[:, None]
+                spec = np.fft.rfft(stream[idx] * self.window, axis=1)
             power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32) * self.scale ** 2
             mel = power @ self.fb.T
             band_db = 10.0 * np.log10(mel + 1e-12)
@@ -172,6 +170,85 @@ class FrontEnd:
         self._buf[: keep.size] = keep
         self._fill = keep.size
         return feats, np.asarray(level_db, np.float32)
+
+
+def _condition_py(x, y, gain, b, a, zi, stats):
+    """Non-finite samples to zero, trim, limit to +-4, the 2nd-order high-pass (transposed
+    direct form II, state ``zi`` kept); ``stats`` gets the counts of non-finite and
+    clipping (|x| >= 0.999) samples and the sum of the rest (the DC check)."""
+    bad = 0
+    clip = 0
+    total = 0.0
+    z0, z1 = zi[0], zi[1]
+    for n in range(x.size):
+        v = float(x[n])
+        if not np.isfinite(v):
+            bad += 1
+            v = 0.0
+        elif abs(v) >= 0.999:
+            clip += 1
+        total += v
+        v = min(4.0, max(-4.0, v * gain))
+        out = b[0] * v + z0
+        z0 = b[1] * v - a[1] * out + z1
+        z1 = b[2] * v - a[2] * out
+        y[n] = out
+    zi[0], zi[1] = z0, z1
+    stats[0] = bad
+    stats[1] = clip
+    stats[2] = total
+    return bad
+
+
+try:
+    from numba import njit
+    _condition = njit(cache=True)(_condition_py)
+except ImportError:  # numba is a dependency; this keeps the module importable without it
+    _condition = _condition_py
+
+
+def _step_py(frame, band_hist, band_w, band_b, mix_w, mix_b, conv_w, conv_b, dil, hist, pos, head_w, head_b,
+             mix_in, taps, h):
+    """One frame through the network (numba): the band history shifted, the band maps,
+    the mix, each layer's ring of past inputs; returns the logit."""
+    kf, n_band, kt = band_w.shape
+    n_mels = band_hist.shape[1] - 2 * (kf // 2)
+    for j in range(kt - 1):
+        band_hist[j, :] = band_hist[j + 1, :]
+    for f in range(n_mels):
+        band_hist[kt - 1, f + kf // 2] = frame[f]
+    for c in range(n_band):
+        for f in range(n_mels):
+            acc = band_b[c]
+            for i in range(kf):
+                for j in range(kt):
+                    acc += band_w[i, c, j] * band_hist[j, f + i]
+            mix_in[c * n_mels + f] = acc if acc > 0.0 else 0.0
+    mix_in[n_band * n_mels] = frame[n_mels]
+    y = np.dot(mix_w, mix_in) + mix_b
+    for o in range(h.size):
+        h[o] = y[o] if y[o] > 0.0 else 0.0
+    n_layers, C, k = conv_w.shape[0], h.size, taps.size // h.size
+    for layer in range(n_layers):
+        d = dil[layer]
+        R = (k - 1) * d + 1
+        p = (pos[layer] + 1) % R
+        pos[layer] = p
+        hist[layer, p, :] = h
+        for j in range(k):
+            taps[j * C:(j + 1) * C] = hist[layer, (p - (k - 1 - j) * d) % R, :]
+        y = np.dot(conv_w[layer], taps) + conv_b[layer]
+        for o in range(C):
+            if y[o] > 0.0:
+                h[o] += y[o]
+    return float(np.dot(head_w, h)) + head_b
+
+
+try:
+    from numba import njit as _njit
+    _step = _njit(cache=True)(_step_py)
+except ImportError:
+    _step = _step_py
 
 
 def targets(n_frames: int, hop: int, sr: int, onsets_s) -> np.ndarray:
@@ -267,7 +344,7 @@ class Runtime:
     def __init__(self, weights: dict, layers=LAYERS):
         try:
             w = weights["band.weight"]                              # (C, 1, kf, kt)
-            self.band_w = np.ascontiguousarray(w[:, 0].reshape(w.shape[0], -1).T)   # (kf * kt, C)
+            self.band_w = np.ascontiguousarray(w[:, 0].transpose(1, 0, 2))   # (kf, C, kt)
             self.band_b = weights["band.bias"].astype(np.float32)
             self.mix_w = np.ascontiguousarray(weights["mix.weight"][:, :, 0])
             self.mix_b = weights["mix.bias"].astype(np.float32)
@@ -280,6 +357,13 @@ class Runtime:
             self.head_b = float(weights["head.bias"][0])
         except KeyError as exc:
             raise ModelError(f"onset network: weight {exc} missing (not this architecture)") from None
+        # the layers stacked for the compiled step (every layer is C -> C with one kernel size)
+        ks = {k for _, _, k, _, _ in self.layers}
+        if len(ks) != 1 or any(w.shape[0] != w.shape[1] // k for w, _, k, _, _ in self.layers):
+            raise ModelError("onset network: every dilated layer must have one kernel size and C -> C channels")
+        self.conv_w = np.ascontiguousarray(np.stack([w for w, _, _, _, _ in self.layers]))
+        self.conv_b = np.ascontiguousarray(np.stack([b for _, b, _, _, _ in self.layers]))
+        self.dil = np.array([d for _, _, _, d, _ in self.layers], np.int64)
         self.reset()
 
     def reset(self) -> None:
@@ -288,20 +372,34 @@ class Runtime:
         self.band_hist = np.zeros((kt, N_MELS + 2 * (kf // 2)), np.float32)
         self.hist = [np.zeros(((k - 1) * d + 1, c_in), np.float32) for _, _, k, d, c_in in self.layers]
         self._mix_in = np.zeros(self.mix_w.shape[1], np.float32)
+        C = self.mix_w.shape[0]
+        k = self.layers[0][2]
+        self.ring = np.zeros((len(self.layers), int(self.dil.max()) * (k - 1) + 1, C), np.float32)
+        self.pos = np.zeros(len(self.layers), np.int64)
+        self._taps = np.zeros(k * C, np.float32)
+        self._h = np.zeros(C, np.float32)
 
     def step(self, frame: np.ndarray) -> float:
-        """The logit of one feature frame (``N_FEATURES``,)."""
+        """The logit of one feature frame (``N_FEATURES``,), compiled."""
+        return _step(np.asarray(frame, np.float32), self.band_hist, self.band_w, self.band_b, self.mix_w, self.mix_b,
+                     self.conv_w, self.conv_b, self.dil, self.ring, self.pos, self.head_w, np.float32(self.head_b),
+                     self._mix_in, self._taps, self._h)
+
+    def step_numpy(self, frame: np.ndarray) -> float:
+        """:meth:`step` in plain numpy (the reference the compiled step is checked against)."""
         frame = np.asarray(frame, np.float32)
         kf, kt = BAND_KERNEL
         bh = self.band_hist
         bh[:-1] = bh[1:]
         bh[-1, kf // 2: kf // 2 + N_MELS] = frame[:N_MELS]
-        # patch (band f, band tap i, frame tap j) = bh[j, f + i]: the conv weight's (i, j) layout
-        patches = np.lib.stride_tricks.sliding_window_view(bh, kf, axis=1).transpose(1, 2, 0).reshape(N_MELS, kf * kt)
-        b = patches @ self.band_w + self.band_b                 # (bands, C)
-        np.maximum(b, 0.0, out=b)
+        # map c at band f = sum over band taps i of W[c, i, :] . bh[:, f + i]
+        b = self.band_w[0] @ bh[:, 0:N_MELS]
+        for i in range(1, kf):
+            b += self.band_w[i] @ bh[:, i:i + N_MELS]
+        b += self.band_b[:, None]
+        np.maximum(b, 0.0, out=b)                                # (C, bands)
         mix_in = self._mix_in
-        mix_in[:-1] = b.T.ravel()
+        mix_in[:-1] = b.ravel()
         mix_in[-1] = frame[N_MELS]
         h = self.mix_w @ mix_in + self.mix_b
         np.maximum(h, 0.0, out=h)
@@ -350,7 +448,7 @@ class Picker:
     def process(self, prob: np.ndarray, level_db: np.ndarray) -> np.ndarray:
         """Frame indices (since reset) that fire among these consecutive frames."""
         fired = []
-        for p, lv in zip(np.asarray(prob).tolist(), np.asarray(level_db).tolist()):
+        for p, lv in zip(prob, np.asarray(level_db).tolist()):
             if not self.armed and p < self.rearm:
                 self.armed = True
             if self.armed and p >= self.threshold and lv >= self.floor_db and self.frame - self.last >= self.min_ioi:
@@ -400,7 +498,11 @@ class NetworkDetector:
         if not len(feats):
             return []
         self.last_level_db = float(level[-1])
-        prob = sigmoid(self.net.run(feats))
+        if len(feats) == 1:   # the live case: no arrays for one value
+            z = min(60.0, max(-60.0, self.net.step(feats[0])))
+            prob = (1.0 / (1.0 + math.exp(-z)),)
+        else:
+            prob = sigmoid(self.net.run(feats))
         fired = self.picker.process(prob, level)
         # a frame's decision is made at its window's end
         return [max(0.0, (f + 1) * self.frame_s - self.latency_s) for f in fired.tolist()]
