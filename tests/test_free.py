@@ -382,6 +382,19 @@ def test_free_keeps_only_the_first_bar_and_can_start_from_nothing(tiny):
     assert alone.score.n_rows > 1 and alone.score.bar.max() <= 3 and alone.score.vel[0, 0] > 0
 
 
+def test_joint_model_continues_fills_and_improvises(tiny_joint):
+    from rolypoly.free.generate import generate
+    from rolypoly.free.runtime import load_events
+    rt = load_events(tiny_joint[1])
+    sc = _score_with_empty_bar()
+    cont = generate(rt, sc, "continue", bars=3, seed=0, loop_temperature=0.5)
+    assert cont.generated.any() and cont.score.bar[cont.generated].max() < 7 and (cont.score.bar >= 4).any()
+    fill = generate(rt, sc, "fill", seed=0)
+    assert set(fill.score.bar[fill.generated].tolist()) == {2}
+    alone = generate(rt, None, "free", bars=2, seed=0)
+    assert alone.score.n_rows > 1 and (alone.events.mask > 0).all()
+
+
 def test_bad_modes_and_bars_are_rejected(tiny):
     from rolypoly.free.generate import GenerateError, generate
     from rolypoly.free.runtime import load_events
