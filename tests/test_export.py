@@ -218,3 +218,24 @@ def test_incremental_export_loads_without_rolypoly(exported_inc):
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) < 1e-5
+
+
+def test_averaged_checkpoints_hold_the_mean_weights(tmp_path):
+    from rolypoly.model.transformer import average_checkpoints, save_checkpoint
+    conf = ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16, d_ff=32)
+    paths = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.ckpt")
+        save_checkpoint(RolypolyModel(conf), {"version": f"v{seed}"}, paths[-1])
+    models = [torch.load(p, weights_only=True)["model"] for p in paths]
+    avg, meta = average_checkpoints(paths)
+    w = "head.weight"
+    assert torch.allclose(avg.state_dict()[w], (models[0][w] + models[1][w] + models[2][w]) / 3, atol=1e-6)
+    assert not torch.allclose(avg.state_dict()[w], models[0][w])
+    assert meta["version"] == "v1" and meta["averaged_from"] == [str(p) for p in paths]
+    other = tmp_path / "other.ckpt"
+    save_checkpoint(RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=8, d_ff=16)),
+                    {"version": "x"}, other)
+    with pytest.raises(ModelError, match="other.ckpt"):
+        average_checkpoints([paths[0], other])

@@ -51,6 +51,8 @@ def register(sub, common) -> None:
     ex.add_argument("output", nargs="?", help="TorchScript file to write")
     ex.add_argument("--swing", metavar="OUT", help="write the example swing model to OUT instead")
     ex.add_argument("--ckpt-out", metavar="PATH", help="also write the weights-only eager checkpoint here")
+    ex.add_argument("--average", nargs="+", metavar="CKPT", default=None,
+                    help="export the mean of CHECKPOINT's weights and these checkpoints' (one architecture)")
     ex.add_argument("--force", action="store_true", help="replace the output file(s) when they exist")
     ex.set_defaults(func=export)
 
@@ -188,8 +190,11 @@ def export(args, cfg) -> int:
             t.add(str(p), meta.get("version", "?"), p.stat().st_size)
             emit(t, as_json=args.json)
             return 0
-        from rolypoly.model.transformer import load_checkpoint, save_checkpoint
-        model, meta = load_checkpoint(args.checkpoint)
+        from rolypoly.model.transformer import average_checkpoints, load_checkpoint, save_checkpoint
+        if args.average:
+            model, meta = average_checkpoints([args.checkpoint, *args.average])
+        else:
+            model, meta = load_checkpoint(args.checkpoint)
         p = export_torchscript(model, meta, args.output)
         t.add(str(p), meta.get("version", "?"), p.stat().st_size)
         if args.ckpt_out:

@@ -439,6 +439,40 @@ def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
     return model, meta
 
 
+def average_checkpoints(paths) -> tuple[RolypolyModel, dict]:
+    """The mean of the weights of several checkpoints of one architecture: ``(model, meta)``.
+
+    Weight averaging of checkpoints along one run (or a run and its continuation) lands in
+    a flatter point of the loss than any of them, a standard and free improvement; the
+    meta is the first file's, with ``averaged_from`` naming every file.
+
+    Raises
+    ------
+    ModelError
+        A file that does not load, or one of another architecture than the first.
+
+    Examples
+    --------
+    >>> model, meta = average_checkpoints(["runs/v2b/best.pt", "runs/v3/last.pt"])   # doctest: +SKIP
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise ModelError("average_checkpoints: no checkpoints given")
+    model, meta = load_checkpoint(paths[0])
+    total = {k: v.detach().clone().double() for k, v in model.state_dict().items()}
+    for p in paths[1:]:
+        other, m = load_checkpoint(p)
+        if m.get("model_config") != meta.get("model_config"):
+            raise ModelError(f"{p}: model {m.get('model_config')} differs from {paths[0]}'s "
+                             f"{meta.get('model_config')}; only one architecture can be averaged")
+        for k, v in other.state_dict().items():
+            total[k] += v.double()
+    model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
+    meta = dict(meta)
+    meta["averaged_from"] = paths
+    return model.eval(), meta
+
+
 def count_params(conf: ModelConfig) -> int:
     """Parameter count of a configuration (builds the model once)."""
     return RolypolyModel(conf).n_params()
