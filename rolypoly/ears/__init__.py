@@ -5,7 +5,9 @@ loaded on first use, so importing this package stays light (no numba until then)
 
 kernel.py (numba kernel, named state slots) · listener.py (the Listener object) ·
 baselines.py (plain aubio) · calibration.py (stored latency, sound check) ·
-corpus.py (the FluidSynth development corpus)
+corpus.py (the FluidSynth development corpus) · network.py (the causal onset network:
+front end, incremental runtime, picker; ``listen.method=network``) · train.py (its
+leave-one-family-out training)
 """
 
 _EXPORTS = {"Listener": "listener", "detect_onsets": "listener", "DEFAULTS": "listener", "PRESETS": "listener",
