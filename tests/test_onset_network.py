@@ -177,3 +177,12 @@ def test_network_settings_are_checked():
     from rolypoly.errors import ConfigError
     with pytest.raises(ConfigError, match="net_threshold"):
         Listener(SR, 128, method="network", net_threshold=1.5)
+
+
+@pytest.mark.parametrize("sr", [44100, 96000])
+def test_network_listener_other_sample_rates(shipped, sr):
+    # the frame period stays 2.7 ms and the window scales: the plucks are still found
+    times = np.round(np.arange(0.3, 4.0, 0.37), 4)
+    found = detect_onsets(_plucks(times, sr=sr), sr, 128, block=256, method="network")
+    r = onset_f_measure(found, times, 0.025)
+    assert r["f"] >= 0.9, r
