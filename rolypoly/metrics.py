@@ -60,9 +60,13 @@ def per_drum_mae(pred_off, true_off, bar_ms, pred_vel, true_vel, mask) -> list[d
     return out
 
 
-def eval_takes(takes):
-    """The takes of the evaluation protocol: 4/4 test takes (16th-grid preparation expected)."""
-    test = takes.split("test")
+def eval_takes(takes, split: str = "test"):
+    """The takes of the evaluation protocol: 4/4 test takes (16th-grid preparation expected).
+
+    ``split="validation"`` gives the same selection from the validation takes, where model
+    choices are made (the test split only reports them).
+    """
+    test = takes.split(split)
     return test.select(test.meta["time_signature"] == "4-4")
 
 

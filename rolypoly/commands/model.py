@@ -34,6 +34,8 @@ def register(sub, common) -> None:
                     help="a .ckpt (eager weights) or .pt (TorchScript) file; repeat to compare; "
                          "default: engine.model_path")
     em.add_argument("--per-drum", action="store_true", help="also print per-drum tables")
+    em.add_argument("--split", default="test", choices=("test", "validation"),
+                    help="GMD split (default test; choose between models on validation, report test)")
     em.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: thousands of small batched steps; more threads only "
                          "pay on an idle machine)")
@@ -91,8 +93,8 @@ def eval_model(args, cfg) -> int:
         predict, desc, block = predictor_from_path(path)
         loaded.append((path, predict, desc, block, stepper_from_path(path)))
     takes = load_gmd(cfg, grid="16", show_progress=False)
-    test = eval_takes(takes)
-    table = Table("GMD test: timing and velocity MAE, velocity distribution", key="results", columns=
+    test = eval_takes(takes, args.split)
+    table = Table(f"GMD {args.split}: timing and velocity MAE, velocity distribution", key="results", columns=
                   ["predictor", "condition", "hits", "timing MAE (ms)", "velocity MAE",
                    "velocity histogram intersection", "mean velocity"])
     for b in baselines(takes.split("train"), test):
@@ -111,7 +113,7 @@ def eval_model(args, cfg) -> int:
         notes.append(f"model: {desc}; {how}; evaluated in {seconds:.0f} s")
     first = results[paths[0]][CONDITIONS[0]]
     table.notes.append(PROTOCOL)
-    table.notes.append(f"GMD test real velocities: mean {first['real_mean_velocity']:.1f}; histogram intersection "
+    table.notes.append(f"GMD {args.split} real velocities: mean {first['real_mean_velocity']:.1f}; histogram intersection "
                        "over 8-step velocity bins on the hits (1 = the same distribution)")
     table.notes.extend(notes)
     tables = [table]
