@@ -251,20 +251,32 @@ def perform(score, perf_runtime=None, predict=None, window: int | None = None, f
 
 
 def perform_many(scores: list, perf_runtime=None, predict=None, window: int | None = None,
-                 filter_hits: str = "score_notes") -> list:
-    """:func:`perform` for several scores at once (one batched model call per row index)."""
+                 filter_hits: str = "score_notes", stepper=None) -> list:
+    """:func:`perform` for several scores at once (one batched model call per row index).
+
+    An incremental model (``stepper``, its TorchScript module, or a ``perf_runtime`` that
+    steps) plays them as the engine does, one cached step per row; a window model
+    (``predict`` with its ``window``) recomputes its window for every row.
+    """
     if filter_hits not in PERFORM_FILTERS:
         raise GenerateError(f"filter_hits {filter_hits!r}: choose one of {', '.join(PERFORM_FILTERS)}")
-    from rolypoly.model.evaluate import predictor_from_model, running
+    from rolypoly.model.evaluate import predictor_from_model, running, stepped
     from rolypoly.score.features import decode_outputs, encode_rows
-    if predict is None:
+    if stepper is None and predict is None and getattr(perf_runtime, "supports_step", False):
+        stepper = perf_runtime.module
+    if predict is None and stepper is None:
         predict = predictor_from_model(perf_runtime.module)
         window = perf_runtime.window
     xs, hits = [], []
     for sc in scores:
         xs.append(encode_rows(sc.vel, np.zeros_like(sc.off), sc.bpm, sc.tsig, sc.phase, np.zeros(sc.n_rows)))
         hits.append(sc.vel > 0)
-    outs = running(predict, xs, hits, int(window or 16)) if scores else []
+    if not scores:
+        outs = []
+    elif stepper is not None:
+        outs = stepped(stepper, xs, hits)
+    else:
+        outs = running(predict, xs, hits, int(window or 16))
     played = []
     for sc, y, hit in zip(scores, outs, hits):
         vel, off, _ = decode_outputs(y)
