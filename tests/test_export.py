@@ -239,3 +239,22 @@ def test_averaged_checkpoints_hold_the_mean_weights(tmp_path):
                     {"version": "x"}, other)
     with pytest.raises(ModelError, match="other.ckpt"):
         average_checkpoints([paths[0], other])
+
+
+def test_reset_reuses_the_encoding_of_the_same_score_and_redoes_another(exported_inc):
+    from rolypoly.score.features import N_IN
+    _, path = exported_inc
+    rt = load_runtime(path)
+    rng = np.random.default_rng(0)
+    a, b = rng.random((40, N_IN)).astype(np.float32), rng.random((40, N_IN)).astype(np.float32)
+    rt.reset(a)
+    ya = [rt.step(None if k == 0 else a[k - 1], a[k]) for k in range(5)]
+    memory = rt._memory
+    rt.reset(a.copy())                       # the same rows: no second encoder pass, a fresh cache
+    assert rt._memory is memory
+    again = [rt.step(None if k == 0 else a[k - 1], a[k]) for k in range(5)]
+    np.testing.assert_allclose(np.array(again), np.array(ya), atol=1e-6)
+    rt.reset(b)                              # another score is encoded anew
+    assert rt._memory is not memory
+    yb = rt.step(None, b[0])
+    assert not np.allclose(yb, ya[0])

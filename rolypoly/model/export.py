@@ -190,6 +190,7 @@ class Runtime:
             raise ModelError(f"{path}: offset scale {self.layout.get('off_scale')} differs from {OFF_SCALE}")
 
         self._memory = None
+        self._encoded: np.ndarray | None = None   # the score rows self._memory encodes
         self._cache = None
         self._k = 0
         self._n = 0
@@ -217,7 +218,9 @@ class Runtime:
         """Encode a whole score ``(N, 22)`` (the encoder reads ahead) and clear the decoder cache.
 
         Row index ``k`` of :meth:`step` counts the steps since this call.  Costs one encoder
-        pass over the score: call it when a score is read or wraps, never from the audio thread.
+        pass over the score the first time (call it when a score is read, never from the audio
+        thread); the same score again (a take's start after ``read``, a loop's wrap) reuses that
+        encoding and only clears the cache.
         """
         if not self.supports_step:
             raise ModelError(f"{self.path}: this model has no incremental decoder (use predict on windows)")
@@ -226,8 +229,12 @@ class Runtime:
             raise ModelError(f"reset expects (N, {N_IN}) score rows with N >= 1, got shape {x.shape}")
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        same = (self._memory is not None and self._encoded is not None and self._encoded.shape == x.shape
+                and np.array_equal(self._encoded, x))
         with torch.inference_mode():
-            self._memory = self.module.encode(torch.from_numpy(np.ascontiguousarray(x))[None])
+            if not same:
+                self._memory = self.module.encode(torch.from_numpy(np.ascontiguousarray(x))[None])
+                self._encoded = x.copy()
             self._cache = self.module.new_cache(1)
         self._k, self._n = 0, len(x)
 
