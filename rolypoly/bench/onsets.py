@@ -202,37 +202,32 @@ def _run_corpus(cfg, args, sr, hop):
     quiet_scores: dict = {}
     raw: dict = {}
     block = int(cfg.audio.block_frames)
+    def score(name, listener_for, its):
+        """F counts per family (judged and quiet levels) of one system; raw delays into ``raw``."""
+        per, per_q = {}, {}
+        for it in its:
+            lis = listener_for(it)
+            det = detect_onsets(it.audio, sr, hop, block=block, listener=lis)
+            c, d = _counts(det, it.truth, 0.025)
+            target = per if it.level_db >= CORPUS_LEVEL_DB else per_q
+            target[it.family] = target.get(it.family, 0) + c
+            if it.level_db >= CORPUS_LEVEL_DB and len(d):
+                raw.setdefault(name, {}).setdefault(it.family, []).extend((np.asarray(d) + lis.latency_s).tolist())
+        scores[name] = per
+        quiet_scores[name] = per_q
+
+    def cue_listener(kw):
+        if kw is None:   # the sound check's settings, fitted on each item itself
+            return lambda it: Listener(sr, hop, **dict(base, **soundcheck(it.audio, sr, instrument=base.get("instrument"),
+                                                                           hop=hop)))
+        return lambda it: Listener(sr, hop, **kw)
+
     jobs = [(name, kw) for name, kw in systems]
     for name, kw in progress(jobs, total=len(jobs), desc="systems"):
-        per, per_q = {}, {}
-        for it in items:
-            if kw is None:
-                lis = Listener(sr, hop, **dict(base, **soundcheck(it.audio, sr, instrument=base.get("instrument"),
-                                                                  hop=hop)))
-            else:
-                lis = Listener(sr, hop, **kw)
-            det = detect_onsets(it.audio, sr, hop, block=block, listener=lis)
-            c, d = _counts(det, it.truth, 0.025)
-            target = per if it.level_db >= CORPUS_LEVEL_DB else per_q
-            target[it.family] = target.get(it.family, 0) + c
-            if it.level_db >= CORPUS_LEVEL_DB and len(d):
-                raw.setdefault(name, {}).setdefault(it.family, []).extend((np.asarray(d) + lis.latency_s).tolist())
-        scores[name] = per
-        quiet_scores[name] = per_q
+        score(name, cue_listener(kw), items)
     for name, per_family in net_models.items():
-        per, per_q = {}, {}
-        for it in items:
-            if it.family not in per_family:
-                continue
-            lis = Listener(sr, hop, method="network", model=per_family[it.family])
-            det = detect_onsets(it.audio, sr, hop, block=block, listener=lis)
-            c, d = _counts(det, it.truth, 0.025)
-            target = per if it.level_db >= CORPUS_LEVEL_DB else per_q
-            target[it.family] = target.get(it.family, 0) + c
-            if it.level_db >= CORPUS_LEVEL_DB and len(d):
-                raw.setdefault(name, {}).setdefault(it.family, []).extend((np.asarray(d) + lis.latency_s).tolist())
-        scores[name] = per
-        quiet_scores[name] = per_q
+        score(name, lambda it, m=per_family: Listener(sr, hop, method="network", model=m[it.family]),
+              [it for it in items if it.family in per_family])
     # the guard: a candidate must still hear the shared real set (annotated span) well enough
     real = _load_real(_data_dir(args), sr)
     real_span = {}
