@@ -166,3 +166,10 @@ def test_tables_are_not_cut_when_piped():
     assert proc.returncode == 0
     assert "kick:104 hihat:84 crash:112" in proc.stdout
     assert "…" not in proc.stdout
+
+
+def test_serve_help_names_every_attribute_the_engine_takes():
+    from rolypoly.commands.serve import EPILOG
+    from rolypoly.live.engine import ATTRIBUTES
+    listed = EPILOG.split("/rolypoly/set", 1)[1].split("/rolypoly/ping", 1)[0].replace("(", " ").replace(")", " ").split()
+    assert set(ATTRIBUTES) <= set(listed), sorted(set(ATTRIBUTES) - set(listed))

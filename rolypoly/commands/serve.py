@@ -6,7 +6,8 @@ addresses served (UDP, OSC 1.0):
   /rolypoly/read <score.mid>     /rolypoly/start     /rolypoly/stop
   /rolypoly/train [w_v w_o w_g [w_r]]   /rolypoly/write [name.mid]   /rolypoly/load [model.pt]
   /rolypoly/kit [file]   /rolypoly/introspect <from> <to...>   /rolypoly/soundcheck [s] [instrument]
-  /rolypoly/set <attribute> <value...>   (enable latency lookahead filter_hits generate_vels loop device countin)
+  /rolypoly/set <attribute> <value...>   (enable latency lookahead filter_hits generate_vels loop device countin
+                                          follow generate density complexity)
   /rolypoly/ping [args]  -> /rolypoly/pong [args]
   /rolypoly/reply_to <port>  send replies to this port on the sender's host (0 = to the sender)
 sent back:
