@@ -113,7 +113,7 @@ def run(cfg, args):
     from rolypoly.errors import RolypolyError
     from rolypoly.free.generate import generate, perform_many
     from rolypoly.free.runtime import load_events
-    from rolypoly.model.evaluate import predictor_from_path, stepper_from_path
+    from rolypoly.model.evaluate import model_from_path, predictor_from_model
     from rolypoly.report import Table
     from rolypoly.score.gmd import load_gmd
 
@@ -124,8 +124,9 @@ def run(cfg, args):
     t0 = time.perf_counter()
     g = cfg.generate
     runtime = load_events(args.events_model or g.events_model)
-    predict, perf_desc, perf_window = predictor_from_path(args.model or cfg.engine.model_path)
-    perf_step = stepper_from_path(args.model or cfg.engine.model_path)   # an incremental model steps, as live
+    perf_module, perf_desc, perf_window, perf_inc = model_from_path(args.model or cfg.engine.model_path)
+    predict = predictor_from_model(perf_module)
+    perf_step = perf_module if perf_inc else None   # an incremental model steps, as live
     temperature = float(args.temperature if args.temperature is not None else g.temperature)
     heads = {"drum_temperature": _opt(args.drum_temperature, g.get("drum_temperature")),
              "vel_temperature": _opt(args.vel_temperature, g.get("vel_temperature")),
@@ -205,10 +206,10 @@ def run(cfg, args):
         gens.append(out.score)
         n_events += len(sc.times_ms) + len(out.events)   # each read (prompt) or drawn event is one model step
     t_gen = time.perf_counter() - t1
-    played = perform_many(gens, predict=predict, window=perf_window, stepper=perf_step[0] if perf_step else None)
+    played = perform_many(gens, predict=predict, window=perf_window, stepper=perf_step)
     model_seqs = [_seq_of_score(p) for p in played]
     own_vel = perform_many(gens, predict=predict, window=perf_window, filter_hits="score_notes_and_vels",
-                           stepper=perf_step[0] if perf_step else None)
+                           stepper=perf_step)
     own_seqs = [_seq_of_score(p) for p in own_vel]
     rng = np.random.default_rng(args.seed)
     rand_seqs = [_random_bars(train_bars, g, rng) for g in lengths]

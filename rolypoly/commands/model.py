@@ -78,7 +78,7 @@ def eval_model(args, cfg) -> int:
     import time
 
     from rolypoly.metrics import PROTOCOL, baselines, eval_takes
-    from rolypoly.model.evaluate import CONDITIONS, evaluate, predictor_from_path, stepper_from_path
+    from rolypoly.model.evaluate import CONDITIONS, evaluate, model_from_path, predictor_from_model
     from rolypoly.report import Table, emit
     from rolypoly.score.gmd import load_gmd
 
@@ -88,10 +88,11 @@ def eval_model(args, cfg) -> int:
         raise ConfigError(f"--threads {args.threads}: must be >= 1")
     torch.set_num_threads(args.threads)
     paths = list(args.model or [str(cfg.engine.model_path)])
-    loaded = []
-    for path in paths:  # load all first: a bad file fails before minutes of evaluation
-        predict, desc, block = predictor_from_path(path)
-        loaded.append((path, predict, desc, block, stepper_from_path(path)))
+    loaded, modules = [], {}
+    for path in paths:  # load all first (once each): a bad file fails before minutes of evaluation
+        module, desc, block, inc = model_from_path(path)
+        loaded.append((path, predictor_from_model(module), desc, block, (module, desc, block) if inc else None))
+        modules[path] = (module, block, inc)
     takes = load_gmd(cfg, grid="16", show_progress=False)
     test = eval_takes(takes, args.split)
     table = Table(f"GMD {args.split}: timing and velocity MAE, velocity distribution", key="results", columns=
@@ -132,7 +133,7 @@ def eval_model(args, cfg) -> int:
             tables.append(drum)
     # The bundled demo score (velocities written per note): does the model push them to the top?
     from rolypoly.config import REPO_DIR
-    from rolypoly.model.evaluate import _load, score_velocities
+    from rolypoly.model.evaluate import score_velocities
     from rolypoly.score.midi import read_score
     demo_path = REPO_DIR / "data" / "demo.mid"
     if demo_path.is_file():
@@ -140,7 +141,7 @@ def eval_model(args, cfg) -> int:
         vt = Table(f"{demo_path.name} played alone (free-running): written vs played velocity", key="demo_velocities",
                    columns=["model", "drum", "rows", "hits", "written", "played", "played max"])
         for path in paths:
-            module, _, window, inc = _load(path)
+            module, window, inc = modules[path]
             for r in score_velocities(module, inc, window, demo):
                 vt.add(Path(path).name, r["drum"], r["rows"], r["hits"], r["written"], r["played"], r["played_max"])
         tables.append(vt)

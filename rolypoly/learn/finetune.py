@@ -209,14 +209,13 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
     # the same way, the whole take in one pass (its attention costs the band, not the take).
     whole = int(getattr(model, "span", 0)) > 0 and batch_size <= 0
     per_batch = max(1, batch_size // window) if batch_size > 0 else n // window + 2
-    forward = model
+    enc = None   # the encoder's output when it is frozen and the take goes in whole
     if whole and not train_encoder and hasattr(model, "decode"):
         # A frozen encoder reads the same score every epoch: encode it once (without dropout).
         with torch.no_grad():
             model.eval()
             enc = model._encode(x_all[None])
             model.train()
-        forward = lambda rows: model.decode(x_all[rows], enc)  # noqa: E731  (rows is the whole take)
     table, rejected = [], 0
     for epoch in range(1, epochs + 1):
         if whole:
@@ -230,7 +229,7 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
         for i in range(0, idx.shape[0], per_batch):
             sel = perm[i:i + per_batch]
             rows, ok = idx[sel], valid[sel]
-            y = (forward(rows) if forward is not model else model(x_all[rows]))[ok]
+            y = (model(x_all[rows]) if enc is None else model.decode(x_all[rows], enc))[ok]
             batch = {k: v[rows][ok] for k, v in data.items()}
             loss, terms = take_loss(y, batch, weights, mu, sigma)
             if not torch.isfinite(loss):

@@ -410,18 +410,23 @@ class Rolypoly:
         self.status(f"read {path or 'score'}: {sc.n_rows} rows, {int(sc.bar[-1]) + 1} bars, {sc.length_ms / 1000:.1f} s")
         self.warm_up()
 
-    def warm_up(self) -> None:
-        """Load what ``start`` needs and run a few dummy ticks and blocks (compilation, caches)."""
+    def _ensure_parts(self, where: str) -> None:
+        """The model (when enabled), the stage and the listener, made if missing; a model that
+        fails to load is reported (``where`` prefixes the message) and the score plays as written."""
         if self.enable and self.runtime is None:
             try:
                 self.load()
             except RolypolyError as exc:
-                self.emit("error", f"{exc}; playing the score as written")
+                self.emit("error", f"{where}{exc}; playing the score as written")
         self._ensure_stage()
         if self.listener is None:
             self._make_listener()
             self.listener.process(np.zeros(4 * self.block_frames, np.float32))  # load its kernels now
             self.listener.reset()
+
+    def warm_up(self) -> None:
+        """Load what ``start`` needs and run a few dummy ticks and blocks (compilation, caches)."""
+        self._ensure_parts("")
         if self.runtime is not None and self.score is not None:
             sched = Schedule(self.score, self.sr, window=self._window())
             try:
@@ -553,14 +558,7 @@ class Rolypoly:
     def _new_take(self):
         """Everything a take needs before the audio side gets it: its schedule (first rows
         predicted) and the writer its audio streams into."""
-        if self.enable and self.runtime is None:
-            try:
-                self.load()
-            except RolypolyError as exc:
-                self.emit("error", f"start: {exc}; playing the score as written")
-        self._ensure_stage()
-        if self.listener is None:
-            self._make_listener()
+        self._ensure_parts("start: ")
         self.listener.reset()
         try:  # free mode: the score continued, filled or improvised by the event model
             self.score = self.free.prepare(self.score)
@@ -850,7 +848,8 @@ class Rolypoly:
                 "offline": self.offline, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     def _open_writer(self):
-        from rolypoly.live.recorder import TakeWriter, partial_dir
+        from rolypoly.live.recorder import TakeWriter
+        from rolypoly.live.takes import partial_dir
         self._partial = partial_dir(self.cfg.takes_dir, time.strftime("%Y%m%d-%H%M%S"))
         try:
             return TakeWriter(self._partial, self.sr, fmt=str(self.cfg.engine.get("take_format", "wav")))
@@ -873,17 +872,7 @@ class Rolypoly:
             ks = np.arange(max(0, K - sched.capacity), K)
         else:
             ks = np.arange(K)
-        slots = ks % sched.capacity
-        idx = ks % sched.N
-        sc = sched.score
-        times = sched.row_samples[idx] + (ks // sched.N) * sched.length_samples
-        return {"k": ks, "score_row": idx, "time_ms": times * 1000.0 / self.sr,
-                "pred": sched.pred[slots].copy(), "real_vel": sched.real_vel[slots].copy(),
-                "real_off": sched.real_off[slots].copy(), "lean": sched.lean_at[slots].copy(),
-                "tau_g": sched.tau_g[slots].copy(),
-                "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
-                "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
-                "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()}
+        return sched.row_record(ks)
 
     def performance_score(self, sched: Schedule | None = None, rows: dict | None = None):
         """The drums as played (the score's first pass), as a Score (realised velocities and offsets)."""

@@ -22,7 +22,6 @@ All of this runs on the reader, never on the audio callback.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 import time
@@ -30,11 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rolypoly.io import atomic_path
 from rolypoly.live import block as blk
+from rolypoly.live.takes import JOURNAL   # the partial take's sub-folder that only recovery reads
 
 SFC_UPDATE_HEADER_NOW = 0x1060   # libsndfile: rewrite the header to the data written so far
 HEADER_EVERY_S = 1.0
-JOURNAL = "journal"               # the sub-folder of a partial take that only recovery reads
 PLAYHEAD_EVERY_MS = 50.0
 
 
@@ -75,12 +75,11 @@ class TakeWriter:
     def _write_head(self) -> None:
         settings, score_path = self._head
         self._head = None
-        tmp = self.folder / ".settings.json.tmp"
-        tmp.write_text(json.dumps(settings, indent=1, default=str))
-        os.replace(tmp, self.folder / "settings.json")
+        with atomic_path(self.folder / "settings.json") as tmp:
+            tmp.write_text(json.dumps(settings, indent=1, default=str))
         if score_path and Path(score_path).is_file():
-            shutil.copyfile(score_path, self.folder / ".score.mid.tmp")
-            os.replace(self.folder / ".score.mid.tmp", self.folder / "score.mid")
+            with atomic_path(self.folder / "score.mid") as tmp:
+                shutil.copyfile(score_path, tmp)
 
     def add_rows(self, chunk: dict) -> None:
         """A chunk of settled rows (:class:`RowLog`); on disk at the next sync."""
@@ -112,10 +111,8 @@ class TakeWriter:
             chunks, self._rows = self._rows, []
             rows = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
             self.chunks_written += 1
-            name = f"rows-{self.chunks_written:06d}.npz"
-            tmp = self.journal / f".{name}.tmp.npz"      # np.savez adds .npz to a name without it
-            np.savez(tmp, **rows)
-            os.replace(tmp, self.journal / name)
+            with atomic_path(self.journal / f"rows-{self.chunks_written:06d}.npz") as tmp:
+                np.savez(tmp, **rows)
         for what, lines in self._lines.items():
             if not lines:
                 continue
@@ -189,18 +186,7 @@ class RowLog:
         upto = min(int(upto), sched.next_commit)
         if upto <= self.done:
             return
-        ks = np.arange(self.done, upto)
-        slots = ks % sched.capacity
-        idx = ks % sched.N
-        sc = sched.score
-        times = sched.row_samples[idx] + (ks // sched.N) * sched.length_samples
-        self.chunks.append({"k": ks, "score_row": idx, "time_ms": times * 1000.0 / sched.sr,
-                            "pred": sched.pred[slots].copy(), "real_vel": sched.real_vel[slots].copy(),
-                            "real_off": sched.real_off[slots].copy(), "lean": sched.lean_at[slots].copy(),
-                            "tau_g": sched.tau_g[slots].copy(),
-                            "has_onset": sched.onset_k[slots] == ks + 1, "late": sched.late[slots].astype(bool),
-                            "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
-                            "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()})
+        self.chunks.append(sched.row_record(np.arange(self.done, upto)))
         if self.journal is not None:
             self.journal.add_rows(self.chunks[-1])
         self.done = upto
@@ -380,7 +366,3 @@ class Reader:
             self.writer.add_hit(self.hits[-1])
         self.engine.emit("hit", sample, drum, vel, off_ms)
 
-
-def partial_dir(root, stamp: str) -> Path:
-    """The hidden folder a take streams into while it plays."""
-    return Path(root) / f".partial-{stamp}-{os.getpid()}"

@@ -32,10 +32,10 @@ everywhere.  With ``gap = onset - the row's drums`` (both as played), each onset
 squares fit of "overall + per position" to where the musician plays, closed around what
 the drums actually played.  It works at commit time, so it reacts the next row whatever
 the lookahead; ``follow = 0`` turns it off.  Each part is bounded by :data:`MAX_LEAN`
-(a bar fraction).  The model's
-inputs are taken against the grid moved by the lean (its hits and the musician's
-onsets minus the lean the row was fixed with, ``lean_at``), so it adds its drummer's
-feel on top of the lean rather than following the same change a second time.
+(a bar fraction).  The model's inputs are taken against the grid moved by the lean (its
+hits and the musician's onsets minus the lean the row was fixed with, ``lean_at``), so
+it adds its drummer's feel on top of the lean rather than following the same change a
+second time.
 """
 from __future__ import annotations
 
@@ -278,6 +278,21 @@ class Schedule:
         """
         return int(blk.commit_rows(float(sample_end), *self.arrays()[:4], float(self.consts[0]),
                                    float(self.consts[1]), *self.arrays()[5:]))
+
+    # -- the take's record -----------------------------------------------------------------
+    def row_record(self, ks: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows ``ks`` (committed, still in their slots) as the take record keeps them (copies)."""
+        slots = ks % self.capacity
+        idx = ks % self.N
+        sc = self.score
+        times = self.row_samples[idx] + (ks // self.N) * self.length_samples
+        return {"k": ks, "score_row": idx, "time_ms": times * 1000.0 / self.sr,
+                "pred": self.pred[slots].copy(), "real_vel": self.real_vel[slots].copy(),
+                "real_off": self.real_off[slots].copy(), "lean": self.lean_at[slots].copy(),
+                "tau_g": self.tau_g[slots].copy(),
+                "has_onset": self.onset_k[slots] == ks + 1, "late": self.late[slots].astype(bool),
+                "score_vel": sc.vel[idx].copy(), "bpm": sc.bpm[idx].copy(), "tsig": sc.tsig[idx].copy(),
+                "phase": sc.phase[idx].copy(), "bar_ms": sc.bar_ms[idx].copy()}
 
     # -- listening ---------------------------------------------------------------------
     def match_onset(self, onset_sample: float) -> int:

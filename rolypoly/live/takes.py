@@ -214,6 +214,11 @@ JOURNAL = "journal"
 PARTIAL_NAME = re.compile(r"^\.partial-(\d{8}-\d{6})-(\d+)$")
 
 
+def partial_dir(root, stamp: str) -> Path:
+    """The hidden folder a take streams into while it plays (:data:`PARTIAL_NAME` reads it back)."""
+    return Path(root) / f".partial-{stamp}-{os.getpid()}"
+
+
 @dataclass
 class PartialTake:
     """A hidden ``.partial-<stamp>-<pid>`` folder: a take playing now, or one a crash cut short."""
@@ -320,6 +325,15 @@ def _chunk_files(folder: Path) -> list[Path]:
     return sorted(p for p in j.iterdir() if re.fullmatch(r"rows-\d{6}\.npz", p.name))
 
 
+def _read_chunk(path: Path, keys=None) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (default all) of a row file; :class:`TakeError` naming it when damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in (keys or z.files)}
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise TakeError(f"{path}: unreadable row chunk ({type(exc).__name__}: {exc})") from None
+
+
 def partial_takes(root: str | os.PathLike) -> list[PartialTake]:
     """The hidden ``.partial-*`` folders under ``root``, oldest first, each described (nothing is changed)."""
     root = Path(root)
@@ -341,13 +355,12 @@ def partial_takes(root: str | os.PathLike) -> list[PartialTake]:
         n_rows = 0
         for c in _chunk_files(p):
             try:
-                with np.load(c, allow_pickle=False) as z:
-                    n_rows += len(z["k"])
-            except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-                why = why or f"{c}: unreadable row chunk ({type(exc).__name__}: {exc})"
+                n_rows += len(_read_chunk(c, ("k",))["k"])
+            except TakeError as exc:
+                why = why or str(exc)
         if (p / "rows.npz").is_file():
-            with contextlib.suppress(Exception), np.load(p / "rows.npz", allow_pickle=False) as z:
-                n_rows = len(z["k"])
+            with contextlib.suppress(TakeError):
+                n_rows = len(_read_chunk(p / "rows.npz", ("k",))["k"])
         if alive:
             why = f"process {pid} is still running (recording it now)"
         elif why is None:
@@ -438,11 +451,7 @@ def recover_take(folder: str | os.PathLike, root: str | os.PathLike) -> Path:
         raise TakeError(f"{folder}/settings.json: unreadable ({exc})") from None
     parts = []
     for c in chunks:
-        try:
-            with np.load(c, allow_pickle=False) as z:
-                parts.append({k: z[k] for k in z.files})
-        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise TakeError(f"{c}: unreadable row chunk ({type(exc).__name__}: {exc})") from None
+        parts.append(_read_chunk(c))
         absent = [f for f in ROW_FIELDS if f not in parts[-1]]
         if absent:
             raise TakeError(f"{c}: missing fields {absent}")

@@ -59,7 +59,7 @@ def predictor_from_model(model, chunk: int = 512) -> Predictor:
     return predict
 
 
-def _load(path):
+def model_from_path(path):
     """``(module, description, window, incremental)`` for a ``.ckpt`` (eager) or TorchScript file."""
     path = Path(path)
     if not path.is_file():
@@ -76,13 +76,13 @@ def _load(path):
 
 def predictor_from_path(path) -> tuple[Predictor, str, int]:
     """``(predictor, description, block size)`` for a ``.ckpt`` (eager) or TorchScript file."""
-    module, desc, window, _ = _load(path)
+    module, desc, window, _ = model_from_path(path)
     return predictor_from_model(module), desc, window
 
 
 def stepper_from_path(path):
     """``(module, description, receptive field)`` of an incremental model; None for a window model."""
-    module, desc, window, inc = _load(path)
+    module, desc, window, inc = model_from_path(path)
     return (module, desc, window) if inc else None
 
 

@@ -467,7 +467,8 @@ def average_checkpoints(paths) -> tuple[RolypolyModel, dict]:
                              f"{meta.get('model_config')}; only one architecture can be averaged")
         for k, v in other.state_dict().items():
             total[k] += v.double()
-    model.load_state_dict({k: (v / len(paths)).to(model.state_dict()[k].dtype) for k, v in total.items()})
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    model.load_state_dict({k: (v / len(paths)).to(dtypes[k]) for k, v in total.items()})
     meta = dict(meta)
     meta["averaged_from"] = paths
     return model.eval(), meta
