@@ -125,6 +125,8 @@ class Train:
     eval_every: int = opt(250, 1, 1_000_000)
     eval_batches: int = opt(50, 1, 100_000)
     checkpoint_every: int = opt(250, 1, 1_000_000)
+    keep_every: int = opt(0, 0, 1_000_000, doc="also keep the weights every N steps as step-NNNNNN.pt, "
+                          "for averaging (0 = never)")
     partner_share: float = opt(0.5, 0.0, 1.0)
     partner_row_prob: float = opt(0.8, 0.0, 1.0)
     partner_noise_ms: float = opt(8.0, 0.0, 1000.0)

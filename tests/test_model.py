@@ -192,3 +192,79 @@ def test_incremental_config_is_validated():
         ModelConfig.from_cfg({"enc_ahead": 4})
     with pytest.raises(ModelError, match="must be >= 0"):
         ModelConfig.from_cfg({"span": -1})
+
+
+# ----------------------------------------------------------------------------- the velocity curve
+
+def test_velocity_curve_is_the_identity_until_fitted_and_old_weights_load(tmp_path, model):
+    """A model without a fitted curve outputs its head; files saved before the curve load with it."""
+    x = torch.rand(1, 9, 22)
+    with torch.no_grad():
+        v = torch.linspace(-0.5, 1.5, 50)
+        assert torch.allclose(model.vel_curve(v), v, atol=1e-6)
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("vel_curve.")}
+    torch.save({"model": old, "meta": {"model_config": __import__("dataclasses").asdict(SMALL)}}, tmp_path / "old.ckpt")
+    loaded, _ = load_checkpoint(tmp_path / "old.ckpt")
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_a_fitted_curve_maps_only_velocities_and_stepping_still_equals_forward(inc_model, tmp_path):
+    from rolypoly.model.velocity import _set_curve, quantile_knots
+    x = torch.rand(1, 30, 22)
+    with torch.no_grad():
+        before = inc_model(x)
+    # a curve that spreads: 40..80 predicted -> 10..120 real
+    kx, ky = quantile_knots(torch.linspace(40, 80, 200).numpy(), torch.linspace(10, 120, 200).numpy(), knots=17)
+    _set_curve(inc_model, kx, ky)
+    with torch.no_grad():
+        after = inc_model(x)
+    assert torch.allclose(after[..., 9:], before[..., 9:])            # offsets and g untouched
+    assert not torch.allclose(after[..., :9], before[..., :9], atol=1e-3)
+    # monotone: the order of velocities is kept
+    order = torch.argsort(before[0, :, 0])
+    assert bool((torch.diff(after[0, order, 0]) >= -1e-6).all())
+    # 60 (the middle of the predicted range) maps to the middle of the real one
+    assert abs(float(inc_model.vel_curve(torch.tensor([60.0 / 127]))) * 127 - 65.0) < 1.0
+    assert torch.allclose(_stepped(inc_model, x), after, atol=1e-5)
+    save_checkpoint(inc_model, {"version": "t"}, tmp_path / "c.ckpt")
+    loaded, _ = load_checkpoint(tmp_path / "c.ckpt")
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), after, atol=1e-6)
+
+
+class _Squeezed(torch.nn.Module):
+    """Plays each hit at half its written velocity plus a quarter: squeezed towards the middle."""
+
+    span = 0
+    window = 16
+
+    def __init__(self):
+        super().__init__()
+        from rolypoly.model.transformer import VelocityCurve
+        self.vel_curve = VelocityCurve()
+
+    def forward(self, x):
+        return torch.cat([self.vel_curve(0.5 * x[..., :9] + 0.25), torch.zeros_like(x[..., :10])], -1)
+
+
+def test_fitting_the_curve_spreads_squeezed_velocities_within_the_tolerance():
+    """A squeezed model gets a curve that widens its velocity histogram on validation, within
+    the MAE tolerance, and the largest such blend is the one chosen."""
+    from rolypoly.model.velocity import ALPHAS, fit_velocity_curve
+    from rolypoly.sim.corpus import synthetic_takes
+    m = _Squeezed()
+    takes = synthetic_takes(n_takes=8, rows=64, seed=5)
+    rep = fit_velocity_curve(m, takes, takes, knots=9, tolerance=1e9)
+    rows = {r["alpha"]: r for r in rep["validation"]}
+    assert set(rows) == set(ALPHAS)
+    assert rows[1.0]["hist_intersection"] > rows[0.0]["hist_intersection"] + 0.1
+    base, full = rows[0.0]["velocity_mae"], rows[1.0]["velocity_mae"]
+    assert full > base   # spreading costs error here: the tolerance decides
+    tol = (full - base) / 2
+    mid = fit_velocity_curve(_Squeezed(), takes, takes, knots=9, tolerance=tol)
+    chosen = ALPHAS.index(mid["alpha"])
+    assert 0 < chosen < len(ALPHAS) - 1
+    assert mid["validation_mae"] <= base + tol
+    assert mid["validation"][chosen + 1]["velocity_mae"] > base + tol
+    assert rep["alpha"] == 1.0   # an unbounded tolerance admits every blend

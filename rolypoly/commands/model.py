@@ -55,6 +55,9 @@ def register(sub, common) -> None:
     ex.add_argument("--ckpt-out", metavar="PATH", help="also write the weights-only eager checkpoint here")
     ex.add_argument("--average", nargs="+", metavar="CKPT", default=None,
                     help="export the mean of CHECKPOINT's weights and these checkpoints' (one architecture)")
+    ex.add_argument("--velocity-curve", action="store_true",
+                    help="fit the velocity curve (quantile map on GMD train, blend chosen on GMD validation) "
+                         "before exporting; see rolypoly.model.velocity")
     ex.add_argument("--force", action="store_true", help="replace the output file(s) when they exist")
     ex.set_defaults(func=export)
 
@@ -177,6 +180,7 @@ def export(args, cfg) -> int:
     from rolypoly.report import Table, emit
     from rolypoly.io import check_output
     t = Table("export", ["written", "version", "bytes"])
+    curve_tables = []
     for target in (args.swing, args.output, args.ckpt_out):
         if target:  # a shipped model (models/) or any existing file is replaced only with --force
             check_output(target, args.force, what="export target")
@@ -198,11 +202,28 @@ def export(args, cfg) -> int:
             model, meta = average_checkpoints([args.checkpoint, *args.average])
         else:
             model, meta = load_checkpoint(args.checkpoint)
+        if args.velocity_curve:
+            import sys
+
+            from rolypoly.model.velocity import fit_velocity_curve
+            from rolypoly.score.gmd import load_gmd
+            takes = load_gmd(cfg, grid="16", show_progress=False)
+            from rolypoly.metrics import eval_takes
+            fit = fit_velocity_curve(model, takes.split("train"), eval_takes(takes, "validation"),
+                                     log=lambda m: print(m, file=sys.stderr, flush=True))
+            meta = dict(meta, velocity_curve={k: v for k, v in fit.items() if k != "validation"})
+            vt = Table("velocity curve: blends on GMD validation (teacher-forced)",
+                       ["alpha", "velocity MAE", "velocity histogram intersection", "chosen"], key="velocity_curve")
+            for r in fit["validation"]:
+                vt.add(r["alpha"], r["velocity_mae"], r["hist_intersection"], r["alpha"] == fit["alpha"])
+            vt.notes.append(f"chosen: the largest blend within {fit['tolerance']} velocity MAE of the uncalibrated "
+                            f"model; map fitted on {fit['fitted_on']}")
+            curve_tables.append(vt)
         p = export_torchscript(model, meta, args.output)
         t.add(str(p), meta.get("version", "?"), p.stat().st_size)
         if args.ckpt_out:
             keep = {k: v for k, v in meta.items() if k != "history"}
             save_checkpoint(model, keep, args.ckpt_out)
             t.add(str(args.ckpt_out), meta.get("version", "?"), Path(args.ckpt_out).stat().st_size)
-    emit(t, as_json=args.json)
+    emit([*curve_tables, t], as_json=args.json)
     return 0

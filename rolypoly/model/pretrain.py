@@ -19,7 +19,8 @@ The recipe, in order of how much it matters:
 * AdamW, linear warmup, cosine decay, gradient clipping, fixed seeds;
 * a checkpoint (``last.pt``, with optimizer state) every ``checkpoint_every`` steps: the
   same command resumes an interrupted run; ``best.pt`` keeps the best validation loss;
-  ``loss.png`` plots the curves.
+  ``loss.png`` plots the curves; ``keep_every`` also keeps weights-only snapshots
+  (``step-NNNNNN.pt``) along the run, for :func:`average_checkpoints`.
 
 Works under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU): each process
 samples its own windows; rank 0 validates and writes.
@@ -329,6 +330,7 @@ def pretrain(cfg, log=print) -> TrainResult:
     from rolypoly.model.transformer import (
         ModelConfig,
         RolypolyModel,
+        load_weights,
         read_checkpoint,
         save_checkpoint,
     )
@@ -359,7 +361,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         if state["meta"].get("model_config") != asdict(conf):
             raise ModelError(f"{last}: was trained with model {state['meta'].get('model_config')}, not "
                              f"{asdict(conf)}; use another train.out_dir or delete it")
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"])
         opt.load_state_dict(state["optimizer"])
         step, best_val, best_step = int(state["step"]), float(state["best_val"]), int(state["best_step"])
         history, elapsed0 = list(state.get("history", [])), float(state.get("elapsed_s", 0.0))
@@ -371,7 +373,7 @@ def pretrain(cfg, log=print) -> TrainResult:
         src = str(tc.init_from)
         state = read_checkpoint(src)
         try:
-            model.load_state_dict(state["model"], strict=True)
+            load_weights(model, state["model"])
         except RuntimeError as exc:
             raise ModelError(f"train.init_from={src}: weights do not fit model {asdict(conf)} "
                              f"({str(exc).splitlines()[0]})") from None
@@ -432,6 +434,8 @@ def pretrain(cfg, log=print) -> TrainResult:
                 "optimizer": opt.state_dict(), "step": done, "best_val": best_val, "best_step": best_step,
                 "history": history, "elapsed_s": elapsed0 + time.perf_counter() - t0})
             write_text(out / "history.json", json.dumps(history))  # atomically, like the checkpoint
+        if rank == 0 and int(tc.keep_every) and done % int(tc.keep_every) == 0:
+            save_checkpoint(model, {**meta, "step": done}, out / f"step-{done:06d}.pt")
     seconds = elapsed0 + time.perf_counter() - t0
     if is_ddp:
         import torch.distributed as dist

@@ -241,6 +241,26 @@ N_ENC_IN = 9 + 3
 N_DEC_IN = 9 + 1 + 9 + 1 + 9 + 3
 
 
+class VelocityCurve(nn.Module):
+    """A monotone piecewise-linear map of the velocity outputs (0..1 scale); identity until fitted.
+
+    Knots ``x`` (increasing) map to ``y``; beyond the end knots the end segments extend
+    linearly.  :mod:`rolypoly.model.velocity` fits it after training so that the spread of
+    the played velocities comes closer to a drummer's (a regression to the mean squeezes
+    it); it is part of the weights, so finetuning and export carry it.
+    """
+
+    def __init__(self, knots: int = 17):
+        super().__init__()
+        self.register_buffer("x", torch.linspace(-1.0, 2.0, knots))
+        self.register_buffer("y", torch.linspace(-1.0, 2.0, knots))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        i = torch.searchsorted(self.x, v.contiguous()).clamp(1, self.x.numel() - 1)
+        x0, x1, y0, y1 = self.x[i - 1], self.x[i], self.y[i - 1], self.y[i]
+        return y0 + (v - x0) * (y1 - y0) / (x1 - x0)
+
+
 class RolypolyModel(nn.Module):
     """Encoder-decoder Transformer mapping ``(B, T, 22)`` rows to ``(B, T, 19)`` predictions.
 
@@ -274,6 +294,7 @@ class RolypolyModel(nn.Module):
         self.ln_enc = nn.LayerNorm(c.d_model)
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = nn.Linear(c.d_model, N_OUT)
+        self.vel_curve = VelocityCurve()
         self.apply(self._init_weights)
 
     @staticmethod
@@ -331,7 +352,11 @@ class RolypolyModel(nn.Module):
         back = self.span - 1 if self.span > 0 else -1
         for blk in self.decoder:
             dec = blk(dec, enc, back)
-        return self.head(self.ln_f(dec))
+        return self._out(self.head(self.ln_f(dec)))
+
+    def _out(self, y: torch.Tensor) -> torch.Tensor:
+        """The head's output with the velocity curve applied to its velocity columns."""
+        return torch.cat([self.vel_curve(y[..., :self.c_vel1 - self.c_vel0]), y[..., self.c_vel1 - self.c_vel0:]], dim=-1)
 
     # ------------------------------------------------------------------ incremental decoding
 
@@ -362,7 +387,7 @@ class RolypolyModel(nn.Module):
         dec = self._decoder_input(p, row)[:, None]
         for i, blk in enumerate(self.decoder):
             dec = blk.step(dec, cache[i], memory_kv[i], k, self.span)
-        return self.head(self.ln_f(dec))[:, 0]
+        return self._out(self.head(self.ln_f(dec))[:, 0])
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -408,6 +433,16 @@ def read_checkpoint(path) -> dict:
     return payload
 
 
+def load_weights(model: RolypolyModel, state: dict) -> None:
+    """``model.load_state_dict(state, strict=True)``, except that weights saved before the
+    velocity curve existed load with the identity curve."""
+    state = dict(state)
+    for k, v in model.state_dict().items():
+        if k.startswith("vel_curve.") and k not in state:
+            state[k] = v
+    model.load_state_dict(state, strict=True)
+
+
 def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
     """Load eager weights: ``(model in eval mode, meta)``.
 
@@ -429,7 +464,7 @@ def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
         raise ModelError(f"{path}: bad model_config in checkpoint ({exc})") from None
     model = RolypolyModel(conf)
     try:
-        model.load_state_dict(payload["model"], strict=True)
+        load_weights(model, payload["model"])
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()
         raise ModelError(f"{path}: weights do not match the rolypoly architecture "
