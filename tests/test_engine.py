@@ -376,3 +376,41 @@ def test_model_off_is_the_quantised_machine_whatever_follow_says():
         sched.commit_until(sched.row_time(k) + 1.0)
         sched.match_onset(sched.row_time(k) + 30.0 * 48.0)
     assert np.all(sched.real_off[:sched.N] == 0.0)
+
+
+def test_rows_appended_to_a_growing_take_play_once_published_and_only_then():
+    """Free mode's worker appends rows: the audio side sees a row only once it is written whole
+    (the row count is published last), onsets match on it, and bad appends are refused."""
+    from rolypoly.live.schedule import _concat_scores
+    from rolypoly.sim.corpus import groove_score
+    full = groove_score(4, 120.0)
+    first = full.bar < 2
+    head = full.copy()
+    for name in ("times_ms", "vel", "off", "bpm", "tsig", "phase", "bar", "tau_g"):
+        setattr(head, name, getattr(full, name)[first])
+    tail = full.copy()
+    for name in ("times_ms", "vel", "off", "bpm", "tsig", "phase", "bar", "tau_g"):
+        setattr(tail, name, getattr(full, name)[~first])
+    sr = 48000
+    sched = Schedule(head, sr, extra_rows=int((~first).sum()), length_ms=full.length_ms)
+    sched.use_model = False
+    assert sched.length_samples == pytest.approx(full.length_ms * sr / 1000.0)
+    end = full.length_ms * sr / 1000.0
+    assert sched.commit_until(end) == head.n_rows           # nothing past the published rows
+    assert not sched.finished(end - 1)
+    lo = sched.append_rows(tail)
+    assert lo == head.n_rows and sched.N == full.n_rows
+    assert sched.commit_until(end) == tail.n_rows             # the new rows now play
+    assert np.array_equal(sched.real_vel[:sched.N], full.vel.astype(np.int16))
+    k = sched.match_onset(full.times_ms[lo + 1] * sr / 1000.0 + 48)   # 1 ms late on an appended row
+    assert k == lo + 1
+    rec = sched.row_record(np.arange(sched.N))
+    assert np.array_equal(rec["score_vel"], full.vel) and np.allclose(rec["phase"], full.phase)
+    with pytest.raises(ValueError, match="do not fit"):
+        sched.append_rows(tail)
+    again = Schedule(head, sr, extra_rows=100)
+    with pytest.raises(ValueError, match="after the last"):
+        again.append_rows(head)
+    with pytest.raises(ValueError, match="does not loop"):
+        Schedule(head, sr, loop=True, extra_rows=4)
+    assert _concat_scores(head, tail).n_rows == full.n_rows

@@ -540,3 +540,60 @@ def test_generated_velocities_follow_the_scores_own_dynamics(tiny):
     soft = cls >= 0
     soft &= cls == 0
     assert ((vel[soft] >= 1) & (vel[soft] < 64)).all()
+
+
+def _live_continue(tiny, tmp_path, seed=1):
+    """An offline take in continue mode with the performance model on; every append_rows seen."""
+    from rolypoly.config import load_config
+    from rolypoly.live.drivers import perform_offline
+    from rolypoly.live.engine import Rolypoly
+    from rolypoly.live.schedule import Schedule
+    cfg = load_config([f"takes_dir={tmp_path / 'takes'}", f"models_dir={tmp_path / 'models'}",
+                       f"generate.events_model={tiny[1]}", f"generate.seed={seed}"])
+    eng = Rolypoly(cfg, offline=True)
+    assert eng.message("read", str(DEMO))
+    assert eng.message("set", "generate", "continue", 3)
+    appends, scheds = [], []
+    real = Schedule.append_rows
+
+    def spy(sched, part):
+        appends.append((sched.sample, float(part.times_ms[0]) if part.n_rows else None, sched.N))
+        scheds.append(sched)
+        return real(sched, part)
+    Schedule.append_rows = spy
+    try:
+        res = perform_offline(eng)
+    finally:
+        Schedule.append_rows = real
+    return eng, res, appends, scheds[-1]
+
+
+def test_continue_is_drawn_on_the_worker_a_bar_ahead_of_the_playhead(tiny, tmp_path):
+    from rolypoly.live.takes import load_take
+    from rolypoly.score.midi import read_score
+    src = read_score(DEMO)
+    eng, res, appends, sched = _live_continue(tiny, tmp_path)
+    assert appends and appends[0][2] == src.n_rows          # the take started with the score's rows only
+    bar_s = src.bar_ms[-1] * eng.sr / 1000.0
+    for sample, first_ms, _ in appends:                       # each bar written while the playhead is a bar away
+        if first_ms is not None:
+            assert first_ms * eng.sr / 1000.0 - sample > 0.9 * bar_s
+    assert sched.N > src.n_rows and res.rows == sched.N and res.late_rows == 0
+    assert sched.score.n_rows == sched.N and int(sched.score.bar[-1]) <= int(src.bar[-1]) + 3
+    take = load_take(res.take_dir)
+    rows = take.rows
+    new = rows["k"] >= src.n_rows
+    assert new.any() and (rows["score_vel"][new] > 0).any(axis=1).all()     # generated rows hold hits
+    assert (rows["real_vel"][new] > 0).any()                                # and they played
+    # the model gave them its own velocities (not the score's) and micro-timing
+    played = rows["real_vel"][new] > 0
+    assert not np.array_equal(rows["real_vel"][new][played], rows["score_vel"][new][played])
+    assert np.abs(rows["real_off"][new][played]).max() > 0
+
+
+def test_live_generation_repeats_with_its_seed(tiny, tmp_path):
+    _, _, _, a = _live_continue(tiny, tmp_path / "a", seed=4)
+    _, _, _, b = _live_continue(tiny, tmp_path / "b", seed=4)
+    _, _, _, c = _live_continue(tiny, tmp_path / "c", seed=5)
+    assert np.array_equal(a.score_vel[:a.N], b.score_vel[:b.N])
+    assert a.N != c.N or not np.array_equal(a.score_vel[:a.N], c.score_vel[:c.N])

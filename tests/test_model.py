@@ -268,3 +268,19 @@ def test_fitting_the_curve_spreads_squeezed_velocities_within_the_tolerance():
     assert mid["validation_mae"] <= base + tol
     assert mid["validation"][chosen + 1]["velocity_mae"] > base + tol
     assert rep["alpha"] == 1.0   # an unbounded tolerance admits every blend
+
+
+def test_encode_part_updates_the_encoding_of_changed_rows_exactly(inc_model):
+    x = torch.rand(1, 120, 22)
+    with torch.no_grad():
+        mem = inc_model.encode(x)
+        y = x.clone()
+        y[:, 60:76] = torch.rand(1, 16, 22)          # a bar drawn ahead
+        stale = mem.clone()
+        inc_model.encode_part(y, 60, 76, mem)
+        full = inc_model.encode(y)
+    assert torch.allclose(mem, full, atol=1e-6)
+    assert not torch.allclose(stale, full, atol=1e-3)   # without the update the encoding is wrong
+    # rows the change cannot reach keep their bits (2 encoder layers x 3 ahead, x 4 back)
+    assert torch.equal(mem[..., :60 - 6, :], stale[..., :60 - 6, :])
+    assert torch.equal(mem[..., 76 + 8:, :], stale[..., 76 + 8:, :])

@@ -153,42 +153,119 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
     s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature,
                  loop_temperature)
-    ev = score_events(score)
     S = enc.STEPS
-    if mode == "continue":
-        s.feed_events(ev)
-        start = int(score.bar[-1]) + 1
-        s.freeze_style(start * S)  # the style of the score's last 4 bars (or the knobs) carries on
-        gen = s.generate_until((start + bars) * S)
-        keep = np.ones(score.n_rows, bool)
-        first_bar = start
-    elif mode == "free":
-        if len(ev) == 0:
-            seed_ev = enc.Events(np.array([0]), np.array([1]), np.array([[1] + [-1] * (N_DRUMS - 1)]))
-            first = 0
-        else:
-            first = int(ev.abs_step[0]) // S
-            seed_ev = ev.slice(0, int(np.searchsorted(ev.abs_step, (first + 1) * S)))
-        s.feed_events(seed_ev)
-        s.freeze_style(int(seed_ev.abs_step[-1]) + 1)
-        end_bar = (int(score.bar[-1]) + 1 if score.n_rows else first + 1) + bars
-        gen_part = s.generate_until(end_bar * S)
-        first_bar = first + 1
-        keep = score.bar < first_bar if score.n_rows else np.zeros(0, bool)
-        gen = gen_part if len(ev) else _concat(seed_ev, gen_part)
-        if not len(ev):
-            first_bar = 0
+    if mode in ("continue", "free"):
+        keep, first_bar, end_bar, prefix = _open(s, score, mode, bars)
+        gen = _concat(prefix, s.generate_until(end_bar * S))
     else:  # fill
+        ev = score_events(score)
         gen, first_bar = _fill(s, ev, int(score.bar[-1]) + 1, fill_every, runtime, density, complexity)
         fill_bars = set((gen.abs_step // S).tolist())
         keep = ~np.isin(score.bar, sorted(fill_bars)) if fill_bars else np.ones(score.n_rows, bool)
-    from rolypoly.free.runtime import velocity_table
-    own = velocity_table(score.vel[keep]) if keep.any() else None  # the dynamics of what is kept, where known
+    own = _own_velocities(score, keep)
     out, mask = merge_rows(score, keep, gen, runtime.velocities(gen, s.rng, own))
     return Generated(out, mask, gen, first_bar, int(keep.sum()))
 
 
+def _own_velocities(score, keep):
+    from rolypoly.free.runtime import velocity_table
+    return velocity_table(score.vel[keep]) if keep.any() else None  # the dynamics of what is kept, where known
+
+
+def _no_events() -> enc.Events:
+    return enc.Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, N_DRUMS), np.int64))
+
+
+def _open(s, score, mode: str, bars: int):
+    """Feed the sampler what ``continue`` or ``free`` starts from: ``(keep, first_bar, end_bar,
+    prefix)``: the score rows kept, the first bar with generated material, the bar where
+    generation ends, and events that count as generated before any draw (``free`` without a
+    score: a downbeat kick)."""
+    S = enc.STEPS
+    ev = score_events(score)
+    if mode == "continue":
+        s.feed_events(ev)
+        start = int(score.bar[-1]) + 1
+        s.freeze_style(start * S)  # the style of the score's last 4 bars (or the knobs) carries on
+        return np.ones(score.n_rows, bool), start, start + bars, _no_events()
+    if len(ev) == 0:
+        seed_ev = enc.Events(np.array([0]), np.array([1]), np.array([[1] + [-1] * (N_DRUMS - 1)]))
+        first = 0
+    else:
+        first = int(ev.abs_step[0]) // S
+        seed_ev = ev.slice(0, int(np.searchsorted(ev.abs_step, (first + 1) * S)))
+    s.feed_events(seed_ev)
+    s.freeze_style(int(seed_ev.abs_step[-1]) + 1)
+    end_bar = (int(score.bar[-1]) + 1 if score.n_rows else first + 1) + bars
+    if not len(ev):
+        return np.zeros(0, bool), 0, end_bar, seed_ev
+    return score.bar < first + 1, first + 1, end_bar, _no_events()
+
+
+class LiveGeneration:
+    """``continue`` or ``free`` drawn a bar at a time while a take plays (the engine's worker).
+
+    :attr:`score` is what the take starts with (the score rows kept, plus a downbeat kick in
+    ``free`` without a score); :meth:`next_part` draws the next bar's events, conditioned on
+    everything drawn before, and returns them as score rows to append.  The draws follow the
+    same rules as :func:`generate` (one sampler, fed each event as it is drawn), bar by bar:
+    with a seed they repeat exactly from take to take, though not the same draws as one
+    :func:`generate` call (the draw that lands past a bar's end is made again in the next bar).
+
+    Attributes
+    ----------
+    score : Score to start the take with
+    first_bar, end_bar : generated material from ``first_bar``, up to (excluding) ``end_bar``
+    next_bar : the bar :meth:`next_part` draws next
+    max_rows : most rows the remaining bars can add (one per 16th)
+    length_ms : where the take ends (the start of ``end_bar``)
+    """
+
+    def __init__(self, runtime, score, mode: str, bars: int, temperature: float = 1.0, generate_vels=(0.1, 1.0),
+                 density=None, complexity=None, seed=None, drum_temperature=None, vel_temperature=None,
+                 loop_temperature=None):
+        if mode not in ("continue", "free"):
+            raise GenerateError(f"mode {mode!r}: only continue and free are drawn while playing")
+        if int(bars) != bars or not 0 <= bars <= 10000:
+            raise GenerateError(f"bars must be a whole number in [0, 10000], got {bars!r}")
+        score = empty_score() if score is None else score
+        if mode == "continue" and score.n_rows == 0:
+            raise GenerateError("mode continue needs a score with drums (or use mode free)")
+        self.runtime = runtime
+        self.sampler = s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature,
+                                    vel_temperature, loop_temperature)
+        keep, self.first_bar, self.end_bar, prefix = _open(s, score, mode, int(bars))
+        self._own = _own_velocities(score, keep)
+        self.score, self.generated = merge_rows(score, keep, prefix, runtime.velocities(prefix, s.rng, self._own))
+        self.next_bar = int(s.last_step) // enc.STEPS
+        self.max_rows = max(0, self.end_bar - self.next_bar) * enc.STEPS
+        self._tempo = score.tempo
+        self.length_ms = 1000.0 * score.tempo.seconds(score.tempo.bar_start_tick(self.end_bar))
+        self.rows_drawn = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next_bar >= self.end_bar
+
+    def next_part(self):
+        """The next bar's generated rows (a Score, possibly with no rows), or None when done."""
+        from rolypoly.score.midi import Score
+        if self.done:
+            return None
+        s = self.sampler
+        ev = s.generate_until((self.next_bar + 1) * enc.STEPS)
+        self.next_bar += 1
+        r = rows_for_events(self.score, ev, self.runtime.velocities(ev, s.rng, self._own) if len(ev)
+                            else np.zeros((0, N_DRUMS)))
+        E = len(ev)
+        self.rows_drawn += E
+        return Score(r["times_ms"], r["vel"], np.zeros((E, N_DRUMS)), r["bpm"], r["tsig"], r["phase"],
+                     r["bar"], np.zeros(E), self._tempo, self.score.path, {})
+
+
 def _concat(a: enc.Events, b: enc.Events) -> enc.Events:
+    if not len(a):
+        return b
     return enc.Events(np.concatenate([a.abs_step, b.abs_step]), np.concatenate([a.mask, b.mask]),
                       np.concatenate([a.vcls, b.vcls]).reshape(-1, N_DRUMS))
 

@@ -98,6 +98,7 @@ class FreeMode:
         self.runtime = None
         self.takes = 0
         self.last = None      # the last Generated (rows that the model made, first generated bar)
+        self.ahead = None     # a LiveGeneration the worker draws from while the take plays
         self._source = None   # the score it was made from
 
     @classmethod
@@ -123,27 +124,38 @@ class FreeMode:
                 "complexity": self.complexity, "temperature": self.temperature,
                 "events_model": getattr(self.runtime, "version", None)}
 
-    def prepare(self, score, generate_vels=None):
+    def prepare(self, score, generate_vels=None, live: bool = False):
         """The score to play this take: ``score`` itself when off, else with generated rows.
 
         Given the score it returned last time, it starts again from that one's source, so an
         engine may simply replace its score by the result at every start.  Each take draws
-        anew (seed + take number when a seed is set).  Raises
-        :class:`rolypoly.errors.RolypolyError` (a missing event model, a bad setting).
+        anew (seed + take number when a seed is set).  With ``live`` (a take that does not
+        loop), ``continue`` and ``free`` are not drawn here: :attr:`ahead` (a
+        :class:`rolypoly.free.generate.LiveGeneration`) is left for the engine's worker to
+        draw from a bar ahead of the playhead, and the score returned holds only what the
+        take starts with.  Raises :class:`rolypoly.errors.RolypolyError` (a missing event
+        model, a bad setting).
         """
         if self.last is not None and score is self.last.score:
             score = self._source  # the engine hands back what we made last take: start again from its score
         self.last = None
+        self.ahead = None
         self._source = score
         if self.mode == "off" or score is None:
             return score
-        from rolypoly.free.generate import generate
+        from rolypoly.free.generate import Generated, LiveGeneration, generate
         if self.runtime is None:
             from rolypoly.free.runtime import load_events
             self.runtime = load_events(self.events_model)
         self.takes += 1
         seed = None if self.seed is None else self.seed + self.takes
+        window = self.window if generate_vels is None else generate_vels
+        if live and self.mode in ("continue", "free"):
+            self.ahead = g = LiveGeneration(self.runtime, score, self.mode, self.bars, self.temperature, window,
+                                            self.density, self.complexity, seed, **self.heads)
+            self.last = Generated(g.score, g.generated, None, g.first_bar, int((~g.generated).sum()))
+            return g.score
         self.last = generate(self.runtime, score, self.mode, bars=self.bars, temperature=self.temperature,
-                             generate_vels=self.window if generate_vels is None else generate_vels, density=self.density, complexity=self.complexity,
+                             generate_vels=window, density=self.density, complexity=self.complexity,
                              fill_every=self.fill_every, seed=seed, **self.heads)
         return self.last.score

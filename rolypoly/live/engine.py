@@ -561,13 +561,23 @@ class Rolypoly:
         self._ensure_parts("start: ")
         self.listener.reset()
         try:  # free mode: the score continued, filled or improvised by the event model
-            self.score = self.free.prepare(self.score)
-            if self.free.last is not None:
+            self.score = self.free.prepare(self.score, live=not self.loop)
+            ahead = self.free.ahead
+            if ahead is not None:
+                self.status(f"generate {self.free.mode}: bars {ahead.next_bar}-{ahead.end_bar - 1} drawn a bar "
+                            "ahead of the playhead")
+            elif self.free.last is not None:
                 self.status(f"generate {self.free.mode}: {int(self.free.last.generated.sum())} rows from bar "
                             f"{self.free.last.first_bar}")
         except RolypolyError as exc:
             self.emit("error", f"start: generate: {exc}; playing the score as written")
-        sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
+            ahead = self.free.ahead = None
+        if ahead is not None:  # room for the rows the worker will draw, and the take's full length
+            sched = Schedule(self.score, self.sr, window=self._window(), extra_rows=ahead.max_rows,
+                             length_ms=ahead.length_ms)
+            sched.ahead = ahead
+        else:
+            sched = Schedule(self.score, self.sr, loop=self.loop, window=self._window())
         self._apply_attributes(sched)
         countin = self._countin_samples()
         sched.tc[blk.SAMPLE] = -countin

@@ -56,21 +56,29 @@ FILTERS = tuple(blk.FILTER_CODES)
 class Schedule:
     """Timeline of one take of ``score`` at sample rate ``sr`` (see module docs)."""
 
-    def __init__(self, score, sr: int, loop: bool = False, window: int = feat.DEFAULT_WINDOW):
+    def __init__(self, score, sr: int, loop: bool = False, window: int = feat.DEFAULT_WINDOW,
+                 extra_rows: int = 0, length_ms: float | None = None):
         N = score.n_rows
+        if N == 0:
+            raise ValueError("a schedule needs a score with at least one row")
+        if extra_rows and loop:
+            raise ValueError("rows can be appended to a take that does not loop only")
         self.score, self.sr, self.loop, self.window = score, int(sr), bool(loop), int(window)
         self.N = N
-        self.capacity = 2 * N if loop else N
-        self.row_samples = np.ascontiguousarray(score.times_ms * (sr / 1000.0), dtype=np.float64)
-        self.bar_samples = np.ascontiguousarray(score.bar_ms * (sr / 1000.0), dtype=np.float64)
-        self.length_samples = float(max(score.length_ms * sr / 1000.0, self.row_samples[-1] + 1.0))
+        # a growing take (free mode writing ahead) has room for the rows still to come
+        self.capacity = 2 * N if loop else N + int(extra_rows)
+        C = self.capacity
+        self.row_samples = _padded(score.times_ms * (sr / 1000.0), C, np.inf, np.float64)
+        self.bar_samples = _padded(score.bar_ms * (sr / 1000.0), C, 1.0, np.float64)
+        self.length_samples = float(max(score.length_ms * sr / 1000.0, self.row_samples[N - 1] + 1.0))
+        if length_ms is not None:
+            self.length_samples = max(self.length_samples, float(length_ms) * sr / 1000.0)
         # earliest possible hit of a row: the offset clip (+-0.04 bar) before it
         self.max_early = np.ascontiguousarray(feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples, dtype=np.float64)
-        self.score_vel = np.ascontiguousarray(score.vel, dtype=np.int16)
+        self.score_vel = _padded(score.vel, C, 0, np.int16)
         self.consts = np.array([feat.OFF_CLIP, feat.OFF_SCALE], np.float64)
-        self.x_static = feat.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
-                                         np.zeros(N)).astype(np.float32)
-        C = self.capacity
+        self.x_static = _padded(feat.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
+                                                 np.zeros(N)), C if extra_rows else N, 0.0, np.float32)
         # worker
         self.pred = np.zeros((C, feat.N_OUT), dtype=np.float32)
         self.ready = np.zeros(C, dtype=np.int64)        # k + 1 once row k's prediction is in pred
@@ -85,8 +93,8 @@ class Schedule:
         self.real_vel = np.zeros((C, N_DRUMS), dtype=np.int16)
         self.real_off = np.zeros((C, N_DRUMS), dtype=np.float64)
         self.lean_at = np.zeros(C, dtype=np.float64)
-        self.pos_of = np.ascontiguousarray(np.round(np.asarray(score.phase) * LEAN_POSITIONS).astype(np.int64)
-                                           % LEAN_POSITIONS)
+        self.pos_of = _padded(np.round(np.asarray(score.phase) * LEAN_POSITIONS).astype(np.int64) % LEAN_POSITIONS,
+                              C, 0, np.int64)
         self.pos_lean = np.zeros(LEAN_POSITIONS, dtype=np.float64)
         self.pend = np.zeros((MAX_PENDING, 4), dtype=np.int64)
         self.tc = np.zeros(blk.N_TC, dtype=np.int64)
@@ -105,6 +113,35 @@ class Schedule:
         self.filter_hits = "score_notes"
         self.generate_vels = (0.1, 1.0)
         self.follow = 0.0
+        self.ahead = None   # free mode: the worker's LiveGeneration, whose bars it appends (append_rows)
+
+    def append_rows(self, part) -> int:
+        """Append the rows of ``part`` (a Score on the same tempo map, after the last row) to a
+        growing take; returns the first new row.  The worker's alone (free mode writing ahead).
+
+        Each new row is written whole, then published by the row count the audio side reads
+        (``tc[N_ROWS]``, last): the block never sees a half-written row.
+        """
+        N, m = self.N, part.n_rows
+        if m == 0:
+            return N
+        if N + m > self.capacity or self.loop:
+            raise ValueError(f"append_rows: {m} rows do not fit ({N} of {self.capacity} used)")
+        if part.times_ms[0] <= self.score.times_ms[-1]:
+            raise ValueError("append_rows: new rows must come after the last one")
+        sr = self.sr
+        new = slice(N, N + m)
+        self.row_samples[new] = part.times_ms * (sr / 1000.0)
+        self.bar_samples[new] = part.bar_ms * (sr / 1000.0)
+        self.max_early[new] = feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples[new]
+        self.score_vel[new] = part.vel
+        self.x_static[new] = feat.encode_rows(part.vel, np.zeros((m, N_DRUMS)), part.bpm, part.tsig, part.phase,
+                                              np.zeros(m))
+        self.pos_of[new] = np.round(np.asarray(part.phase) * LEAN_POSITIONS).astype(np.int64) % LEAN_POSITIONS
+        self.score = _concat_scores(self.score, part)   # the take's record reads its rows from here
+        self.tc[blk.N_ROWS] = N + m
+        self.N = N + m
+        return N
 
     def arrays(self) -> list[np.ndarray]:
         """The arrays the block reads and writes, in :data:`rolypoly.live.block.TAKE_ARRAYS` order."""
@@ -221,7 +258,7 @@ class Schedule:
                 out[feat.OFF] = feat.scale_off(np.where(self.real_vel[s] > 0, self.real_off[s] - lean, 0.0))
             else:  # predicted, not yet played: only the drums the row will play, as in training
                 pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
-                out[feat.OFF] = np.where(self.score.vel[j % self.N] > 0, pred, 0.0)
+                out[feat.OFF] = np.where(self.score_vel[j % self.N] > 0, pred, 0.0)
             # the model plays against the grid moved by the lean: it sees the musician and its own
             # hits from there, so it adds its feel to the lean's following instead of following twice
             out[feat.TAU_G] = feat.scale_off(self.tau_g[s] - lean) if self.onset_k[s] == j + 1 else 0.0
@@ -305,7 +342,7 @@ class Schedule:
             return -1
         it = int(onset_sample // self.length_samples) if self.loop else 0
         local = onset_sample - it * self.length_samples
-        i = int(np.searchsorted(self.row_samples, local))
+        i = int(np.searchsorted(self.row_samples[:self.N], local))
         best = -1
         best_d = math.inf
         for cand in (i - 1, i):
@@ -349,3 +386,22 @@ class Schedule:
         q = self.pos_of[k % self.N]
         self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
         self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
+
+
+def _padded(a, rows: int, fill, dtype) -> np.ndarray:
+    """``a`` (rows first) in a contiguous array of ``rows`` rows, the rest ``fill``."""
+    a = np.asarray(a, dtype=dtype)
+    if len(a) == rows:
+        return np.ascontiguousarray(a)
+    out = np.full((rows,) + a.shape[1:], fill, dtype=dtype)
+    out[:len(a)] = a
+    return out
+
+
+def _concat_scores(a, b):
+    """Score ``a`` followed by the rows of ``b`` (same tempo map)."""
+    from rolypoly.score.midi import Score
+    cat = np.concatenate
+    return Score(cat([a.times_ms, b.times_ms]), cat([a.vel, b.vel]).astype(a.vel.dtype), cat([a.off, b.off]),
+                 cat([a.bpm, b.bpm]), cat([a.tsig, b.tsig]), cat([a.phase, b.phase]), cat([a.bar, b.bar]),
+                 cat([a.tau_g, b.tau_g]), a.tempo, a.path, dict(a.unknown_pitches))

@@ -31,6 +31,14 @@ import numpy as np
 GROWTH = 2.0
 
 
+def _encoder_reach(rt) -> int:
+    """Score rows ahead that an incremental model's encoder reads (a window model: none)."""
+    if not getattr(rt, "supports_step", False):
+        return 0
+    conf = dict(getattr(rt, "layout", {}) or {}).get("model_config") or {}
+    return int(conf.get("n_enc_layers", 0)) * int(conf.get("enc_ahead", 0))
+
+
 class Worker:
     """Model ticks for one engine (see module docs)."""
 
@@ -74,6 +82,8 @@ class Worker:
         rt = eng.runtime
         n = 0
         stepping = getattr(rt, "supports_step", False)
+        if sched.ahead is not None:  # free mode: the rows to predict must be drawn (and encoded) first
+            self.write_ahead(sched, horizon_sample, urgent=True)
         while sched.rows_wanted(horizon_sample):
             if not sched.use_model or rt is None:
                 sched.skip_prediction(sched.next_predict)
@@ -101,7 +111,36 @@ class Worker:
             self._measured(1000.0 * (time.perf_counter() - t0))
             sched.set_prediction(k, y)
             n += 1
+        if sched.ahead is not None:
+            n += self.write_ahead(sched, horizon_sample)
         return n
+
+    def write_ahead(self, sched, horizon_sample: float, urgent: bool = False) -> int:
+        """Free mode: draw bars (:class:`rolypoly.free.generate.LiveGeneration`) until the rows
+        written reach a bar past the horizon and the encoder's reach past the next row to
+        predict; append them to the take and update the model's encoding of the score.
+        ``urgent``: only what the rows due now need.  Returns the bars drawn."""
+        gen = sched.ahead
+        rt = self.engine.runtime
+        reach = _encoder_reach(rt)
+        drawn = 0
+        while not gen.done:
+            last = sched.N - 1
+            short = sched.N - sched.next_predict <= reach
+            if not short and (urgent or sched.row_time(last) >= horizon_sample + sched.bar_samples[last]):
+                break
+            try:
+                part = gen.next_part()
+                lo = sched.append_rows(part)
+                if sched.N > lo and sched.use_model and getattr(rt, "supports_step", False):
+                    rt.update(sched.x_static, lo, sched.N)
+            except Exception as exc:  # the take plays on with the rows it has
+                sched.ahead = None
+                self.engine.emit("error", f"generate: drawing bar {gen.next_bar} failed, the take ends after "
+                                          f"the bars drawn: {type(exc).__name__}: {exc}")
+                break
+            drawn += 1
+        return drawn
 
     def early(self, sched, horizon_sample: float, max_rows: int = 2) -> int:
         """Fallback predictions for rows up to a far horizon (window model; see :mod:`.block`)."""

@@ -12,6 +12,7 @@ An incremental model adds ``supports_step = True`` and three exported methods, u
 through :class:`Runtime` (``reset`` / ``step``) when present::
 
     encode(score (1, N, 22)) -> memory           # once per score: the encoder reads ahead
+    encode_part(score, lo, hi, memory)           # optional: rows [lo, hi) changed, memory updated in place
     new_cache(batch: int) -> cache               # an empty decoder cache
     step(prev (1, 22), row (1, 22), k: int, memory, cache) -> (1, 19)   # row k; cache updated in place
 
@@ -93,6 +94,10 @@ class ExportedStep(Exported):
         return self.net.encode(score)
 
     @torch.jit.export
+    def encode_part(self, score: torch.Tensor, lo: int, hi: int, memory: torch.Tensor) -> None:
+        self.net.encode_part(score, lo, hi, memory)
+
+    @torch.jit.export
     def new_cache(self, batch: int) -> torch.Tensor:
         return self.net.new_cache(batch)
 
@@ -103,7 +108,7 @@ class ExportedStep(Exported):
 
 #: Attributes and methods a frozen export keeps.
 PRESERVED = ["version", "layout_json", "offset_mu", "offset_sigma", "window"]
-PRESERVED_STEP = PRESERVED + ["supports_step", "receptive_field", "encode", "new_cache", "step"]
+PRESERVED_STEP = PRESERVED + ["supports_step", "receptive_field", "encode", "encode_part", "new_cache", "step"]
 
 
 def _wrap(model, meta: dict):
@@ -237,6 +242,34 @@ class Runtime:
                 self._encoded = x.copy()
             self._cache = self.module.new_cache(1)
         self._k, self._n = 0, len(x)
+
+    def update(self, score_x: np.ndarray, lo: int, hi: int) -> None:
+        """Score rows ``[lo, hi)`` of the score given to :meth:`reset` changed (``score_x`` is the
+        whole score, changed rows included): update the encoding, keep the decoder cache.
+
+        Uses the model's ``encode_part`` (only the rows those rows reach are recomputed), or
+        encodes the whole score again when the model has none.  Rows from ``lo`` on must not
+        have been stepped yet.  Free mode calls it from the worker when it writes a bar ahead.
+        """
+        if self._memory is None:
+            raise ModelError("update before reset: call reset(score_x) first")
+        x = np.asarray(score_x, dtype=np.float32)
+        if x.shape != self._encoded.shape:
+            raise ModelError(f"update: score of shape {x.shape}, reset had {self._encoded.shape}")
+        lo, hi = max(0, int(lo)), min(len(x), int(hi))
+        if hi <= lo:
+            return
+        if lo < self._k:
+            raise ModelError(f"update: row {lo} was already stepped (next row {self._k})")
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x))[None]
+            if hasattr(self.module, "encode_part"):
+                self.module.encode_part(t, lo, hi, self._memory)
+            else:
+                self._memory = self.module.encode(t)
+        self._encoded[lo:hi] = x[lo:hi]
 
     def step(self, prev_row: np.ndarray | None, row: np.ndarray) -> np.ndarray:
         """Predict row ``k`` (19 values) and advance ``k``.

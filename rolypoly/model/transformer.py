@@ -367,6 +367,28 @@ class RolypolyModel(nn.Module):
         return torch.stack([blk.cross_attn.keys_values(enc) for blk in self.decoder])
 
     @torch.jit.export
+    def encode_part(self, score: torch.Tensor, lo: int, hi: int, memory_kv: torch.Tensor) -> None:
+        """Score rows ``[lo, hi)`` changed: bring ``memory_kv`` (from :meth:`encode` of ``score``)
+        up to date in place.
+
+        The encoder reads ``enc_ahead`` rows ahead and ``span - 1`` back per layer, so the rows
+        whose encoding changes are ``[lo - reach, hi + reach)``; they are recomputed from the
+        rows they see, exactly as one :meth:`encode` of the whole score would.  Free mode's
+        generation writes a bar ahead of the playhead and updates its encoding with this.
+        """
+        N = score.shape[1]
+        n_enc = len(self.encoder)
+        ahead = n_enc * self.enc_ahead
+        back = n_enc * max(self.span - 1, 0)
+        lo, hi = max(0, lo - ahead), min(N, hi + back)
+        if hi <= lo:
+            return
+        a, b = max(0, lo - back), min(N, hi + ahead)
+        enc = self._encode(score[:, a:b])
+        kv = torch.stack([blk.cross_attn.keys_values(enc) for blk in self.decoder])
+        memory_kv[:, :, :, :, lo:hi] = kv[:, :, :, :, lo - a:hi - a]
+
+    @torch.jit.export
     def new_cache(self, batch: int) -> torch.Tensor:
         """An empty decoder cache ``(L, 2, batch, h, span, dh)``."""
         c = self.config_d_model
