@@ -268,6 +268,13 @@ def test_fitting_the_curve_spreads_squeezed_velocities_within_the_tolerance():
     assert mid["validation_mae"] <= base + tol
     assert mid["validation"][chosen + 1]["velocity_mae"] > base + tol
     assert rep["alpha"] == 1.0   # an unbounded tolerance admits every blend
+    # the report is plain data: it goes into checkpoints read back with weights_only
+    from rolypoly.model.transformer import read_checkpoint
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        torch.save({"model": {}, "meta": {"model_config": {}, "velocity_curve": {k: v for k, v in rep.items()
+                                                                                  if k != "validation"}}}, f"{d}/c.pt")
+        assert read_checkpoint(f"{d}/c.pt")["meta"]["velocity_curve"]["alpha"] == 1.0
 
 
 def test_encode_part_updates_the_encoding_of_changed_rows_exactly(inc_model):

@@ -27,7 +27,7 @@ from rolypoly.errors import ModelError
 from rolypoly.score.features import VEL_SCALE, decode_outputs
 
 #: Blends tried, identity (0) to the full quantile map (1).
-ALPHAS = tuple(round(a, 2) for a in np.arange(0.0, 1.0001, 0.05))
+ALPHAS = tuple(round(0.05 * i, 2) for i in range(21))
 
 
 def quantile_knots(pred: np.ndarray, real: np.ndarray, knots: int = 17) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +119,8 @@ def fit_velocity_curve(model, train, validation, knots: int = 17, tolerance: flo
     base = rows[0]["velocity_mae"]
     chosen = max((r for r in rows if r["velocity_mae"] <= base + tolerance), key=lambda r: r["alpha"])
     _set_curve(model, kx, kx + chosen["alpha"] * (ky - kx))
-    return {"alpha": chosen["alpha"], "knots": knots, "tolerance": tolerance, "seed": seed,
+    # plain Python numbers: the meta goes into checkpoints that load with weights_only
+    return {"alpha": float(chosen["alpha"]), "knots": int(knots), "tolerance": float(tolerance), "seed": int(seed),
             "fitted_on": f"GMD train teacher-forced ({len(pred_tr)} hits)",
             "chosen_on": f"GMD validation teacher-forced ({len(raw_val)} hits)",
             "validation_mae": chosen["velocity_mae"], "validation_hist_intersection": chosen["hist_intersection"],
