@@ -531,7 +531,7 @@ def test_generated_velocities_follow_the_scores_own_dynamics(tiny):
     from rolypoly.free.generate import generate
     from rolypoly.free.runtime import load_events
     out = generate(load_events(tiny[1]), _score_with_empty_bar(), "continue", bars=8, seed=2, generate_vels=(0.0, 0.0))
-    vel, cls = out.score.vel[out.generated], out.events.vcls
+    vel, cls = out.drawn, out.events.vcls
     loud_kick, medium_hat = cls[:, 0] == 2, cls[:, 2] == 1
     assert loud_kick.any() or medium_hat.any()
     # the score's kicks are all 100 (loud) and its hi-hats all 80 (medium): so are the generated ones
@@ -540,6 +540,14 @@ def test_generated_velocities_follow_the_scores_own_dynamics(tiny):
     soft = cls >= 0
     soft &= cls == 0
     assert ((vel[soft] >= 1) & (vel[soft] < 64)).all()
+    # the score holds, per drum and bar position, the mean of what was drawn there up to that bar
+    written = out.score.vel[out.generated].astype(float)
+    steps = out.events.abs_step
+    for i in range(len(steps)):
+        for d in np.flatnonzero(vel[i] > 0):
+            same = (steps <= (steps[i] // 16) * 16 + 15) & (steps % 16 == steps[i] % 16) & (vel[:, d] > 0)
+            assert written[i, d] == np.clip(np.rint(vel[same, d].mean()), 1, 127)
+    assert (written > 0).sum() == (vel > 0).sum()
 
 
 def _live_continue(tiny, tmp_path, seed=1):

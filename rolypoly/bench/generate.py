@@ -12,10 +12,11 @@ them (the takes' first P bars, often sparser intros, are never continued).
 ``--prompts first`` is the earlier design (the first P bars of each take long enough,
 ``--bars`` bars each, reference all bars of the split).
 
-The performance model plays the result (its velocities are the ones measured).  A second
-row keeps the generated velocities (drawn within the event model's velocity classes) and
-takes only the micro-timing from the performance model (``filter_hits
-score_notes_and_vels``).  The same number of bars comes from two baselines: *random train
+The performance model plays the result (its velocities are the ones measured), reading the
+generated rows as written scores are (per drum and bar position, the mean of the velocities
+drawn there so far: :func:`rolypoly.free.generate.written_velocities`).  A second row keeps
+the drawn velocities themselves (within the event model's velocity classes) and takes only
+the micro-timing from the performance model (``filter_hits score_notes_and_vels``).  The same number of bars comes from two baselines: *random train
 bars* (bars drawn at random from GMD train, with their real velocities; tiled: from bars
 P.. of the train takes, the positions the generated bars stand for) and *supertonic's way*
 (for each bar and drum, a pattern drawn by frequency from that drum's 64 most common
@@ -197,18 +198,21 @@ def run(cfg, args):
     prompts = [p for p in distinct for _ in range(args.samples)]
     real_next = [r for r in real_next for _ in range(args.samples)]
     lengths = [g for g in lengths for _ in range(args.samples)]
-    gens = []
+    gens, drawn_scores = [], []
     n_events = 0
     t1 = time.perf_counter()
     for k, sc in enumerate(prompts):
         out = generate(runtime, sc, "continue", bars=lengths[k], temperature=temperature, generate_vels=window,
                        seed=args.seed * 1000 + k, **heads)
         gens.append(out.score)
+        with_drawn = out.score.copy()   # the velocities drawn, not their per-position means
+        with_drawn.vel[out.generated] = out.drawn
+        drawn_scores.append(with_drawn)
         n_events += len(sc.times_ms) + len(out.events)   # each read (prompt) or drawn event is one model step
     t_gen = time.perf_counter() - t1
     played = perform_many(gens, predict=predict, window=perf_window, stepper=perf_step)
     model_seqs = [_seq_of_score(p) for p in played]
-    own_vel = perform_many(gens, predict=predict, window=perf_window, filter_hits="score_notes_and_vels",
+    own_vel = perform_many(drawn_scores, predict=predict, window=perf_window, filter_hits="score_notes_and_vels",
                            stepper=perf_step)
     own_seqs = [_seq_of_score(p) for p in own_vel]
     rng = np.random.default_rng(args.seed)

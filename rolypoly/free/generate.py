@@ -12,9 +12,11 @@ Modes (``mode``):
     score's length plus ``bars`` bars (with no score: ``bars`` bars after a downbeat kick).
 
 Generated events become score rows on the 16th grid of the score's tempo map (tempo and
-meter carry on from the score's last ones); a hit's score velocity is drawn within its
-sampled class from the score's own velocities of that drum and class (GMD train's where
-the score has too few).  :func:`perform` then lets the performance model
+meter carry on from the score's last ones); a hit's velocity is drawn within its sampled
+class from the score's own velocities of that drum and class (GMD train's where the score
+has too few), and the row's score velocity is the mean of those drawn at its drum and bar
+position so far (:func:`written_velocities`: a score written like the performance model's
+training scores, whose accents it plays itself).  :func:`perform` then lets the performance model
 give every row its velocities and micro-timing (or, with ``filter_hits=
 "score_notes_and_vels"``, its micro-timing only), free-running as when it plays alone.
 
@@ -51,6 +53,8 @@ class Generated:
     events: enc.Events         # the generated events
     first_bar: int             # first bar that holds generated material
     n_score_rows: int
+    drawn: np.ndarray | None = None   # (E, 9) the velocities drawn for ``events`` (the score holds
+    #                                   their per-position means, :func:`written_velocities`)
 
 
 def empty_score(bpm: float = 120.0, tsig: tuple[int, int] = (4, 4)):
@@ -163,8 +167,41 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
         fill_bars = set((gen.abs_step // S).tolist())
         keep = ~np.isin(score.bar, sorted(fill_bars)) if fill_bars else np.ones(score.n_rows, bool)
     own = _own_velocities(score, keep)
-    out, mask = merge_rows(score, keep, gen, runtime.velocities(gen, s.rng, own))
-    return Generated(out, mask, gen, first_bar, int(keep.sum()))
+    drawn = runtime.velocities(gen, s.rng, own)
+    out, mask = merge_rows(score, keep, gen, written_velocities(gen, drawn, *_position_sums()))
+    return Generated(out, mask, gen, first_bar, int(keep.sum()), drawn)
+
+
+def _position_sums() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((N_DRUMS, enc.STEPS)), np.zeros((N_DRUMS, enc.STEPS))
+
+
+def written_velocities(ev: enc.Events, drawn: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The score velocities of generated events: per drum and bar position (16th), the mean of
+    the velocities drawn there so far, this bar included (``sums``/``counts`` (9, 16) carry
+    the running totals from bar to bar and are updated).
+
+    The performance model learned to read a score written as a take's per-position means and
+    to play the accents itself; given every drawn velocity as written it would accent twice
+    (loud hits pushed to the top).
+
+    >>> ev = enc.Events(np.array([0, 16]), np.array([1, 1]), np.array([[0] + [-1] * 8, [2] + [-1] * 8]))
+    >>> drawn = np.zeros((2, 9)); drawn[:, 0] = [60, 100]
+    >>> written_velocities(ev, drawn, *_position_sums())[:, 0].tolist()
+    [60, 80]
+    """
+    drawn = np.asarray(drawn)
+    out = np.zeros(drawn.shape, dtype=np.int16)
+    bars = ev.abs_step // enc.STEPS
+    for b in np.unique(bars):
+        rows = np.flatnonzero(bars == b)
+        r, d = np.nonzero(drawn[rows] > 0)
+        r = rows[r]
+        pos = ev.abs_step[r] % enc.STEPS
+        np.add.at(sums, (d, pos), drawn[r, d])
+        np.add.at(counts, (d, pos), 1)
+        out[r, d] = np.clip(np.rint(sums[d, pos] / counts[d, pos]), 1, 127)
+    return out
 
 
 def _own_velocities(score, keep):
@@ -236,7 +273,9 @@ class LiveGeneration:
                                     vel_temperature, loop_temperature)
         keep, self.first_bar, self.end_bar, prefix = _open(s, score, mode, int(bars))
         self._own = _own_velocities(score, keep)
-        self.score, self.generated = merge_rows(score, keep, prefix, runtime.velocities(prefix, s.rng, self._own))
+        self._sums = _position_sums()
+        drawn = runtime.velocities(prefix, s.rng, self._own)
+        self.score, self.generated = merge_rows(score, keep, prefix, written_velocities(prefix, drawn, *self._sums))
         self.next_bar = int(s.last_step) // enc.STEPS
         self.max_rows = max(0, self.end_bar - self.next_bar) * enc.STEPS
         self._tempo = score.tempo
@@ -255,8 +294,8 @@ class LiveGeneration:
         s = self.sampler
         ev = s.generate_until((self.next_bar + 1) * enc.STEPS)
         self.next_bar += 1
-        r = rows_for_events(self.score, ev, self.runtime.velocities(ev, s.rng, self._own) if len(ev)
-                            else np.zeros((0, N_DRUMS)))
+        drawn = self.runtime.velocities(ev, s.rng, self._own)
+        r = rows_for_events(self.score, ev, written_velocities(ev, drawn, *self._sums))
         E = len(ev)
         self.rows_drawn += E
         return Score(r["times_ms"], r["vel"], np.zeros((E, N_DRUMS)), r["bpm"], r["tsig"], r["phase"],
