@@ -124,22 +124,22 @@ class Worker:
         rt = self.engine.runtime
         reach = _encoder_reach(rt)
         drawn = 0
-        while not gen.done:
-            last = sched.N - 1
-            short = sched.N - sched.next_predict <= reach
-            if not short and (urgent or sched.row_time(last) >= horizon_sample + sched.bar_samples[last]):
-                break
-            try:
-                part = gen.next_part()
-                lo = sched.append_rows(part)
-                if sched.N > lo and sched.use_model and getattr(rt, "supports_step", False):
-                    rt.update(sched.x_static, lo, sched.N)
-            except Exception as exc:  # the take plays on with the rows it has
-                sched.ahead = None
-                self.engine.emit("error", f"generate: drawing bar {gen.next_bar} failed, the take ends after "
-                                          f"the bars drawn: {type(exc).__name__}: {exc}")
-                break
-            drawn += 1
+        first = sched.N
+        try:
+            while not gen.done:
+                last = sched.N - 1
+                short = sched.N - sched.next_predict <= reach
+                if not short and (urgent or sched.row_time(last) >= horizon_sample + sched.bar_samples[last]):
+                    break
+                sched.append_rows(gen.next_part())
+                drawn += 1
+            # one encoder pass for all the bars drawn (rows past the ones written are not read)
+            if sched.N > first and sched.use_model and getattr(rt, "supports_step", False):
+                rt.update(sched.x_static, first, sched.N, valid=sched.N)
+        except Exception as exc:  # the take plays on with the rows it has
+            sched.ahead = None
+            self.engine.emit("error", f"generate: drawing bar {gen.next_bar} failed, the take ends after "
+                                      f"the bars drawn: {type(exc).__name__}: {exc}")
         return drawn
 
     def early(self, sched, horizon_sample: float, max_rows: int = 2) -> int:

@@ -243,13 +243,16 @@ class Runtime:
             self._cache = self.module.new_cache(1)
         self._k, self._n = 0, len(x)
 
-    def update(self, score_x: np.ndarray, lo: int, hi: int) -> None:
+    def update(self, score_x: np.ndarray, lo: int, hi: int, valid: int | None = None) -> None:
         """Score rows ``[lo, hi)`` of the score given to :meth:`reset` changed (``score_x`` is the
         whole score, changed rows included): update the encoding, keep the decoder cache.
 
         Uses the model's ``encode_part`` (only the rows those rows reach are recomputed), or
         encodes the whole score again when the model has none.  Rows from ``lo`` on must not
-        have been stepped yet.  Free mode calls it from the worker when it writes a bar ahead.
+        have been stepped yet.  ``valid``: only rows before it are written yet (a take that
+        grows); later rows are neither read nor brought up to date, and the last rows before
+        it are encoded as if the score ended there, until the next update past them.  Free
+        mode calls it from the worker when it writes bars ahead.
         """
         if self._memory is None:
             raise ModelError("update before reset: call reset(score_x) first")
@@ -266,7 +269,8 @@ class Runtime:
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x))[None]
             if hasattr(self.module, "encode_part"):
-                self.module.encode_part(t, lo, hi, self._memory)
+                n = len(x) if valid is None else max(hi, min(len(x), int(valid)))
+                self.module.encode_part(t[:, :n], lo, hi, self._memory)
             else:
                 self._memory = self.module.encode(t)
         self._encoded[lo:hi] = x[lo:hi]
