@@ -67,3 +67,29 @@ def test_bench_names_the_rows_that_played_late(tmp_path):
     take = save_take(tmp_path / "takes", {}, rows, [], [], None, 48000, str(score))
     assert late_rows(take) == [(2, 500.0), (4, 1000.0)]
     assert late_rows(None) == []
+
+
+def test_realtime_continue_is_drawn_while_the_take_plays(tmp_path, jack):
+    """Free mode through the compiled JACK callback: the worker draws the continuation while the
+    audio thread plays, every drawn row plays, none late, and the take records them."""
+    from rolypoly.live.drivers import jack_running, play_realtime
+    if not jack_running():
+        pytest.skip("the JACK server started above does not answer")
+    from rolypoly.live.takes import load_take
+    from rolypoly.sim.corpus import groove_score
+    score = groove_score(2, 160.0)
+    path = score.write_midi(tmp_path / "g.mid")
+    from conftest import REPO
+    eng = make_engine(tmp_path, model=REPO / "models" / "rolypoly.pt", extra=("generate.seed=3",))
+    errors = []
+    eng.connect("error", errors.append)
+    eng.message("read", str(path))
+    assert eng.message("set", "generate", "continue", 3)
+    stats = play_realtime(eng, duration_s=15)
+    assert stats.driver == "jack" and not errors
+    take = load_take(eng.last_take)
+    rows = take.rows
+    assert take.settings["rows_played"] > score.n_rows and take.settings["late_rows"] == 0
+    new = rows["k"] >= score.n_rows
+    assert (rows["score_vel"][new] > 0).any(axis=1).all() and (rows["bar_ms"][new] > 0).all()
+    assert (np.diff(rows["time_ms"]) > 0).all()
