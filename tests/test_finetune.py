@@ -137,3 +137,28 @@ def test_train_message_loads_the_new_version(take_dir, tmp_path):
     eng.wait_for_training(60)
     assert any(s.startswith("finetune epoch") for s in statuses)
     assert "versions" in eng.model_path and eng.runtime.version.endswith("v001")
+
+
+def test_finetuning_learns_in_the_heads_units_and_keeps_the_fitted_curve(take_dir):
+    """A fitted velocity curve changes nothing in what finetuning learns (the same weights as
+    with the identity curve) and is kept in the new version."""
+    import torch
+
+    from rolypoly.learn.finetune import finetune
+    from rolypoly.live.takes import load_take
+    from rolypoly.model.transformer import load_checkpoint
+    from rolypoly.model.velocity import _set_curve, quantile_knots
+    take, d, model = take_dir
+    t = load_take(take)
+    plain, meta = load_checkpoint(model.with_suffix(".ckpt"))
+    curved, _ = load_checkpoint(model.with_suffix(".ckpt"))
+    kx, ky = quantile_knots(np.linspace(40, 80, 100), np.linspace(10, 120, 100))
+    _set_curve(curved, kx, ky)
+    knots = curved.vel_curve.y.clone()
+    w = {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.1}
+    for m in (plain, curved):
+        torch.manual_seed(0)
+        finetune(m, meta, t, w, epochs=3, lr=3e-3, batch_size=64, seed=0, threads=1)
+    for (k, a), b in zip(plain.named_parameters(), curved.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), k
+    assert torch.equal(curved.vel_curve.y, knots)

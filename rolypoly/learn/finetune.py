@@ -173,6 +173,13 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)  # live inference leaves it at 1
     frozen = []
+    # Learn in the head's own units: the velocity curve, fitted once on GMD, spreads the
+    # velocities a drummer's way; through it, the pull towards the score's velocities
+    # would be stronger and shake the timing the take is there to teach.
+    curve = getattr(model, "vel_curve", None)
+    if curve is not None:
+        from rolypoly.model.transformer import VelocityCurve
+        model.vel_curve = VelocityCurve(curve.x.numel())
     if not train_encoder:
         for name in ENCODER_PARTS:
             for p in getattr(model, name).parameters() if hasattr(model, name) else ():
@@ -185,6 +192,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
         torch.set_num_threads(previous_threads)
         for p in frozen:
             p.requires_grad_(True)
+        if curve is not None:
+            model.vel_curve = curve
 
 
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False):
