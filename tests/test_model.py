@@ -291,3 +291,20 @@ def test_encode_part_updates_the_encoding_of_changed_rows_exactly(inc_model):
     # rows the change cannot reach keep their bits (2 encoder layers x 3 ahead, x 4 back)
     assert torch.equal(mem[..., :60 - 6, :], stale[..., :60 - 6, :])
     assert torch.equal(mem[..., 76 + 8:, :], stale[..., 76 + 8:, :])
+
+
+def test_scale_offsets_scales_only_the_drum_offsets(inc_model):
+    import copy
+
+    from rolypoly.model.transformer import scale_offsets
+    x = torch.rand(1, 20, 22)
+    m = copy.deepcopy(inc_model)
+    scale_offsets(m, 0.5)
+    with torch.no_grad():
+        # the decoder's own history is read from the input rows here, so the outputs scale exactly
+        a, b = inc_model(x), m(x)
+    assert torch.allclose(b[..., 9:18], 0.5 * a[..., 9:18], atol=1e-6)
+    assert torch.allclose(b[..., :9], a[..., :9]) and torch.allclose(b[..., 18:], a[..., 18:])
+    for bad in (0.0, -1.0, 2.5, float("nan")):
+        with pytest.raises(ModelError, match="offset scale"):
+            scale_offsets(m, bad)

@@ -58,6 +58,10 @@ def register(sub, common) -> None:
     ex.add_argument("--velocity-curve", action="store_true",
                     help="fit the velocity curve (quantile map on GMD train, blend chosen on GMD validation) "
                          "before exporting; see rolypoly.model.velocity")
+    ex.add_argument("--offset-scale", type=float, default=None, metavar="A",
+                    help="multiply the model's drum offsets by A (0 < A <= 2; its head's offset rows): a model "
+                         "whose own earlier offsets feed its next ones can overshoot; choose A on GMD validation "
+                         "(rolypoly eval model --split validation)")
     ex.add_argument("--force", action="store_true", help="replace the output file(s) when they exist")
     ex.set_defaults(func=export)
 
@@ -202,6 +206,10 @@ def export(args, cfg) -> int:
             model, meta = average_checkpoints([args.checkpoint, *args.average])
         else:
             model, meta = load_checkpoint(args.checkpoint)
+        if args.offset_scale is not None:
+            from rolypoly.model.transformer import scale_offsets
+            scale_offsets(model, args.offset_scale)
+            meta = dict(meta, offset_scale=float(args.offset_scale) * float(meta.get("offset_scale", 1.0)))
         if args.velocity_curve:
             import sys
 

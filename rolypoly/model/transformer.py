@@ -52,7 +52,9 @@ import torch.nn.functional as F
 
 from rolypoly.errors import ModelError
 from rolypoly.io import atomic_path
-from rolypoly.score.features import BPM, N_IN, N_OUT, OFF0, OFF1, PHASE, TAU_G, VEL0, VEL1
+from rolypoly.score.features import BPM, N_IN, N_OUT, OFF0, OFF1, OUT_OFF, PHASE, TAU_G, VEL0, VEL1
+
+OUT_OFF0, OUT_OFF1 = OUT_OFF.start, OUT_OFF.stop
 
 #: Version of the checkpoint format and model code; stored with every saved model.
 MODEL_FORMAT = 1
@@ -494,6 +496,21 @@ def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
                          f"{first[1].strip() if len(first) > 1 else ''})") from None
     model.eval()
     return model, meta
+
+
+def scale_offsets(model: RolypolyModel, a: float) -> None:
+    """Multiply the model's drum-offset outputs by ``a`` (the head's offset rows, in place).
+
+    Raises
+    ------
+    ModelError
+        ``a`` outside (0, 2] or not finite.
+    """
+    if not math.isfinite(a) or not 0.0 < a <= 2.0:
+        raise ModelError(f"offset scale {a}: must be in (0, 2]")
+    with torch.no_grad():
+        model.head.weight[OUT_OFF0:OUT_OFF1] *= a
+        model.head.bias[OUT_OFF0:OUT_OFF1] *= a
 
 
 def average_checkpoints(paths) -> tuple[RolypolyModel, dict]:
