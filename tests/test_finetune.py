@@ -162,3 +162,26 @@ def test_finetuning_learns_in_the_heads_units_and_keeps_the_fitted_curve(take_di
     for (k, a), b in zip(plain.named_parameters(), curved.parameters()):
         assert torch.allclose(a, b, atol=1e-6), k
     assert torch.equal(curved.vel_curve.y, knots)
+
+
+def test_finetuning_undoes_an_export_offset_scale_while_it_learns(take_dir):
+    """A model exported with --offset-scale a learns what the unscaled model learns, then is
+    scaled again (the scale lives in the head's weights and in meta["offset_scale"])."""
+    import torch
+
+    from rolypoly.learn.finetune import finetune
+    from rolypoly.live.takes import load_take
+    from rolypoly.model.transformer import load_checkpoint, scale_offsets
+    take, d, model = take_dir
+    t = load_take(take)
+    plain, meta = load_checkpoint(model.with_suffix(".ckpt"))
+    scaled, _ = load_checkpoint(model.with_suffix(".ckpt"))
+    scale_offsets(scaled, 0.8)
+    w = {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.1}
+    torch.manual_seed(0)
+    finetune(plain, dict(meta), t, w, epochs=3, lr=3e-3, batch_size=64, seed=0, threads=1)
+    torch.manual_seed(0)
+    finetune(scaled, dict(meta, offset_scale=0.8), t, w, epochs=3, lr=3e-3, batch_size=64, seed=0, threads=1)
+    scale_offsets(plain, 0.8)
+    for (k, a), b in zip(plain.named_parameters(), scaled.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), k

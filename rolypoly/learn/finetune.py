@@ -180,6 +180,11 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
     if curve is not None:
         from rolypoly.model.transformer import VelocityCurve
         model.vel_curve = VelocityCurve(curve.x.numel())
+    # likewise an offset scale given at export (``meta["offset_scale"]``, in the head's weights)
+    scale = float(meta.get("offset_scale", 1.0) or 1.0)
+    if scale != 1.0 and hasattr(model, "head"):
+        from rolypoly.model.transformer import scale_offsets
+        scale_offsets(model, 1.0 / scale)
     if not train_encoder:
         for name in ENCODER_PARTS:
             for p in getattr(model, name).parameters() if hasattr(model, name) else ():
@@ -194,6 +199,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
             p.requires_grad_(True)
         if curve is not None:
             model.vel_curve = curve
+        if scale != 1.0 and hasattr(model, "head"):
+            scale_offsets(model, scale)
 
 
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False):
