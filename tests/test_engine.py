@@ -381,7 +381,6 @@ def test_model_off_is_the_quantised_machine_whatever_follow_says():
 def test_rows_appended_to_a_growing_take_play_once_published_and_only_then():
     """Free mode's worker appends rows: the audio side sees a row only once it is written whole
     (the row count is published last), onsets match on it, and bad appends are refused."""
-    from rolypoly.live.schedule import _concat_scores
     from rolypoly.sim.corpus import groove_score
     full = groove_score(4, 120.0)
     first = full.bar < 2
@@ -413,4 +412,4 @@ def test_rows_appended_to_a_growing_take_play_once_published_and_only_then():
         again.append_rows(head)
     with pytest.raises(ValueError, match="does not loop"):
         Schedule(head, sr, loop=True, extra_rows=4)
-    assert _concat_scores(head, tail).n_rows == full.n_rows
+    assert head.followed_by(tail).n_rows == full.n_rows

@@ -146,15 +146,10 @@ def generate(runtime, score=None, mode: str = "continue", bars: int = 8, tempera
     """
     if mode not in MODES:
         raise GenerateError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    if int(bars) != bars or bars < 0 or bars > 10000:
-        raise GenerateError(f"bars must be a whole number in [0, 10000], got {bars!r}")
     if int(fill_every) != fill_every or fill_every < 0:
         raise GenerateError(f"fill_every must be a whole number >= 0, got {fill_every!r}")
-    bars, fill_every = int(bars), int(fill_every)
-    if score is None:
-        score = empty_score()
-    if mode != "free" and score.n_rows == 0:
-        raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
+    fill_every = int(fill_every)
+    score, bars = _checked(score, mode, bars)
     s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature, vel_temperature,
                  loop_temperature)
     S = enc.STEPS
@@ -213,6 +208,17 @@ def _no_events() -> enc.Events:
     return enc.Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, N_DRUMS), np.int64))
 
 
+def _checked(score, mode: str, bars) -> tuple:
+    """``(score, bars)`` checked: no score is an empty one, which only ``free`` can start from."""
+    if int(bars) != bars or bars < 0 or bars > 10000:
+        raise GenerateError(f"bars must be a whole number in [0, 10000], got {bars!r}")
+    if score is None:
+        score = empty_score()
+    if mode != "free" and score.n_rows == 0:
+        raise GenerateError(f"mode {mode} needs a score with drums (or use mode free)")
+    return score, int(bars)
+
+
 def _open(s, score, mode: str, bars: int):
     """Feed the sampler what ``continue`` or ``free`` starts from: ``(keep, first_bar, end_bar,
     prefix)``: the score rows kept, the first bar with generated material, the bar where
@@ -263,24 +269,18 @@ class LiveGeneration:
                  loop_temperature=None):
         if mode not in ("continue", "free"):
             raise GenerateError(f"mode {mode!r}: only continue and free are drawn while playing")
-        if int(bars) != bars or not 0 <= bars <= 10000:
-            raise GenerateError(f"bars must be a whole number in [0, 10000], got {bars!r}")
-        score = empty_score() if score is None else score
-        if mode == "continue" and score.n_rows == 0:
-            raise GenerateError("mode continue needs a score with drums (or use mode free)")
+        score, bars = _checked(score, mode, bars)
         self.runtime = runtime
         self.sampler = s = _sampler(runtime, temperature, generate_vels, density, complexity, seed, drum_temperature,
                                     vel_temperature, loop_temperature)
-        keep, self.first_bar, self.end_bar, prefix = _open(s, score, mode, int(bars))
+        keep, self.first_bar, self.end_bar, prefix = _open(s, score, mode, bars)
         self._own = _own_velocities(score, keep)
         self._sums = _position_sums()
         drawn = runtime.velocities(prefix, s.rng, self._own)
         self.score, self.generated = merge_rows(score, keep, prefix, written_velocities(prefix, drawn, *self._sums))
         self.next_bar = int(s.last_step) // enc.STEPS
         self.max_rows = max(0, self.end_bar - self.next_bar) * enc.STEPS
-        self._tempo = score.tempo
         self.length_ms = 1000.0 * score.tempo.seconds(score.tempo.bar_start_tick(self.end_bar))
-        self.rows_drawn = 0
 
     @property
     def done(self) -> bool:
@@ -288,18 +288,14 @@ class LiveGeneration:
 
     def next_part(self):
         """The next bar's generated rows (a Score, possibly with no rows), or None when done."""
-        from rolypoly.score.midi import Score
         if self.done:
             return None
         s = self.sampler
         ev = s.generate_until((self.next_bar + 1) * enc.STEPS)
         self.next_bar += 1
         drawn = self.runtime.velocities(ev, s.rng, self._own)
-        r = rows_for_events(self.score, ev, written_velocities(ev, drawn, *self._sums))
-        E = len(ev)
-        self.rows_drawn += E
-        return Score(r["times_ms"], r["vel"], np.zeros((E, N_DRUMS)), r["bpm"], r["tsig"], r["phase"],
-                     r["bar"], np.zeros(E), self._tempo, self.score.path, {})
+        # the new rows alone, on the score's tempo map
+        return merge_rows(self.score, np.zeros(self.score.n_rows, bool), ev, written_velocities(ev, drawn, *self._sums))[0]
 
 
 def _concat(a: enc.Events, b: enc.Events) -> enc.Events:

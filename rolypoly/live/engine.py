@@ -24,7 +24,8 @@ compensation in ms; ``None`` = measured), ``lookahead`` (ms), ``filter_hits``
 each onset's gap to the drums that they lean towards at once; see
 :mod:`rolypoly.live.schedule`), and free mode's ``generate``
 (off / continue / fill / free [bars [fill_every]]), ``density`` and ``complexity`` (0..1 or
-auto): at ``start`` the event model extends or fills the score's rows (:mod:`rolypoly.free.live`).
+auto): the event model extends or fills the score's rows, ``continue`` and ``free`` drawn by the
+worker a bar ahead of the playhead, ``fill`` (and a looping take) at ``start`` (:mod:`rolypoly.free.live`).
 
 Outlets (``engine.connect(outlet, callback)``): ``hit(sample, drum, velocity, offset_ms)``,
 ``onset(tau_ms, row, time_s)``, ``playhead(ms)``, ``status(text)``, ``error(text)``.

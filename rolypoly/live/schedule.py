@@ -68,17 +68,18 @@ class Schedule:
         # a growing take (free mode writing ahead) has room for the rows still to come
         self.capacity = 2 * N if loop else N + int(extra_rows)
         C = self.capacity
-        self.row_samples = _padded(score.times_ms * (sr / 1000.0), C, np.inf, np.float64)
-        self.bar_samples = _padded(score.bar_ms * (sr / 1000.0), C, 1.0, np.float64)
+        R = N + int(extra_rows)     # score rows (the slots of a loop hold two passes over them)
+        self.row_samples = np.full(R, np.inf)
+        self.bar_samples = np.ones(R)
+        self.max_early = np.zeros(R)
+        self.score_vel = np.zeros((R, N_DRUMS), dtype=np.int16)
+        self.x_static = np.zeros((R, feat.N_IN), dtype=np.float32)
+        self.pos_of = np.zeros(R, dtype=np.int64)
+        self._write_rows(0, score)
         self.length_samples = float(max(score.length_ms * sr / 1000.0, self.row_samples[N - 1] + 1.0))
         if length_ms is not None:
             self.length_samples = max(self.length_samples, float(length_ms) * sr / 1000.0)
-        # earliest possible hit of a row: the offset clip (+-0.04 bar) before it
-        self.max_early = np.ascontiguousarray(feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples, dtype=np.float64)
-        self.score_vel = _padded(score.vel, C, 0, np.int16)
         self.consts = np.array([feat.OFF_CLIP, feat.OFF_SCALE], np.float64)
-        self.x_static = _padded(feat.encode_rows(score.vel, np.zeros((N, N_DRUMS)), score.bpm, score.tsig, score.phase,
-                                                 np.zeros(N)), C if extra_rows else N, 0.0, np.float32)
         # worker
         self.pred = np.zeros((C, feat.N_OUT), dtype=np.float32)
         self.ready = np.zeros(C, dtype=np.int64)        # k + 1 once row k's prediction is in pred
@@ -93,8 +94,6 @@ class Schedule:
         self.real_vel = np.zeros((C, N_DRUMS), dtype=np.int16)
         self.real_off = np.zeros((C, N_DRUMS), dtype=np.float64)
         self.lean_at = np.zeros(C, dtype=np.float64)
-        self.pos_of = _padded(np.round(np.asarray(score.phase) * LEAN_POSITIONS).astype(np.int64) % LEAN_POSITIONS,
-                              C, 0, np.int64)
         self.pos_lean = np.zeros(LEAN_POSITIONS, dtype=np.float64)
         self.pend = np.zeros((MAX_PENDING, 4), dtype=np.int64)
         self.tc = np.zeros(blk.N_TC, dtype=np.int64)
@@ -129,19 +128,23 @@ class Schedule:
             raise ValueError(f"append_rows: {m} rows do not fit ({N} of {self.capacity} used)")
         if part.times_ms[0] <= self.score.times_ms[-1]:
             raise ValueError("append_rows: new rows must come after the last one")
-        sr = self.sr
-        new = slice(N, N + m)
-        self.row_samples[new] = part.times_ms * (sr / 1000.0)
-        self.bar_samples[new] = part.bar_ms * (sr / 1000.0)
-        self.max_early[new] = feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples[new]
-        self.score_vel[new] = part.vel
-        self.x_static[new] = feat.encode_rows(part.vel, np.zeros((m, N_DRUMS)), part.bpm, part.tsig, part.phase,
-                                              np.zeros(m))
-        self.pos_of[new] = np.round(np.asarray(part.phase) * LEAN_POSITIONS).astype(np.int64) % LEAN_POSITIONS
-        self.score = _concat_scores(self.score, part)   # the take's record reads its rows from here
+        self._write_rows(N, part)
+        self.score = self.score.followed_by(part)   # the take's record reads its rows from here
         self.tc[blk.N_ROWS] = N + m
         self.N = N + m
         return N
+
+    def _write_rows(self, at: int, sc) -> None:
+        """The per-row arrays of score rows ``at ..`` from the rows of ``sc``."""
+        new = slice(at, at + sc.n_rows)
+        self.row_samples[new] = sc.times_ms * (self.sr / 1000.0)
+        self.bar_samples[new] = sc.bar_ms * (self.sr / 1000.0)
+        # earliest possible hit of a row: the offset clip (+-0.04 bar) before it
+        self.max_early[new] = feat.OFF_CLIP * feat.OFF_SCALE * self.bar_samples[new]
+        self.score_vel[new] = sc.vel
+        self.x_static[new] = feat.encode_rows(sc.vel, np.zeros((sc.n_rows, N_DRUMS)), sc.bpm, sc.tsig, sc.phase,
+                                              np.zeros(sc.n_rows))
+        self.pos_of[new] = np.round(np.asarray(sc.phase) * LEAN_POSITIONS).astype(np.int64) % LEAN_POSITIONS
 
     def arrays(self) -> list[np.ndarray]:
         """The arrays the block reads and writes, in :data:`rolypoly.live.block.TAKE_ARRAYS` order."""
@@ -387,21 +390,3 @@ class Schedule:
         self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
         self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
 
-
-def _padded(a, rows: int, fill, dtype) -> np.ndarray:
-    """``a`` (rows first) in a contiguous array of ``rows`` rows, the rest ``fill``."""
-    a = np.asarray(a, dtype=dtype)
-    if len(a) == rows:
-        return np.ascontiguousarray(a)
-    out = np.full((rows,) + a.shape[1:], fill, dtype=dtype)
-    out[:len(a)] = a
-    return out
-
-
-def _concat_scores(a, b):
-    """Score ``a`` followed by the rows of ``b`` (same tempo map)."""
-    from rolypoly.score.midi import Score
-    cat = np.concatenate
-    return Score(cat([a.times_ms, b.times_ms]), cat([a.vel, b.vel]).astype(a.vel.dtype), cat([a.off, b.off]),
-                 cat([a.bpm, b.bpm]), cat([a.tsig, b.tsig]), cat([a.phase, b.phase]), cat([a.bar, b.bar]),
-                 cat([a.tau_g, b.tau_g]), a.tempo, a.path, dict(a.unknown_pitches))

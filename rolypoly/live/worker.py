@@ -31,14 +31,6 @@ import numpy as np
 GROWTH = 2.0
 
 
-def _encoder_reach(rt) -> int:
-    """Score rows ahead that an incremental model's encoder reads (a window model: none)."""
-    if not getattr(rt, "supports_step", False):
-        return 0
-    conf = dict(getattr(rt, "layout", {}) or {}).get("model_config") or {}
-    return int(conf.get("n_enc_layers", 0)) * int(conf.get("enc_ahead", 0))
-
-
 class Worker:
     """Model ticks for one engine (see module docs)."""
 
@@ -122,7 +114,7 @@ class Worker:
         ``urgent``: only what the rows due now need.  Returns the bars drawn."""
         gen = sched.ahead
         rt = self.engine.runtime
-        reach = _encoder_reach(rt)
+        reach = int(getattr(rt, "reads_ahead", 0))
         drawn = 0
         first = sched.N
         try:

@@ -210,6 +210,14 @@ class Runtime:
         return int(self.layout.get("window", self.layout.get("block_size", DEFAULT_WINDOW)))
 
     @property
+    def reads_ahead(self) -> int:
+        """Score rows ahead of a row that its encoding reads (incremental models; 0 otherwise)."""
+        if not self.supports_step:
+            return 0
+        conf = self.layout.get("model_config") or {}
+        return int(conf.get("n_enc_layers", 0)) * int(conf.get("enc_ahead", 0))
+
+    @property
     def supports_step(self) -> bool:
         """Whether the model decodes incrementally (:meth:`reset` / :meth:`step`)."""
         return bool(getattr(self.module, "supports_step", False)) and hasattr(self.module, "step")

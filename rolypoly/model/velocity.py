@@ -95,6 +95,8 @@ def fit_velocity_curve(model, train, validation, knots: int = 17, tolerance: flo
     dict with ``alpha``, ``knots``, ``tolerance``, ``validation`` (per alpha: ``alpha``,
     ``velocity_mae``, ``hist_intersection``) and the chosen row's figures.
     """
+    import torch
+
     from rolypoly.model.evaluate import velocity_distribution
     from rolypoly.model.transformer import VelocityCurve
     model.vel_curve = VelocityCurve(knots)  # fit on the head's raw output
@@ -109,7 +111,6 @@ def fit_velocity_curve(model, train, validation, knots: int = 17, tolerance: flo
     rows = []
     for a in ALPHAS:
         _set_curve(model, kx, kx + a * (ky - kx))
-        import torch
         with torch.no_grad():
             v = model.vel_curve(torch.from_numpy(raw_val / VEL_SCALE)).numpy() * VEL_SCALE
         v = np.clip(v, 0.0, 127.0)

@@ -168,6 +168,14 @@ class Score:
                      self.tsig.copy(), self.phase.copy(), self.bar.copy(), self.tau_g.copy(),
                      self.tempo, self.path, dict(self.unknown_pitches))
 
+    def followed_by(self, other: "Score") -> "Score":
+        """A new Score: these rows, then ``other``'s (on the same tempo map)."""
+        cat = np.concatenate
+        return Score(cat([self.times_ms, other.times_ms]), cat([self.vel, other.vel]).astype(self.vel.dtype),
+                     cat([self.off, other.off]), cat([self.bpm, other.bpm]), cat([self.tsig, other.tsig]),
+                     cat([self.phase, other.phase]), cat([self.bar, other.bar]), cat([self.tau_g, other.tau_g]),
+                     self.tempo, self.path, dict(self.unknown_pitches))
+
     def crop_bars(self, n_bars: int) -> "Score":
         """The first ``n_bars`` bars (rows with ``bar < n_bars``)."""
         keep = self.bar < n_bars
