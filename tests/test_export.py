@@ -292,3 +292,47 @@ def test_rows_written_ahead_while_stepping_give_the_whole_scores_outputs(exporte
     np.testing.assert_allclose(np.stack(ys), ref, atol=1e-5)
     with pytest.raises(ModelError, match="already stepped"):
         rt.update(live, 10, 20)
+
+
+# ----------------------------------------------------------------------------- the compiled step
+
+def _stepped(rt, x):
+    rt.reset(x)
+    return np.stack([rt.step(x[k - 1] if k else None, x[k]) for k in range(len(x))])
+
+
+@pytest.mark.parametrize("which", ["small", "shipped"])
+def test_compiled_step_equals_the_torchscript_step(exported_inc, which):
+    from pathlib import Path
+    path = exported_inc[1] if which == "small" else Path(__file__).parents[1] / "models" / "rolypoly.pt"
+    fast, plain = load_runtime(path), load_runtime(path, compiled=False)
+    assert fast.compiled_step and not plain.compiled_step
+    x = np.random.default_rng(5).random((120, 22)).astype(np.float32)
+    a, b = _stepped(fast, x), _stepped(plain, x)
+    assert np.abs(a).max() > 0.05           # outputs that say something, not zeros on both sides
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_compiled_step_stays_off_when_its_weights_disagree_or_are_missing(exported_inc):
+    from rolypoly.model.stepper import CompiledStep
+    model, path = exported_inc
+    x = np.random.default_rng(6).random((30, 22)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)[None])[0].numpy()
+
+    class Module:   # the file's methods; step_weights as given
+        def __init__(self, m, weights):
+            self.encode, self.new_cache, self.step, self.supports_step = m.encode, m.new_cache, m.step, True
+            if weights is not None:
+                self.step_weights = lambda: weights
+
+    rt = load_runtime(path)
+    good = rt.module.step_weights()
+    for weights in ([w * 1.01 for w in good], good[:-1], None):
+        rt.module = Module(load_runtime(path, compiled=False).module, weights)
+        assert rt.enable_compiled_step() is False and not rt.compiled_step
+        np.testing.assert_allclose(_stepped(rt, x), ref, atol=1e-5)   # the TorchScript step plays on
+    with pytest.raises(ModelError, match="do not follow"):
+        CompiledStep(good[:-1], n_heads=2, span=6)
+    with pytest.raises(ModelError, match="step before bind"):
+        CompiledStep(good, n_heads=2, span=6).step(None, x[0], 0)

@@ -5,7 +5,8 @@ rolypoly~ v2 size, a reference whose weights would flush the cache the live mode
 stage, in its own pass afterwards):
 
 * **step**: one row of the incremental model (``Runtime.step``: the decoder's one-row pass
-  over its key/value cache), the cost of each new row live;
+  over its key/value cache), the cost of each new row live: the compiled step the engine
+  uses (:mod:`rolypoly.model.stepper`) and the file's TorchScript ``step`` as its baseline;
 * **tick**: the steps of ``--tick-rows`` rows at once (all rows due in one tick, e.g. a
   beat of 16ths after the worker was held up);
 * **window tick**: one ``Runtime.predict`` over a 16-row window, as a window model (today's
@@ -77,6 +78,8 @@ def run(cfg, args):
         inc_name, inc = "untrained rolypoly_inc", _untrained("inc", tmp, "rolypoly_inc")
     else:
         inc_name = Path(path).name
+    # the same file stepped by its TorchScript step: the baseline of the compiled one
+    plain = load_runtime(inc.path, compiled=False)
     base = load_runtime(args.baseline) if Path(args.baseline).is_file() else None
     base_name = Path(args.baseline).name if base is not None else "untrained rolypoly"
     if base is None:
@@ -89,7 +92,8 @@ def run(cfg, args):
     t0 = time.perf_counter()
     inc.reset(score)
     reset_ms = (time.perf_counter() - t0) * 1000.0
-    state = {"k": 0}
+    plain.reset(score)
+    state = {"k": 0, "plain": 0}
 
     def ensure(rows: int) -> None:
         """Re-encode (untimed) before the steps would run past the score's end."""
@@ -102,16 +106,26 @@ def run(cfg, args):
         inc.step(score[k - 1] if k else None, score[k])
         state["k"] = k + 1
 
+    def plain_step():
+        k = state["plain"]
+        if k >= len(score):
+            plain.reset(score)
+            k = 0
+        plain.step(score[k - 1] if k else None, score[k])
+        state["plain"] = k + 1
+
     def tick():
         for _ in range(args.tick_rows):
             one_step()
 
-    timed = {f"step ({inc_name})": one_step, f"tick of {args.tick_rows} rows ({inc_name})": tick,
+    how = "compiled" if inc.compiled_step else "TorchScript: the file exports no step_weights"
+    timed = {f"step ({inc_name}, {how})": one_step, f"tick of {args.tick_rows} rows ({inc_name}, {how})": tick,
              f"16-row window tick ({base_name})": lambda: base.predict(window),
              "16-row window tick (rolypoly_v2 size, untrained)": lambda: big.predict(window)}
+    timed[f"step ({inc_name}, TorchScript step)"] = plain_step
     rows_needed = {n: 0 for n in timed}
-    rows_needed[f"step ({inc_name})"] = 1
-    rows_needed[f"tick of {args.tick_rows} rows ({inc_name})"] = args.tick_rows
+    rows_needed[f"step ({inc_name}, {how})"] = 1
+    rows_needed[f"tick of {args.tick_rows} rows ({inc_name}, {how})"] = args.tick_rows
     names = list(timed)
     for n in names:
         for _ in range(args.warmup):
@@ -123,7 +137,7 @@ def run(cfg, args):
     # way would time the small models with caches the 15 M-parameter one just evicted).
     # The rolypoly~ v2 size is a reference only: its 60 MB of weights would flush the cache the
     # live model keeps to itself on stage, so it is timed in its own pass after the others.
-    live, reference = names[:3], names[3:]
+    live, reference = names[:3] + names[4:], names[3:4]
     passes = [live] * len(range(0, args.ticks, BLOCK)) + [reference] * len(range(0, args.ticks, BLOCK))
     for group in passes:
         for n in group:
@@ -135,9 +149,9 @@ def run(cfg, args):
     table = Table("the model on the live path (batch 1, 1 thread, TorchScript)",
                   ["measurement", "parameters", "p50 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio to window tick"])
     ref = _percentiles(times[names[2]])[0]
-    params = [_count(inc), _count(inc), _count(base), _count(big)]
+    params = [_count(inc), _count(inc), _count(base), _count(big), _count(inc)]
     summary = {}
-    keys = ["step", "tick", "window_tick", "v2_size_window_tick"]
+    keys = ["step", "tick", "window_tick", "v2_size_window_tick", "torchscript_step"]
     for key, n, p in zip(keys, names, params):
         p50, p99, mean = _percentiles(times[n])
         table.add(n, p, p50, p99, mean, p50 / ref)
@@ -150,6 +164,8 @@ def run(cfg, args):
     sp, tp = summary["step_p99_ms"], summary["tick_p99_ms"]
     table.notes.append(f"targets: step p99 <= 0.5 ms -> {'met' if sp <= 0.5 else 'MISSED'} ({sp:.3f} ms); "
                        f"tick p99 <= 1 ms -> {'met' if tp <= 1.0 else 'MISSED'} ({tp:.3f} ms; must <= 3 ms)")
+    summary["compiled_step"] = inc.compiled_step
+    summary["step_speedup"] = summary["torchscript_step_p50_ms"] / summary["step_p50_ms"]
     summary["reset_ms"] = reset_ms
     summary["tick_rows"] = args.tick_rows
     return [table], summary

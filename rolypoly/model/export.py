@@ -18,6 +18,10 @@ through :class:`Runtime` (``reset`` / ``step``) when present::
 
 Stepping the rows of a take gives the outputs of one ``forward`` over the whole take.
 
+A rolypoly decoder may also export ``step_weights() -> list of tensors`` (its decoder's weights in
+:data:`rolypoly.model.stepper.WEIGHT_ORDER`): :class:`Runtime` then steps rows with the compiled
+step of :mod:`rolypoly.model.stepper`, once a check on made-up rows shows it equals ``step``.
+
 Examples
 --------
 >>> rt = load_runtime("models/rolypoly.pt")                    # doctest: +SKIP
@@ -106,9 +110,14 @@ class ExportedStep(Exported):
              cache: torch.Tensor) -> torch.Tensor:
         return self.net.step(prev, row, k, memory, cache)
 
+    @torch.jit.export
+    def step_weights(self) -> list[torch.Tensor]:
+        return self.net.step_weights()
+
 #: Attributes and methods a frozen export keeps.
 PRESERVED = ["version", "layout_json", "offset_mu", "offset_sigma", "window"]
-PRESERVED_STEP = PRESERVED + ["supports_step", "receptive_field", "encode", "encode_part", "new_cache", "step"]
+PRESERVED_STEP = PRESERVED + ["supports_step", "receptive_field", "encode", "encode_part", "new_cache", "step",
+                                "step_weights"]
 
 
 def _wrap(model, meta: dict):
@@ -202,6 +211,8 @@ class Runtime:
         # Preallocated step inputs: prev row, this row (no allocation per step for the inputs).
         self._rows = torch.zeros(2, 1, N_IN)
         self._rows_np = self._rows.numpy()
+        # The compiled step (see enable_compiled_step); None: the TorchScript step.
+        self._fast = None
 
     @property
     def window(self) -> int:
@@ -221,6 +232,39 @@ class Runtime:
     def supports_step(self) -> bool:
         """Whether the model decodes incrementally (:meth:`reset` / :meth:`step`)."""
         return bool(getattr(self.module, "supports_step", False)) and hasattr(self.module, "step")
+
+    @property
+    def compiled_step(self) -> bool:
+        """Whether :meth:`step` runs the compiled step rather than the module's TorchScript ``step``."""
+        return self._fast is not None
+
+    def enable_compiled_step(self, rows: int = 48, tol: float = 1e-4) -> bool:
+        """Step with :class:`rolypoly.model.stepper.CompiledStep` when the module exports its
+        decoder weights and, on ``rows`` made-up rows, the compiled outputs equal the TorchScript
+        ones within ``tol``; returns whether it is on.  Clears any encoding (``reset`` again).
+        """
+        self._fast, self._memory, self._encoded = None, None, None
+        if not self.supports_step or not hasattr(self.module, "step_weights"):
+            return False
+        from rolypoly.model.stepper import CompiledStep
+        conf = self.layout.get("model_config") or {}
+        try:
+            with torch.inference_mode():
+                fast = CompiledStep(self.module.step_weights(), int(conf.get("n_heads", 0)), int(conf.get("span", 0)))
+        except (ModelError, RuntimeError, ValueError, ZeroDivisionError):
+            return False
+        x = np.random.default_rng(0).random((rows, N_IN)).astype(np.float32)
+        self.reset(x)
+        fast.bind(self._memory.numpy())
+        worst = 0.0
+        for k in range(rows):
+            prev = x[k - 1] if k else None
+            worst = max(worst, float(np.abs(self.step(prev, x[k]) - fast.step(prev, x[k], k)).max()))
+        self._memory, self._encoded = None, None
+        if not worst <= tol:
+            return False
+        self._fast = fast
+        return True
 
     @property
     def steps_since_reset(self) -> int:
@@ -249,6 +293,8 @@ class Runtime:
                 self._memory = self.module.encode(torch.from_numpy(np.ascontiguousarray(x))[None])
                 self._encoded = x.copy()
             self._cache = self.module.new_cache(1)
+        if self._fast is not None:
+            self._fast.bind(self._memory.numpy())
         self._k, self._n = 0, len(x)
 
     def update(self, score_x: np.ndarray, lo: int, hi: int, valid: int | None = None) -> None:
@@ -281,6 +327,8 @@ class Runtime:
                 self.module.encode_part(t[:, :n], lo, hi, self._memory)
             else:
                 self._memory = self.module.encode(t)
+                if self._fast is not None:
+                    self._fast.bind(self._memory.numpy(), clear=False)
         self._encoded[lo:hi] = x[lo:hi]
 
     def step(self, prev_row: np.ndarray | None, row: np.ndarray) -> np.ndarray:
@@ -298,6 +346,10 @@ class Runtime:
         else:
             self._rows_np[0, 0] = prev_row
         self._rows_np[1, 0] = row
+        if self._fast is not None:
+            y = self._fast.step(self._rows_np[0, 0] if self._k else None, self._rows_np[1, 0], self._k)
+            self._k += 1
+            return y
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         with torch.inference_mode():
@@ -318,8 +370,11 @@ class Runtime:
         return y[0].numpy()
 
 
-def load_runtime(path, threads: int = 1) -> Runtime:
+def load_runtime(path, threads: int = 1, compiled: bool = True) -> Runtime:
     """Load a TorchScript model and check the contract.
+
+    ``compiled``: step with the compiled step when the file allows it
+    (:meth:`Runtime.enable_compiled_step`); False keeps the TorchScript ``step``.
 
     Raises
     ------
@@ -363,6 +418,8 @@ def load_runtime(path, threads: int = 1) -> Runtime:
         if y.shape != (N_OUT,) or not np.isfinite(y).all():
             raise ModelError(f"{path}: wrong contract: step gave shape {y.shape}, expected ({N_OUT},) finite")
         rt._memory = None
+        if compiled:
+            rt.enable_compiled_step()
     return rt
 
 

@@ -391,6 +391,19 @@ class RolypolyModel(nn.Module):
         memory_kv[:, :, :, :, lo:hi] = kv[:, :, :, :, lo - a:hi - a]
 
     @torch.jit.export
+    def step_weights(self) -> list[torch.Tensor]:
+        """The decoder's weights in :data:`rolypoly.model.stepper.WEIGHT_ORDER`, for the compiled step."""
+        w = [self.dec_in.weight, self.dec_in.bias, self.dec_phase.weight]
+        for blk in self.decoder:
+            w += [blk.ln1.weight, blk.ln1.bias, blk.self_attn.q.weight, blk.self_attn.q.bias, blk.self_attn.kv.weight,
+                  blk.self_attn.kv.bias, blk.self_attn.proj.weight, blk.self_attn.proj.bias, blk.ln2.weight,
+                  blk.ln2.bias, blk.cross_attn.q.weight, blk.cross_attn.q.bias, blk.cross_attn.proj.weight,
+                  blk.cross_attn.proj.bias, blk.ln3.weight, blk.ln3.bias, blk.ff.fc.weight, blk.ff.fc.bias,
+                  blk.ff.out.weight, blk.ff.out.bias]
+        return w + [self.ln_f.weight, self.ln_f.bias, self.head.weight, self.head.bias, self.vel_curve.x,
+                    self.vel_curve.y]
+
+    @torch.jit.export
     def new_cache(self, batch: int) -> torch.Tensor:
         """An empty decoder cache ``(L, 2, batch, h, span, dh)``."""
         c = self.config_d_model
