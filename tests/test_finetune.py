@@ -185,3 +185,34 @@ def test_finetuning_undoes_an_export_offset_scale_while_it_learns(take_dir):
     scale_offsets(plain, 0.8)
     for (k, a), b in zip(plain.named_parameters(), scaled.parameters()):
         assert torch.allclose(a, b, atol=1e-5), k
+
+
+def test_regulariser_reads_the_offsets_of_rows_with_an_onset_only():
+    """r is over the o_hat of the take loss (drum hits on rows with an onset): a row the musician
+    left alone neither changes it nor gets a gradient from it (asking those rows for the GMD
+    spread flung them to the clip)."""
+    import torch
+
+    from rolypoly.learn.finetune import take_loss
+    from rolypoly.score import features as feat
+    n = 6
+    hit = torch.zeros(n, 9, dtype=torch.bool)
+    hit[:, 0] = True
+    hit[::2, 2] = True
+    onset = torch.tensor([True, True, False, True, False, True])
+    batch = {"hit": hit, "onset": onset, "v": torch.full((n, 9), 0.5), "g": torch.linspace(-0.2, 0.1, n)}
+    y = torch.zeros(n, 19)
+    y[:, feat.OUT_OFF] = torch.linspace(-0.1, 0.1, n)[:, None]
+    y.requires_grad_(True)
+    w = {"w_v": 0.0, "w_o": 0.0, "w_g": 0.0, "w_r": 1.0}
+    loss, terms = take_loss(y, batch, w, mu=-0.002, sigma=0.009)
+    loss.backward()
+    off_grad = y.grad[:, feat.OUT_OFF]
+    assert float(off_grad[onset].abs().sum()) > 0
+    assert float(off_grad[~onset].abs().sum()) == 0.0
+    moved = y.detach().clone()
+    moved[~onset, feat.OUT_OFF] = 0.5      # the rows without an onset at the clip
+    assert float(take_loss(moved, batch, w, -0.002, 0.009)[1]["r"]) == pytest.approx(float(terms["r"].detach()))
+    oh = y.detach()[:, feat.OUT_OFF][hit & onset[:, None]]
+    expect = (oh.mean() - (-0.002) / feat.OFF_SCALE) ** 2 + (oh.std() - 0.009 / feat.OFF_SCALE) ** 2
+    assert float(terms["r"].detach()) == pytest.approx(float(expect))

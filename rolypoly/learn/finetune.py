@@ -8,8 +8,11 @@ The take loss, over the take's rows::
 * ``g``: the musician's onset offset on rows with a matched onset; ``o_hat`` the predicted
   drum offsets on rows with both a drum hit and an onset (the drums should meet the
   musician); ``g_hat`` the predicted musician offset on rows with an onset;
-* ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over every predicted drum hit keeps the
-  drums' timing statistics near human drumming (``mu``, ``sigma``: GMD train, stored with the model).
+* ``r = (mean(o_hat) - mu)^2 + (std(o_hat) - sigma)^2`` over the same ``o_hat`` (drum hits on rows
+  with an onset) keeps the drums' timing statistics near human drumming (``mu``, ``sigma``: GMD
+  train, stored with the model).  Only there: on rows the musician leaves alone no other term
+  holds the offsets, and a spread asked of them would be bought by flinging them to the clip
+  (a ghost note 100 ms late, heard with the musician's next note).
 
 All terms are in model units (:mod:`rolypoly.score.features`).  A window model's rows are
 trained in causal chunks of its window (a new chunk phase each epoch), so every row costs
@@ -127,8 +130,8 @@ def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
     both = hit & onset[:, None]
     lo = ((o_hat - g[:, None]) ** 2)[both].mean() if both.any() else zero
     lg = ((g_hat - g) ** 2)[onset].mean() if onset.any() else zero
-    if hit.sum() > 1:
-        oh = o_hat[hit]
+    if both.sum() > 1:  # the o_hat of the take loss (rows with both); see the module docs
+        oh = o_hat[both]
         r = (oh.mean() - mu / feat.OFF_SCALE) ** 2 + (oh.std() - sigma / feat.OFF_SCALE) ** 2
     else:
         r = zero
@@ -206,8 +209,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False):
     import torch
     arr = take_arrays(take)
-    if not arr["onset"].any() and weights["w_v"] == 0 and weights["w_r"] == 0:
-        raise TakeError(f"{take.path}: no onsets in the take and no velocity/regulariser weight: nothing to learn")
+    if not arr["onset"].any() and weights["w_v"] == 0:
+        raise TakeError(f"{take.path}: no onsets in the take and no velocity weight: nothing to learn")
     x_all = torch.from_numpy(arr["x"])
     data = {"hit": torch.from_numpy(arr["hit"]), "onset": torch.from_numpy(arr["onset"]),
             "v": torch.from_numpy(arr["v"]), "g": torch.from_numpy(arr["g"])}
