@@ -370,6 +370,62 @@ def test_a_lone_quiet_onset_is_kept_with_its_time():
     assert onset_f_measure(det, np.append(truth, ghost_at), 0.025)["f"] >= 0.95
 
 
+
+def _hat_before_a_stroke(rng, gap_s=0.12):
+    """Loud noise strokes every 0.5 s; a quiet one (a hat, 25 dB under them, dying away in
+    10 ms) ``gap_s`` before the last.  Returns (audio, the hat's time)."""
+    n = int(3.0 * SR)
+    x = rng.standard_normal(n) * 1e-5
+
+    def stroke(at, level, tau):
+        i = int(at * SR)
+        k = np.arange(min(n - i, int(0.3 * SR))) / SR
+        x[i:i + k.size] += level * rng.standard_normal(k.size) * np.exp(-k / tau)
+    for at in (0.5, 1.0, 1.5, 2.0):
+        stroke(at, 0.3, 0.05)
+    stroke(2.0 - gap_s, 0.3 * 10 ** (-25 / 20), 0.01)
+    return x.astype(np.float32), 2.0 - gap_s
+
+
+def test_a_quiet_stroke_that_died_away_before_the_next_is_a_note():
+    x, hat = _hat_before_a_stroke(np.random.default_rng(4))
+    det = detect_onsets(x, SR, stroke_decay_db=6.0)
+    assert np.sum(np.abs(det - hat) < 0.01) == 1
+    assert np.sum(np.abs(det - 2.0) < 0.01) == 1 and det.size == 5
+    # without the decay test the hold takes it for the run-up of the loud stroke
+    plain = detect_onsets(x, SR, stroke_decay_db=0.0)
+    assert not np.any(np.abs(plain - hat) < 0.05) and plain.size == 4
+
+
+def test_breath_swelling_into_a_tone_is_no_stroke():
+    # breath grows on into the tone: the decay test leaves the hold to drop it
+    x = _breath_then_tone(np.random.default_rng(3))
+    det = detect_onsets(x, SR, stroke_decay_db=6.0, tonal_swell=True)
+    assert det.size == 1 and abs(det[0] - 1.0) < 0.025
+
+
+def _slow_bow(start=2.0, rise_s=0.25):
+    """Two loud notes, then a quiet bow scrape at ``start`` growing into a tone over
+    ``rise_s`` (a slow bowed attack): tonal from the scrape on."""
+    t = np.arange(int(3.0 * SR)) / SR
+    rng = np.random.default_rng(1)
+    x = 3e-4 * rng.standard_normal(t.size)
+    for at in (0.5, 1.0):
+        x += 0.3 * np.clip((t - at) / 0.01, 0, 1) * np.clip((at + 0.4 - t) / 0.02, 0, 1) * np.sin(2 * np.pi * 220.0 * t)
+    y = sum(np.sin(2 * np.pi * 147.0 * h * t) / h for h in range(1, 10))
+    x += 0.5 * np.clip((t - start) / rise_s, 0, 1) ** 2 * np.clip((2.8 - t) / 0.05, 0, 1) * y / np.max(np.abs(y))
+    x += 0.01 * rng.standard_normal(t.size) * np.exp(-np.clip(t - start, 0, None) / 0.01) * (t >= start)
+    return x.astype(np.float32)
+
+
+def test_a_slow_bow_is_dated_at_its_start():
+    x = _slow_bow()
+    det = detect_onsets(x, SR, tonal_swell=True)
+    assert det.size == 3 and abs(det[2] - 2.0) < 0.02
+    # without it the held onset is taken for a run-up and the note dated where it got loud
+    late = detect_onsets(x, SR, tonal_swell=False)
+    assert late.size == 3 and late[2] - 2.0 > 0.1
+
 def test_a_reattacked_tone_is_dated_at_its_dip():
     # a held tone dips 20 dB and swells back over 40 ms (a repeated tongued wind note): it
     # starts at the bottom of the dip, not where the swell is noticed

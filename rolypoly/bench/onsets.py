@@ -41,6 +41,12 @@ CANDIDATES = {
     "keep_every_held": {"runup_flatness": 1.1},
     "no_hold": {"hold_ms": 0.0},
     "sensitive": {"threshold": 0.08, "max_bands": 0, "hold_ms": 0.0, "slur": False},
+    "swell_stroke": {"tonal_swell": True, "stroke_decay_db": 6.0},
+    "lag_6": {"lag": 6},
+    "lag_8": {"lag": 8},
+    "swell_stroke_lag_6": {"tonal_swell": True, "stroke_decay_db": 6.0, "lag": 6},
+    "swell_stroke_lag_8": {"tonal_swell": True, "stroke_decay_db": 6.0, "lag": 8},
+    "swell_stroke_lag_10": {"tonal_swell": True, "stroke_decay_db": 6.0, "lag": 10},
 }
 REAL_MUST = 0.85          # a candidate under this on the shared real set (annotated span) is not eligible
 CORPUS_LEVEL_DB = -30.0   # families are judged at or above this input level

@@ -27,8 +27,8 @@ from numba import njit
 # ---- state of the flux detector (st) --------------------------------------------------
 (S_HOP, S_LEVEL, S_LAST_ONSET, S_HIST_POS, S_ONSET, S_ODF_POS, S_PENDING, S_ARMED, S_PEAK,
  S_LOUD, S_RMS_SMOOTH, S_LAST_PITCH_ONSET, S_GATE_OPEN, S_REL_LEVEL, S_HELD, S_HELD_LEVEL,
- S_FLATNESS, S_HELD_FLATNESS, S_HELD_TIME, S_LAST_NOTE) = range(20)
-N_ST = 20
+ S_FLATNESS, S_HELD_FLATNESS, S_HELD_TIME, S_LAST_NOTE, S_HELD_PEAK, S_HELD_DECAYED) = range(22)
+N_ST = 22
 
 # ---- state of the pitch tracker (ts) ----------------------------------------------------
 (T_DEC_COUNT, T_RING_POS, T_PERIODICITY, T_PITCH, T_UNVOICED_RUN, T_VOICED_RUN, T_VOICED_FROM,
@@ -47,8 +47,8 @@ N_P = 14
  K_DECIMATE, K_MERGE_HOPS, K_FLUX_LATENCY, K_NEW_HOPS, K_GAP_HOPS, K_OLD_HOPS, K_SLUR_IOI_HOPS,
  K_QUIET, K_HOLD_HOPS, K_DIP_HOPS, K_SAME_NOTE_HOPS, K_FRAME_CENTRE, K_SLUR, K_SLUR_VOICING,
  K_AA_B0, K_AA_B1, K_AA_B2, K_AA_A1, K_AA_A2, K_OLD_STEADY_HOPS, K_HELD_HOPS,
- K_RUNUP_FLATNESS) = range(36)
-N_K = 36
+ K_RUNUP_FLATNESS, K_STROKE_DECAY, K_SWELL) = range(38)
+N_K = 38
 
 # ---- high-pass (hp) and per-block input statistics (stats) ------------------------------
 (H_B0, H_B1, H_B2, H_A1, H_A2, H_Z1, H_Z2, H_ON) = range(8)
@@ -554,6 +554,13 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
             # up to tp[K_HOLD_HOPS] hops: breath before a blown note and the scrape before a bowed
             # one are quiet and are followed by the note; if the note arrives the held onset
             # was its run-up and is dropped, else it is reported as it was.
+            # a held onset whose sound died away again (6 dB or more under its peak) was a
+            # stroke of its own (a hat, a ghost note); breath swells on into the note
+            if st[S_HELD] > 0.0 and tp[K_STROKE_DECAY] > 0.0:
+                if st[S_REL_LEVEL] > st[S_HELD_PEAK]:
+                    st[S_HELD_PEAK] = st[S_REL_LEVEL]
+                elif st[S_REL_LEVEL] < tp[K_STROKE_DECAY] * st[S_HELD_PEAK]:
+                    st[S_HELD_DECAYED] = 1.0
             quiet = st[S_REL_LEVEL] < tp[K_QUIET]
             emit = -1.0
             early = -1.0
@@ -563,6 +570,8 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         st[S_HELD] = st[S_HOP]
                         st[S_HELD_LEVEL] = st[S_REL_LEVEL]
                         st[S_HELD_FLATNESS] = st[S_FLATNESS]
+                        st[S_HELD_PEAK] = st[S_REL_LEVEL]
+                        st[S_HELD_DECAYED] = 0.0
                         # the time it will carry if it turns out to be a note
                         d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
                         st[S_HELD_TIME] = d + tp[K_FLUX_LATENCY] if d >= 0.0 else st[S_HOP]
@@ -573,13 +582,14 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                     # a held quiet onset just before is this note's run-up if it was noise
                     # (breath): the note starts here, not at the bottom of the breath
                     held = st[S_HELD] > 0.0
-                    run_up = held and st[S_HELD_FLATNESS] >= 0.4
+                    stroke = held and st[S_HELD_DECAYED] != 0.0
+                    run_up = held and st[S_HELD_FLATNESS] >= 0.4 and not stroke
                     emit = st[S_HOP]
                     if held and st[S_HOP] - st[S_HELD] <= tp[K_SAME_NOTE_HOPS]:
                         # so soon after the held onset, this is the same note's attack
                         # growing (a soft pluck): the held onset was the note
                         emit = st[S_HELD_TIME]
-                    elif held and st[S_HELD_FLATNESS] < tp[K_RUNUP_FLATNESS]:
+                    elif held and (st[S_HELD_FLATNESS] < tp[K_RUNUP_FLATNESS] or stroke):
                         # a tonal quiet onset well before this one was a soft note of its own
                         # (a soft piano note before a loud one), not a run-up: both are notes
                         early = st[S_HELD_TIME]
@@ -594,6 +604,13 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                     # without an onset of its own: it starts here, unless that is so soon
                     # after the held onset that it was the note's own attack
                     emit = st[S_HOP] if st[S_HOP] - st[S_HELD] > tp[K_SAME_NOTE_HOPS] else st[S_HELD_TIME]
+                    if emit == st[S_HOP] and pitched and tp[K_SWELL] != 0.0:
+                        # periodic since the held onset: that onset was this tone's beginning
+                        # (a slow bow or a soft voice swelling), not breath before it
+                        since = st[S_HOP] - st[S_HELD] + tp[K_SAME_NOTE_HOPS]
+                        v = voiced_start(pring, int(st[S_HOP]) - 1, int(since), tp[K_UNVOICED])
+                        if v >= 0.0 and v - tp[K_TONAL_BACK] + tp[K_FLUX_LATENCY] <= st[S_HELD] + tp[K_SAME_NOTE_HOPS]:
+                            emit = st[S_HELD_TIME]
                     if emit == st[S_HOP] and pitched:
                         # a tone swelling out of breath starts where it became periodic
                         v = voiced_start(pring, int(st[S_HOP]) - 1, int(tp[K_DIP_HOPS]), tp[K_UNVOICED])
@@ -779,8 +796,12 @@ class Tables:
         k[K_OLD_STEADY_HOPS] = hops(25.0)
         k[K_HELD_HOPS] = hops(15.0)
         k[K_RUNUP_FLATNESS] = s["runup_flatness"]
+        k[K_SWELL] = 1.0 if s["tonal_swell"] else 0.0
+        k[K_STROKE_DECAY] = 10.0 ** (-s["stroke_decay_db"] / 20.0) if s["stroke_decay_db"] > 0 else 0.0
         self.tp = k
-        self.pring_len = int(2 ** math.ceil(math.log2(hops(15.0) * 3 + hops(25.0) * 2 + 2)))
+        # long enough to look back over a whole hold (a held onset that swelled into a tone)
+        self.pring_len = int(2 ** math.ceil(math.log2(max(hops(15.0) * 3 + hops(25.0) * 2 + 2,
+                                                          k[K_HOLD_HOPS] + k[K_SAME_NOTE_HOPS] + 2))))
         self.dring_len = int(2 ** math.ceil(math.log2(w + tmax + 2)))
         self.lring_len = int(2 ** math.ceil(math.log2(2 * k[K_DIP_HOPS] + 4)))
         self.hp = np.zeros(8)

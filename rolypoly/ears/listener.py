@@ -143,6 +143,8 @@ DEFAULTS = dict(
     quiet_db=12.0,       # an onset this far under the recent playing is held back ...
     hold_ms=200.0,       # ... this long: if a note follows, it was breath or a scrape (0: off)
     runup_flatness=0.4,  # ... unless its band flatness is under this (tonal: a soft note of its own)
+    tonal_swell=False,   # ... or it was periodic from then on (a slow bow or soft voice swelling into its note)
+    stroke_decay_db=0.0, # ... or its sound fell this far under its peak before the note came (a stroke; 0: off)
     dip_ms=80.0,         # an onset rising out of a level dip is dated at its bottom, this far back at most
     slur=True,           # the slur cue: a steady pitch stepping to another steady pitch is a note
     slur_semitones=0.6,  # ... when it moves this far (a vibrato is not steady, a glide neither)
@@ -283,7 +285,7 @@ class Listener:
         v = s["player_db"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > 0:
             raise ConfigError(f"listen.player_db: must be a level in dBFS (<= 0), got {v!r}")
-        for key in ("quiet_db", "hold_ms", "runup_flatness"):
+        for key in ("quiet_db", "hold_ms", "runup_flatness", "stroke_decay_db"):
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"listen.{key}: must be a non-negative number, got {v!r}")
@@ -291,7 +293,7 @@ class Listener:
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"listen.{key}: must be a positive number, got {v!r}")
-        for key in ("tonal", "slur"):
+        for key in ("tonal", "slur", "tonal_swell"):
             if not isinstance(s[key], bool):
                 raise ConfigError(f"listen.{key}: must be true or false, got {s[key]!r}")
         v = s["net_threshold"]
