@@ -4,6 +4,14 @@ For each feel, the virtual musician plays the same score for N takes (new jitter
 take); after each take the model is finetuned on it.  References in the same run: a
 quantised drum machine (score timing) and the pretrained model never finetuned.
 Asynchrony = mean |drum hit - musician onset| over the hits of rows where both sound.
+The listener's mean error (heard - true onset) is shown per take: the drums lean towards
+what is heard, so a listener that hears early holds the asynchrony up.
+
+``--json`` keys: ``asynchrony_per_take_ms`` (feel, take, quantised, pretrained, adapting,
+model, listener_ms, finetune_s), ``after_the_finetuned_takes`` (the last take per feel),
+``finetune_speed``, and per feel ``ratio_to_quantised``, ``minus_pretrained_ms``,
+``listener_ms`` (the mean over its takes), plus ``finetune_2min_s`` and ``finetune_2min_cpu_s``
+(wall and CPU seconds of finetuning a 2-minute take).
 """
 from __future__ import annotations
 
@@ -22,19 +30,21 @@ def run(cfg, args):
     import time
     from pathlib import Path
 
+    import numpy as np
+
+    from rolypoly.config import with_values
     from rolypoly.learn.finetune import train_after_take
     from rolypoly.report import Table, progress
     from rolypoly.score.midi import read_score
-    from rolypoly.sim.demo import DEMO_SCORE
-    from rolypoly.config import with_values
     from rolypoly.sim.corpus import groove_score
+    from rolypoly.sim.demo import DEMO_SCORE
     from rolypoly.sim.duet import adaptation, play_take, virtual_take
     work = Path(tempfile.mkdtemp(prefix="rolypoly-bench-duet-"))
     score = read_score(args.score or DEMO_SCORE).crop_bars(args.bars)
     score_path = score.write_midi(work / "score.mid")
     feels = [f.strip() for f in args.feels.split(",") if f.strip()]
     per_take = Table("asynchrony per take (ms)", ["feel", "take", "quantised", "pretrained", "adapting", "model",
-                                                  "finetune s"])
+                                                  "listener ms", "finetune s"])
     summary = Table("after the finetuned takes", ["feel", "quantised ms", "pretrained ms", "adapting ms",
                                                   "adapting / quantised", "adapting - pretrained ms", "target"])
     extra = {}
@@ -42,24 +52,29 @@ def run(cfg, args):
         rows = adaptation(cfg, score_path, feel, n_takes=args.takes, seed=7, work_dir=work / feel)
         for r in rows:
             per_take.add(feel, r["take"], r["quantised_ms"], r["pretrained_ms"], r["adapting_ms"], r["model"],
-                         r["finetune_s"] if r["finetune_s"] is not None else "-")
+                         r["listener_ms"], r["finetune_s"] if r["finetune_s"] is not None else "-")
         last = rows[-1]
         ratio = last["adapting_ms"] / last["quantised_ms"] if last["quantised_ms"] > 0 else float("nan")
         diff = last["adapting_ms"] - last["pretrained_ms"]
-        target = "<= +2 ms vs pretrained" if feel == "on_grid" else "<= 50 % of quantised"
+        target = "<= +2 ms vs pretrained" if feel == "on_grid" else "<= 30 % of quantised"
         summary.add(feel, last["quantised_ms"], last["pretrained_ms"], last["adapting_ms"], ratio, diff, target)
-        extra[feel] = {"ratio_to_quantised": ratio, "minus_pretrained_ms": diff}
+        extra[feel] = {"ratio_to_quantised": ratio, "minus_pretrained_ms": diff,
+                       "listener_ms": float(np.mean([r["listener_ms"] for r in rows]))}
     # Finetuning speed on a 2-minute take (60 bars at 120 bpm).
     long_score = groove_score(60, 120.0)
     long_path = long_score.write_midi(work / "two_minutes.mid")
     audio, _, _ = virtual_take(long_score, "laid_back", seed=3, sr=int(cfg.audio.sample_rate))
     res = play_take(cfg, long_path, audio, str(cfg.engine.model_path), work / "long")
-    t0 = time.perf_counter()
-    version = train_after_take(with_values(cfg, models_dir=str(work / "long" / "models")), res.take_dir)
-    ft_s = time.perf_counter() - t0
-    speed = Table("finetune speed", ["take", "rows", "epochs", "seconds", "target"])
-    speed.add("2 minutes (60 bars, 120 bpm)", res.rows, int(cfg.finetune.epochs), ft_s, "<= 5 s")
+    t0, c0 = time.perf_counter(), time.process_time()
+    train_after_take(with_values(cfg, models_dir=str(work / "long" / "models")), res.take_dir)
+    ft_s, ft_cpu = time.perf_counter() - t0, time.process_time() - c0
+    # CPU seconds too: on a shared machine the wall time grows with the load, the CPU time much less
+    speed = Table("finetune speed", ["take", "rows", "epochs", "seconds", "cpu seconds", "target"])
+    speed.add("2 minutes (60 bars, 120 bpm)", res.rows, int(cfg.finetune.epochs), ft_s, ft_cpu, "<= 5 s")
     extra["finetune_2min_s"] = ft_s
+    extra["finetune_2min_cpu_s"] = ft_cpu
     summary.notes.append(f"score: {args.score or DEMO_SCORE} first {args.bars} bars; {args.takes} takes per feel; "
                          f"work files in {work}")
+    summary.notes.append("listener ms: the listener's mean error (heard - true onset); the drums lean towards what "
+                         "is heard, so it sets a floor under the asynchrony")
     return [per_take, summary, speed], extra

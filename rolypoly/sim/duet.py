@@ -11,6 +11,7 @@ Examples
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,24 @@ def asynchrony_ms(hits: list[dict], sr: int, score, rows: np.ndarray, onsets_s: 
     return float(np.mean(errs)) if errs else float("nan")
 
 
+def listener_bias_ms(heard: list[dict], rows: np.ndarray, onsets_s: np.ndarray) -> float:
+    """Mean signed error of the listener, ``heard - true`` in ms, over the notes it matched to their rows.
+
+    ``heard`` is a take's ``onsets.json`` (``row``, ``time_s`` per onset).  The drums lean
+    towards what is heard, so a listener that hears every note ``b`` ms early pulls them
+    ``b`` ms early of the true onsets: asynchrony cannot fall below ``E|jitter + b|``.
+
+    Examples
+    --------
+    >>> round(listener_bias_ms([{"row": 2, "time_s": 1.002}, {"row": 5, "time_s": 2.0}], np.array([2, 3]),
+    ...                        np.array([1.0, 1.5])), 6)     # row 5 is not the musician's: left out
+    2.0
+    """
+    true_of_row = dict(zip(np.asarray(rows).tolist(), np.asarray(onsets_s, dtype=np.float64).tolist()))
+    errs = [1000.0 * (float(h["time_s"]) - true_of_row[int(h["row"])]) for h in heard if int(h["row"]) in true_of_row]
+    return float(np.mean(errs)) if errs else float("nan")
+
+
 def quantised_asynchrony_ms(score, rows: np.ndarray, onsets_s: np.ndarray) -> float:
     """Asynchrony of a quantised drum machine: every drum exactly at its score time."""
     per_row = (score.vel[rows] > 0).sum(1)
@@ -84,7 +103,8 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
     """Play ``n_takes`` takes with one feel, finetuning after each; references in the same run.
 
     Returns one dict per take: quantised, pretrained and adapting asynchrony (ms), the model
-    version used, finetune seconds.
+    version used, the listener's mean error on the adapting take (:func:`listener_bias_ms`),
+    finetune seconds.
     """
     from rolypoly.learn.finetune import train_after_take
     from rolypoly.score.midi import read_score
@@ -103,9 +123,10 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
         else:
             res = play_take(cfg, score_path, audio, current, work_dir / "adapting")
             a = asynchrony_ms(res.hits, int(cfg.audio.sample_rate), score, rows, onsets)
+        heard = json.loads((Path(res.take_dir) / "onsets.json").read_text()) if res.take_dir else []
         row = {"take": t, "quantised_ms": q, "pretrained_ms": p, "adapting_ms": a, "model": Path(current).parent.name
                if current != pretrained else "pretrained", "late_rows": res.late_rows, "onsets": res.onsets,
-               "finetune_s": None}
+               "listener_ms": listener_bias_ms(heard, rows, onsets), "finetune_s": None}
         if t < n_takes:
             version = train_after_take(with_values(cfg, models_dir=str(work_dir / "models")), res.take_dir,
                                        base_model=current, weights=weights)
