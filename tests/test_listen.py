@@ -557,7 +557,8 @@ def test_latency_is_stored_not_measured(monkeypatch):
         raise AssertionError("measured at construction")
     monkeypatch.setattr(calibration, "measure", boom)
     lis = Listener(SR, 128)
-    stored = calibration._table()[calibration.key(SR, 128, Tables(SR, 128, DEFAULTS).n_fft, 4, 3)]
+    stored = calibration._table()[calibration.key(SR, 128, Tables(SR, 128, DEFAULTS).n_fft, DEFAULTS["lag"],
+                                                  DEFAULTS["ref_frames"])]
     assert lis.latency_s == pytest.approx(stored / 1000.0)
     assert Listener(SR, 128, instrument="voice").latency_s == lis.latency_s   # a structure property
 
