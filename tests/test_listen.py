@@ -602,3 +602,14 @@ def test_lofo_never_scores_a_family_with_a_choice_made_on_it():
     out = lofo(s)
     assert out["x"] == ("b", 0.5)
     assert out["y"][0] == "b" and out["*"][0] == "b"
+
+
+def test_a_candidate_must_keep_the_real_set_and_the_harder_takes():
+    from rolypoly.bench.onsets import HARD_MUST, REAL_MUST, eligible_candidates, lofo
+    real = {"a": REAL_MUST + 0.01, "b": REAL_MUST + 0.05, "c": REAL_MUST - 0.01}
+    hard = {"a": HARD_MUST, "b": HARD_MUST - 0.01, "c": 1.0}
+    assert eligible_candidates(real, hard) == {"a"}
+    # b is best on every family but breaks the harder takes: a is chosen
+    s = {"a": {"x": (5, 10, 10), "y": (5, 10, 10)}, "b": {"x": (9, 10, 10), "y": (9, 10, 10)},
+         "c": {"x": (9, 10, 10), "y": (9, 10, 10)}}
+    assert lofo(s, eligible_candidates(real, hard))["*"][0] == "a"

@@ -165,6 +165,23 @@ def lofo(scores: dict, eligible=None) -> dict:
     return out
 
 
+def eligible_candidates(real_span: dict, hard_worst: dict) -> set:
+    """The candidates the leave-one-family-out choice may pick: F at ±50 ms >= :data:`REAL_MUST`
+    on the shared real set (``real_span``; no guard when it is empty: the set is missing) and
+    worst F at ±25 ms >= :data:`HARD_MUST` on the harder virtual takes (``hard_worst``).
+
+    Examples
+    --------
+    >>> sorted(eligible_candidates({"a": 0.9, "b": 0.8, "c": 0.9}, {"a": 0.96, "b": 1.0, "c": 0.9}))
+    ['a']
+    >>> sorted(eligible_candidates({}, {"a": 0.96, "b": 0.9}))
+    ['a']
+    """
+    names = set(real_span) | set(hard_worst)
+    return {n for n in names if (not real_span or real_span.get(n, 0.0) >= REAL_MUST)
+            and hard_worst.get(n, 1.0) >= HARD_MUST}
+
+
 def _hard_takes(args, sr):
     """The harder virtual takes at or above -30 dBFS: ((style, level, noise, hum), audio, truth)."""
     from rolypoly.sim.musician import play, rhythm
@@ -281,8 +298,7 @@ def _run_corpus(cfg, args, sr, hop):
     for name, kw in systems:
         if name.startswith("cand:"):
             hard_worst[name] = min(_hard_scores(lambda kw=kw: Listener(sr, hop, **kw), args, sr, hop, block).values())
-    ok_real = {n for n, f in real_span.items() if f >= REAL_MUST} if real_span else set(hard_worst)
-    eligible = {n for n in ok_real if hard_worst.get(n, 1.0) >= HARD_MUST}
+    eligible = eligible_candidates(real_span, hard_worst)
     cands = {n: scores[n] for n, _ in systems if n.startswith("cand:")}
     choice = lofo(cands, eligible)
     fams = sorted(scores[systems[0][0]])
