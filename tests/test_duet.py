@@ -18,3 +18,11 @@ def test_listener_bias_is_the_signed_mean_error_over_the_musicians_matched_notes
     late = [{"row": 4, "time_s": 1.505}]
     assert math.isclose(listener_bias_ms(late, rows, true), 5.0, abs_tol=1e-9)
     assert math.isnan(listener_bias_ms([], rows, true))
+
+
+def test_bench_duet_rejects_bad_seeds_in_one_line(capsys):
+    from rolypoly.cli import main
+    for bad in ("x", ","):
+        assert main(["bench", "duet", "--seeds", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err and "--seeds" in err[-1]
