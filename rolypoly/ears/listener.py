@@ -33,8 +33,12 @@ Two families of detector sit behind the one interface:
        kept) for up to ``hold_ms``.  If a note follows — a non-quiet onset more than 30 ms
        later, or the level rising 6 dB over the quiet line and 10 dB over the held onset —
        the held one was breath or a scrape before it and is dropped, unless its band
-       flatness was under ``runup_flatness`` (a tonal sound: a soft note of its own, kept);
-       otherwise it is reported as it was (a ghost note: exact time, reported late).  A note that
+       flatness was under ``runup_flatness`` (a tonal sound: a soft note of its own, kept)
+       or its sound died away ``stroke_decay_db`` under its own peak before the note came
+       (a hat or a ghost stroke: kept; breath swells on into the tone); otherwise it is
+       reported as it was (a ghost note: exact time, reported late).  A held onset that was
+       periodic from then on until its note arrived by swelling (``tonal_swell``) was that
+       note's beginning (a slow bow, a soft voice) and dates it.  A note that
        arrives by swelling (no onset of its own) is dated where the pitch tracker
        found it periodic, less half its window, when that is recent (a tone swelling
        out of breath starts with the tone, not where it got loud);
