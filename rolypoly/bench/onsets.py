@@ -199,10 +199,12 @@ def _hard_takes(args, sr):
 def _hard_scores(make_listener, args, sr, hop, block) -> dict:
     """F at ±25 ms of one listener setting on every harder virtual take at or above -30 dBFS."""
     from rolypoly.ears.listener import detect_onsets
-    if "takes" not in _HARD_CACHE:
-        _HARD_CACHE["takes"] = _hard_takes(args, sr)
+    made = (args.bars, sr)
+    if made not in _HARD_CACHE:   # the takes are made once per run, for every candidate
+        _HARD_CACHE.clear()
+        _HARD_CACHE[made] = _hard_takes(args, sr)
     return {key: _score(detect_onsets(audio, sr, hop, block=block, listener=make_listener()), truth, 0.025)["f"]
-            for key, audio, truth in _HARD_CACHE["takes"]}
+            for key, audio, truth in _HARD_CACHE[made]}
 
 
 _HARD_CACHE: dict = {}
