@@ -170,7 +170,7 @@ class Synth:
 class Listen:
     method: str = opt("default")
     hop: int = opt(128, 16, 4096)
-    instrument: Optional[str] = opt("guitar", choices=("guitar", "bass", "keys", "voice", "percussion"))
+    instrument: Optional[str] = opt("guitar", choices=("guitar", "bass", "keys", "voice", "wind", "percussion"))
     buf: Optional[int] = opt(None, 64, 16384)
     threshold: Optional[float] = opt(None, 0.0, 1e6)
     silence_db: Optional[float] = opt(None, -200.0, 0.0)
@@ -182,6 +182,8 @@ class Listen:
     tonal: Optional[bool] = opt(None)
     player_db: Optional[float] = opt(None, -120.0, 0.0)
     runup_flatness: Optional[float] = opt(None, 0.0, 1.0)
+    tonal_swell: Optional[bool] = opt(None)
+    stroke_decay_db: Optional[float] = opt(None, 0.0, 60.0)
 
 
 FILTER_HITS = ("score_notes", "score_notes_and_vels", "none")

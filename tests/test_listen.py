@@ -613,3 +613,15 @@ def test_a_candidate_must_keep_the_real_set_and_the_harder_takes():
     s = {"a": {"x": (5, 10, 10), "y": (5, 10, 10)}, "b": {"x": (9, 10, 10), "y": (9, 10, 10)},
          "c": {"x": (9, 10, 10), "y": (9, 10, 10)}}
     assert lofo(s, eligible_candidates(real, hard))["*"][0] == "a"
+
+
+def test_every_preset_and_the_hold_rules_are_reachable_from_the_config():
+    from rolypoly.config import load_config
+    from rolypoly.ears.listener import PRESETS
+    for name in PRESETS:
+        cfg = load_config([f"listen.instrument={name}"])
+        assert Listener.from_config(cfg.listen, SR).instrument == name
+    cfg = load_config(["listen.stroke_decay_db=0", "listen.tonal_swell=false"])
+    s = Listener.from_config(cfg.listen, SR).settings
+    assert s["stroke_decay_db"] == 0 and s["tonal_swell"] is False
+    assert Listener.from_config(load_config().listen, SR).settings["stroke_decay_db"] == 6.0
