@@ -336,3 +336,16 @@ def test_compiled_step_stays_off_when_its_weights_disagree_or_are_missing(export
         CompiledStep(good[:-1], n_heads=2, span=6)
     with pytest.raises(ModelError, match="step before bind"):
         CompiledStep(good, n_heads=2, span=6).step(None, x[0], 0)
+
+
+def test_step_weights_follow_the_documented_order(exported_inc):
+    from rolypoly.model.stepper import WEIGHT_ORDER
+    model = exported_inc[0]
+    state = model.state_dict()
+    names = [n for n in WEIGHT_ORDER if "<i>" not in n]
+    per_layer = [n for n in WEIGHT_ORDER if "<i>" in n]
+    expected = names[:3] + [n.replace("<i>", str(i)) for i in range(model.n_dec) for n in per_layer] + names[3:]
+    got = model.step_weights()
+    assert len(got) == len(expected)
+    for name, t in zip(expected, got):
+        assert torch.equal(state[name], t), name

@@ -61,8 +61,7 @@ def run(cfg, args):
     for feel in progress(feels, desc="feels"):
         lasts, heard = [], []
         for seed in seeds:
-            tag = feel if seeds == [7] else f"{feel}-{seed}"
-            rows = adaptation(cfg, score_path, feel, n_takes=args.takes, seed=seed, work_dir=work / tag)
+            rows = adaptation(cfg, score_path, feel, n_takes=args.takes, seed=seed, work_dir=work / feel / str(seed))
             for r in rows:
                 per_take.add(feel, seed, r["take"], r["quantised_ms"], r["pretrained_ms"], r["adapting_ms"],
                              r["model"], r["listener_ms"], r["finetune_s"] if r["finetune_s"] is not None else "-")

@@ -93,70 +93,62 @@ def run(cfg, args):
     inc.reset(score)
     reset_ms = (time.perf_counter() - t0) * 1000.0
     plain.reset(score)
-    state = {"k": 0, "plain": 0}
+    next_row = {id(inc): 0, id(plain): 0}
 
-    def ensure(rows: int) -> None:
+    def ensure(rt, rows: int) -> None:
         """Re-encode (untimed) before the steps would run past the score's end."""
-        if state["k"] + rows > len(score):
-            inc.reset(score)
-            state["k"] = 0
+        if rt is not None and next_row[id(rt)] + rows > len(score):
+            rt.reset(score)
+            next_row[id(rt)] = 0
 
-    def one_step():
-        k = state["k"]
-        inc.step(score[k - 1] if k else None, score[k])
-        state["k"] = k + 1
-
-    def plain_step():
-        k = state["plain"]
-        if k >= len(score):
-            plain.reset(score)
-            k = 0
-        plain.step(score[k - 1] if k else None, score[k])
-        state["plain"] = k + 1
-
-    def tick():
-        for _ in range(args.tick_rows):
-            one_step()
+    def steps(rt, rows: int):
+        def run_rows():
+            for _ in range(rows):
+                k = next_row[id(rt)]
+                rt.step(score[k - 1] if k else None, score[k])
+                next_row[id(rt)] = k + 1
+        return run_rows
 
     how = "compiled" if inc.compiled_step else "TorchScript: the file exports no step_weights"
-    timed = {f"step ({inc_name}, {how})": one_step, f"tick of {args.tick_rows} rows ({inc_name}, {how})": tick,
-             f"16-row window tick ({base_name})": lambda: base.predict(window),
-             "16-row window tick (rolypoly_v2 size, untrained)": lambda: big.predict(window)}
-    timed[f"step ({inc_name}, TorchScript step)"] = plain_step
-    rows_needed = {n: 0 for n in timed}
-    rows_needed[f"step ({inc_name}, {how})"] = 1
-    rows_needed[f"tick of {args.tick_rows} rows ({inc_name}, {how})"] = args.tick_rows
-    names = list(timed)
-    for n in names:
+    # (summary key, table name, timed call, runtime it steps, rows it steps, parameters)
+    measurements = [
+        ("step", f"step ({inc_name}, {how})", steps(inc, 1), inc, 1, _count(inc)),
+        ("tick", f"tick of {args.tick_rows} rows ({inc_name}, {how})", steps(inc, args.tick_rows), inc,
+         args.tick_rows, _count(inc)),
+        ("window_tick", f"16-row window tick ({base_name})", lambda: base.predict(window), None, 0, _count(base)),
+        ("v2_size_window_tick", "16-row window tick (rolypoly_v2 size, untrained)", lambda: big.predict(window),
+         None, 0, _count(big)),
+        ("torchscript_step", f"step ({inc_name}, TorchScript step)", steps(plain, 1), plain, 1, _count(inc)),
+    ]
+    for _, _, call, rt, rows, _ in measurements:
         for _ in range(args.warmup):
-            ensure(rows_needed[n])
-            timed[n]()
-    times = {n: [] for n in names}
+            ensure(rt, rows)
+            call()
+    times = {m[0]: [] for m in measurements}
     # Alternate the measurements in blocks of BLOCK so that load from other processes hits all
     # alike, while each one runs with its own weights in cache as it does live (one call each
     # way would time the small models with caches the 15 M-parameter one just evicted).
     # The rolypoly~ v2 size is a reference only: its 60 MB of weights would flush the cache the
     # live model keeps to itself on stage, so it is timed in its own pass after the others.
-    live, reference = names[:3] + names[4:], names[3:4]
+    live = [m for m in measurements if m[0] != "v2_size_window_tick"]
+    reference = [m for m in measurements if m[0] == "v2_size_window_tick"]
     passes = [live] * len(range(0, args.ticks, BLOCK)) + [reference] * len(range(0, args.ticks, BLOCK))
     for group in passes:
-        for n in group:
+        for key, _, call, rt, rows, _ in group:
             for _ in range(BLOCK):
-                ensure(rows_needed[n])
+                ensure(rt, rows)
                 t0 = time.perf_counter()
-                timed[n]()
-                times[n].append((time.perf_counter() - t0) * 1000.0)
+                call()
+                times[key].append((time.perf_counter() - t0) * 1000.0)
     table = Table("the model on the live path (batch 1, 1 thread, TorchScript)",
                   ["measurement", "parameters", "p50 (ms)", "p99 (ms)", "mean (ms)", "p50 ratio to window tick"])
-    ref = _percentiles(times[names[2]])[0]
-    params = [_count(inc), _count(inc), _count(base), _count(big), _count(inc)]
+    ref = _percentiles(times["window_tick"])[0]
     summary = {}
-    keys = ["step", "tick", "window_tick", "v2_size_window_tick", "torchscript_step"]
-    for key, n, p in zip(keys, names, params):
-        p50, p99, mean = _percentiles(times[n])
-        table.add(n, p, p50, p99, mean, p50 / ref)
+    for key, name, _, _, _, params in measurements:
+        p50, p99, mean = _percentiles(times[key])
+        table.add(name, params, p50, p99, mean, p50 / ref)
         summary[f"{key}_p50_ms"], summary[f"{key}_p99_ms"] = p50, p99
-    table.notes.append(f"{len(times[names[0]])} timed iterations each after {args.warmup} warm-up ones, "
+    table.notes.append(f"{len(times['step'])} timed iterations each after {args.warmup} warm-up ones, "
                        f"interleaved in blocks of {BLOCK}; "
                        f"torch {torch.__version__}, {torch.get_num_threads()} thread; incremental model "
                        f"receptive field {inc.window} rows; encoding a {len(score)}-row score (reset, off the "

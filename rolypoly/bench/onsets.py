@@ -24,6 +24,7 @@ aubio methods and the sound check are scored in the same run.
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -182,32 +183,29 @@ def eligible_candidates(real_span: dict, hard_worst: dict) -> set:
             and hard_worst.get(n, 1.0) >= HARD_MUST}
 
 
-def _hard_takes(args, sr):
-    """The harder virtual takes at or above -30 dBFS: ((style, level, noise, hum), audio, truth)."""
+#: The harder virtual takes: every style in every condition, each with its own index (seed, tempo).
+HARD_JOBS = tuple((s, c) for s in HARD_STYLES for c in HARD_CONDITIONS)
+
+
+def _hard_take(k: int, bars: int, sr: int):
+    """Harder virtual take ``k`` of :data:`HARD_JOBS`: ``(audio, truth)``."""
     from rolypoly.sim.musician import play, rhythm
-    out = []
-    for k, (style, (lvl, noise, hum)) in enumerate((s, c) for s in HARD_STYLES for c in HARD_CONDITIONS):
-        if lvl < CORPUS_LEVEL_DB:
-            continue
-        t, ph, bar = rhythm(n_bars=args.bars // 2 or 1, bpm=100 + 4 * (k % 6), seed=300 + k)
-        audio, truth = play(t, ph, bar, "laid_back", sr=sr, seed=400 + k, style=style, level_db=lvl,
-                            noise_db=noise, hum_db=hum)
-        out.append(((style, lvl, noise, hum), audio, truth))
-    return out
+    style, (lvl, noise, hum) = HARD_JOBS[k]
+    t, ph, bar = rhythm(n_bars=bars // 2 or 1, bpm=100 + 4 * (k % 6), seed=300 + k)
+    return play(t, ph, bar, "laid_back", sr=sr, seed=400 + k, style=style, level_db=lvl, noise_db=noise, hum_db=hum)
+
+
+@functools.lru_cache(maxsize=1)   # made once per run, for every candidate
+def _judged_hard_takes(bars: int, sr: int) -> tuple:
+    """The harder virtual takes at or above -30 dBFS: ``(job, audio, truth)`` each."""
+    return tuple((job, *_hard_take(k, bars, sr)) for k, job in enumerate(HARD_JOBS) if job[1][0] >= CORPUS_LEVEL_DB)
 
 
 def _hard_scores(make_listener, args, sr, hop, block) -> dict:
     """F at ±25 ms of one listener setting on every harder virtual take at or above -30 dBFS."""
     from rolypoly.ears.listener import detect_onsets
-    made = (args.bars, sr)
-    if made not in _HARD_CACHE:   # the takes are made once per run, for every candidate
-        _HARD_CACHE.clear()
-        _HARD_CACHE[made] = _hard_takes(args, sr)
-    return {key: _score(detect_onsets(audio, sr, hop, block=block, listener=make_listener()), truth, 0.025)["f"]
-            for key, audio, truth in _HARD_CACHE[made]}
-
-
-_HARD_CACHE: dict = {}
+    return {job: _score(detect_onsets(audio, sr, hop, block=block, listener=make_listener()), truth, 0.025)["f"]
+            for job, audio, truth in _judged_hard_takes(args.bars, sr)}
 
 
 def _run_corpus(cfg, args, sr, hop):
@@ -451,7 +449,6 @@ def _cfg_settings(listen_cfg) -> dict:
 
 def _run_real(cfg, args, sr, hop):
     from rolypoly.ears.listener import Listener, detect_onsets, soundcheck
-    from rolypoly.sim.musician import play, rhythm
 
     tables = []
     extra: dict = {}
@@ -525,12 +522,9 @@ def _run_real(cfg, args, sr, hop):
     hard = Table("onsets: harder virtual takes (±25 ms)",
                  ["style", "level_dB", "noise_dB", "hum_dB", "system", "onsets", "F@25ms", "F@50ms",
                   "precision", "recall", "raw_delay_med_ms"])
-    jobs = [(s, c) for s in HARD_STYLES for c in HARD_CONDITIONS]
     worst = {}
-    for k, (style, (lvl, noise, hum)) in enumerate(progress(jobs, total=len(jobs), desc="hard takes")):
-        t, ph, bar = rhythm(n_bars=args.bars // 2 or 1, bpm=100 + 4 * (k % 6), seed=300 + k)
-        audio, truth = play(t, ph, bar, "laid_back", sr=sr, seed=400 + k, style=style, level_db=lvl,
-                            noise_db=noise, hum_db=hum)
+    for k, (style, (lvl, noise, hum)) in enumerate(progress(HARD_JOBS, total=len(HARD_JOBS), desc="hard takes")):
+        audio, truth = _hard_take(k, args.bars, sr)
         for name, make in systems[:1] + systems[2:4] + [s for s in systems if s[0] == "network"]:
             lis = make(audio)
             det = detect_onsets(audio, sr, hop, block=int(cfg.audio.block_frames), listener=lis)

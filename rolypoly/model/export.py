@@ -251,7 +251,7 @@ class Runtime:
         try:
             with torch.inference_mode():
                 fast = CompiledStep(self.module.step_weights(), int(conf.get("n_heads", 0)), int(conf.get("span", 0)))
-        except (ModelError, RuntimeError, ValueError, ZeroDivisionError):
+        except (ModelError, RuntimeError, ValueError):  # RuntimeError: a foreign step_weights
             return False
         x = np.random.default_rng(0).random((rows, N_IN)).astype(np.float32)
         self.reset(x)
@@ -347,7 +347,7 @@ class Runtime:
             self._rows_np[0, 0] = prev_row
         self._rows_np[1, 0] = row
         if self._fast is not None:
-            y = self._fast.step(self._rows_np[0, 0] if self._k else None, self._rows_np[1, 0], self._k)
+            y = self._fast.step(self._rows_np[0, 0], self._rows_np[1, 0], self._k)   # row 0's prev: zeros
             self._k += 1
             return y
         if torch.get_num_threads() != self.threads:

@@ -79,9 +79,9 @@ def _affine(w, b, x, out):
 
 
 @_jit
-def _attend(q, keys, values, lo, hi, n_heads, out):
+def _attend(q, keys, values, lo, hi, out):
     """Each head's attention of ``q`` to rows ``lo..hi-1`` of ``keys``/``values`` (h, rows, dh)."""
-    dh = keys.shape[2]
+    n_heads, dh = keys.shape[0], keys.shape[2]
     scale = 1.0 / math.sqrt(dh)
     w = np.empty(hi - lo)
     for hd in range(n_heads):
@@ -151,13 +151,13 @@ def _step(prev, row, k, din_w, din_b, phase_emb, ln_w, ln_b, wq, bq, wkv, bkv, w
             for d in range(dh):
                 cache[li, 0, hd, slot, d] = kv[hd * dh + d]
                 cache[li, 1, hd, slot, d] = kv[c + hd * dh + d]
-        _attend(q, cache[li, 0], cache[li, 1], 0, n, n_heads, y)
+        _attend(q, cache[li, 0], cache[li, 1], 0, n, y)
         _affine(wp[li], bp[li], y, t)
         for i in range(c):
             x[i] += t[i]
         _layer_norm(x, ln_w[li, 1], ln_b[li, 1], h)
         _affine(wcq[li], bcq[li], h, q)
-        _attend(q, memory[li, 0], memory[li, 1], lo, k + 1, n_heads, y)
+        _attend(q, memory[li, 0], memory[li, 1], lo, k + 1, y)
         _affine(wcp[li], bcp[li], y, t)
         for i in range(c):
             x[i] += t[i]
@@ -197,24 +197,32 @@ class CompiledStep:
         per = len(LAYER_WEIGHTS)
         if len(w) < 9 or (len(w) - 9) % per:
             raise ModelError(f"step_weights: {len(w)} tensors do not follow the rolypoly decoder's order")
+        if n_heads < 1 or span < 1:
+            raise ModelError(f"step_weights: {n_heads} heads and span {span} must both be >= 1")
         self.n_layers = (len(w) - 9) // per
         self.din_w, self.din_b, self.phase_emb = w[:3]
-        layers = [w[3 + i * per:3 + (i + 1) * per] for i in range(self.n_layers)]
-        stack = [np.stack([lay[j] for lay in layers]) for j in range(per)]
-        self.ln_w = np.stack([stack[0], stack[8], stack[14]], axis=1)
-        self.ln_b = np.stack([stack[1], stack[9], stack[15]], axis=1)
-        (self.wq, self.bq, self.wkv, self.bkv, self.wp, self.bp, self.wcq, self.bcq, self.wcp, self.bcp,
-         self.wfc, self.bfc, self.wo, self.bo) = [stack[j] for j in (2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 16, 17, 18, 19)]
+        # each layer weight stacked over the layers, by its name in LAYER_WEIGHTS
+        by = {name: np.stack([w[3 + i * per + j] for i in range(self.n_layers)])
+              for j, name in enumerate(LAYER_WEIGHTS)}
+        self.ln_w = np.stack([by[f"ln{i}.weight"] for i in (1, 2, 3)], axis=1)
+        self.ln_b = np.stack([by[f"ln{i}.bias"] for i in (1, 2, 3)], axis=1)
+        self.wq, self.bq = by["self_attn.q.weight"], by["self_attn.q.bias"]
+        self.wkv, self.bkv = by["self_attn.kv.weight"], by["self_attn.kv.bias"]
+        self.wp, self.bp = by["self_attn.proj.weight"], by["self_attn.proj.bias"]
+        self.wcq, self.bcq = by["cross_attn.q.weight"], by["cross_attn.q.bias"]
+        self.wcp, self.bcp = by["cross_attn.proj.weight"], by["cross_attn.proj.bias"]
+        self.wfc, self.bfc = by["ff.fc.weight"], by["ff.fc.bias"]
+        self.wo, self.bo = by["ff.out.weight"], by["ff.out.bias"]
         self.lnf_w, self.lnf_b, self.head_w, self.head_b, self.curve_x, self.curve_y = w[-6:]
         c = self.din_b.shape[0]
-        if c % n_heads or self.head_w.shape != (N_OUT, c) or self.din_w.shape[0] != c or span < 1:
+        if c % n_heads or self.head_w.shape != (N_OUT, c) or self.din_w.shape[0] != c:
             raise ModelError(f"step_weights: shapes do not fit d_model {c}, {n_heads} heads, span {span}")
         self.n_heads, self.span = int(n_heads), int(span)
         self.cache = np.zeros((self.n_layers, 2, n_heads, span, c // n_heads), np.float32)
         self.memory = None
         self._zero = np.zeros(N_IN, np.float32)
         self._out = np.zeros(N_OUT, np.float32)
-        
+
     def bind(self, memory: np.ndarray, clear: bool = True) -> None:
         """Use ``memory`` (L, 2, 1, h, N, dh), the export's ``encode`` output (a view, kept up to
         date in place by ``encode_part``); ``clear``: empty the cache (a new take)."""
@@ -226,11 +234,11 @@ class CompiledStep:
 
     def step(self, prev_row: np.ndarray | None, row: np.ndarray, k: int) -> np.ndarray:
         """Predict row ``k`` (19 values) from row ``k - 1`` as played (None at ``k = 0``) and row ``k``."""
-        prev = self._zero if prev_row is None else prev_row
         if self.memory is None:
             raise ModelError("step before bind: bind the encoder's memory first")
+        prev = self._zero if prev_row is None else prev_row
         _step(prev, row, int(k), self.din_w, self.din_b, self.phase_emb, self.ln_w, self.ln_b, self.wq, self.bq,
-                 self.wkv, self.bkv, self.wp, self.bp, self.wcq, self.bcq, self.wcp, self.bcp, self.wfc, self.bfc,
-                 self.wo, self.bo, self.lnf_w, self.lnf_b, self.head_w, self.head_b, self.curve_x, self.curve_y,
-                 self.memory, self.cache, self._out)
+              self.wkv, self.bkv, self.wp, self.bp, self.wcq, self.bcq, self.wcp, self.bcp, self.wfc, self.bfc,
+              self.wo, self.bo, self.lnf_w, self.lnf_b, self.head_w, self.head_b, self.curve_x, self.curve_y,
+              self.memory, self.cache, self._out)
         return self._out.copy()

@@ -11,7 +11,6 @@ Examples
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -107,6 +106,7 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
     finetune seconds.
     """
     from rolypoly.learn.finetune import train_after_take
+    from rolypoly.live.takes import load_take
     from rolypoly.score.midi import read_score
     score = read_score(score_path)
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="rolypoly-duet-"))
@@ -123,7 +123,7 @@ def adaptation(cfg, score_path, feel, n_takes: int = 4, seed: int = 0, work_dir:
         else:
             res = play_take(cfg, score_path, audio, current, work_dir / "adapting")
             a = asynchrony_ms(res.hits, int(cfg.audio.sample_rate), score, rows, onsets)
-        heard = json.loads((Path(res.take_dir) / "onsets.json").read_text()) if res.take_dir else []
+        heard = load_take(res.take_dir).onsets if res.take_dir else []
         row = {"take": t, "quantised_ms": q, "pretrained_ms": p, "adapting_ms": a, "model": Path(current).parent.name
                if current != pretrained else "pretrained", "late_rows": res.late_rows, "onsets": res.onsets,
                "listener_ms": listener_bias_ms(heard, rows, onsets), "finetune_s": None}
