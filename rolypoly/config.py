@@ -132,6 +132,10 @@ class Train:
     partner_noise_ms: float = opt(8.0, 0.0, 1000.0)
     self_history_share: float = opt(0.3, 0.0, 1.0)
     zero_history_share: float = opt(0.1, 0.0, 1.0)
+    self_history_passes: int = opt(1, 1, 8, doc="passes of the model over its own predictions that make the "
+                                   "self-history windows (2+ approaches playing alone)")
+    self_history_from_real: float = opt(0.5, 0.0, 1.0, doc="share of self-history windows whose first pass "
+                                        "sees the real history (the rest start from zeros)")
     accent_share: float = opt(0.0, 0.0, 1.0)
     init_from: str = opt("", doc="a checkpoint to warm-start from (empty = random initialisation)")
     threads: int = opt(0, 0, 1024)

@@ -233,3 +233,35 @@ def test_finetune_an_incremental_model_on_the_whole_take():
     assert torch.equal(m.encoder[0].ff.fc.weight, enc_before)
     assert not torch.equal(m.decoder[0].ff.fc.weight, dec_before)
     assert all(p.requires_grad for p in m.parameters())     # freezing is undone afterwards
+
+
+def test_self_history_passes_approach_playing_alone():
+    """After p passes from zeros, the first p rows of the "own" history are what playing alone gives."""
+    from rolypoly.model.pretrain import corrupt_history
+    from rolypoly.model.transformer import ModelConfig, RolypolyModel
+    from rolypoly.score import features as feat
+    torch.manual_seed(1)
+    m = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=16,
+                                  span=4, enc_ahead=2)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.3)
+    g = np.random.default_rng(0)
+    x = torch.from_numpy(g.random((2, 12, feat.N_IN)).astype(np.float32))
+    x[:, :, feat.VEL] *= torch.from_numpy((g.random((2, 12, 9)) < 0.5).astype(np.float32))
+    hit = (x[:, :, feat.VEL] > 0).float()
+    alone = x.clone()
+    alone[:, :, feat.OFF] = 0.0
+    with torch.no_grad():
+        for t in range(12):   # playing alone: each row's own offsets become the next rows' history
+            alone[:, t, feat.OFF] = m(alone)[:, t, feat.OUT_OFF].clamp(-0.5, 0.5) * hit[:, t]
+    out = {p: corrupt_history(m, x.clone(), np.random.default_rng(0), 1.0, 0.0, passes=p, from_real=0.0)
+           for p in (1, 3)}
+    assert torch.allclose(out[3][:, :3, feat.OFF], alone[:, :3, feat.OFF], atol=1e-6)
+    assert not torch.allclose(out[1][:, 1:3, feat.OFF], alone[:, 1:3, feat.OFF], atol=1e-4)
+    # the rest of the row is untouched, and real history never reaches windows that start from zeros
+    assert torch.equal(out[3][:, :, feat.VEL], x[:, :, feat.VEL])
+    other = x.clone()
+    other[:, :, feat.OFF] = -x[:, :, feat.OFF]
+    assert torch.equal(out[3], corrupt_history(m, other, np.random.default_rng(0), 1.0, 0.0, passes=3,
+                                               from_real=0.0))

@@ -201,11 +201,15 @@ def optimizer_step(opt, params, loss, lr: float, grad_clip: float) -> None:
     opt.step()
 
 
-def corrupt_history(model, x, rng, self_share: float, zero_share: float):
+def corrupt_history(model, x, rng, self_share: float, zero_share: float, passes: int = 1,
+                    from_real: float = 0.5):
     """Replace the realised history of some windows by the model's own predictions or zeros.
 
-    Own predictions are made without gradient from either the real or a zero history,
-    so the decoder learns to keep playing well from its own (smoother) past.
+    Own predictions are made without gradient, from the real history on a share
+    ``from_real`` of those windows and from a zero history on the rest; each further pass
+    feeds the previous pass's offsets back as history.  A causal model's row ``t`` after
+    ``p`` passes from zeros equals playing alone for ``t < p``, and the passes shrink what
+    the drummer's real timing leaks into the "own" history.
     """
     import torch
     B = x.shape[0]
@@ -216,15 +220,16 @@ def corrupt_history(model, x, rng, self_share: float, zero_share: float):
         x[zero, :, feat.OFF] = 0.0
     if own.any():
         xo = x[own].clone()
-        from_zero = torch.from_numpy(rng.random(int(own.sum())) < 0.5)
+        from_zero = torch.from_numpy(rng.random(int(own.sum())) < 1.0 - from_real)
         xo[from_zero, :, feat.OFF] = 0.0
+        hit = (xo[:, :, feat.VEL] > 0).float()
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            pred = model(xo)
+            for _ in range(max(1, int(passes))):
+                pred = model(xo)
+                xo[:, :, feat.OFF] = pred[:, :, feat.OUT_OFF].clamp(-OFF_CLIP, OFF_CLIP) * hit
         model.train(was_training)
-        hit = (xo[:, :, feat.VEL] > 0).float()
-        xo[:, :, feat.OFF] = pred[:, :, feat.OUT_OFF].clamp(-OFF_CLIP, OFF_CLIP) * hit
         x[own] = xo
     return x
 
@@ -399,7 +404,8 @@ def pretrain(cfg, log=print) -> TrainResult:
         x, vel, off, g, hit = (torch.from_numpy(a).to(device) for a in make_batch(
             train, starts, block, rng, float(tc.partner_share), float(tc.partner_row_prob),
             float(tc.partner_noise_ms), float(tc.accent_share)))
-        x = corrupt_history(model, x, rng, float(tc.self_history_share), float(tc.zero_history_share))
+        x = corrupt_history(model, x, rng, float(tc.self_history_share), float(tc.zero_history_share),
+                            int(tc.self_history_passes), float(tc.self_history_from_real))
         lv, lo, lg, parts = loss_terms(net(x), vel, off, g, hit)
         loss = lv + lo + float(tc.g_weight) * lg
         if not torch.isfinite(loss):
