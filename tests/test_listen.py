@@ -440,8 +440,8 @@ def test_a_reattacked_tone_is_dated_at_its_dip():
     det = detect_onsets(x, SR)
     near = det[np.abs(det - 1.0) < 0.1]
     assert near.size == 1 and abs(near[0] - 1.0) < 0.02
-    # without dating at the dip it is reported where the flux noticed the swell
-    late = detect_onsets(x, SR, dip_ms=0.1)
+    # without dating at the dip (nor by its attack) it is reported where the flux noticed the swell
+    late = detect_onsets(x, SR, dip_ms=0.1, attack_dating=False)
     assert np.all(np.abs(late[np.abs(late - 1.0) < 0.1] - 1.0) > abs(near[0] - 1.0) + 0.005)
 
 
@@ -625,3 +625,76 @@ def test_every_preset_and_the_hold_rules_are_reachable_from_the_config():
     s = Listener.from_config(cfg.listen, SR).settings
     assert s["stroke_decay_db"] == 0 and s["tonal_swell"] is False
     assert Listener.from_config(load_config().listen, SR).settings["stroke_decay_db"] == 6.0
+
+
+# --------------------------------------------------------------------------- attack dating
+
+def _clicks_and_ramps(ramp_s=0.01):
+    """Alternating instant-attack tones and tones with a ``ramp_s`` linear fade-in, every
+    0.5 s over a -80 dBFS noise floor; the truth of each is its first audible sample
+    (1 ms level within 30 dB of its own peak, as in the onsets corpus)."""
+    from rolypoly.ears.corpus import first_audible
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(12 * SR) * 1e-4
+    truth = {"click": [], "ramp": []}
+    m = int(0.3 * SR)
+    tt = np.arange(m) / SR
+    for k in range(23):
+        i0 = int((0.4 + 0.5 * k) * SR)
+        f0 = 220.0 * 2 ** (k % 5 / 12)
+        y = np.sin(2 * np.pi * f0 * tt) + 0.5 * np.sin(4 * np.pi * f0 * tt)
+        kind = "click" if k % 2 == 0 else "ramp"
+        rise = 0.0 if kind == "click" else ramp_s
+        y *= np.clip(tt / rise, 0, 1) if rise else 1.0
+        y *= 0.3 * np.exp(-np.maximum(tt - rise, 0) / 0.15) * np.clip((0.3 - tt) / 0.05, 0, 1)
+        seg = np.zeros(int(0.5 * SR))
+        seg[:m] = y
+        truth[kind].append((i0 + first_audible(seg, 0, seg.size)) / SR)
+        x[i0:i0 + m] += y
+    return x.astype(np.float32), {k: np.asarray(v) for k, v in truth.items()}
+
+
+def _dating_errors(x, truth, **settings):
+    det = detect_onsets(x, SR, 128, block=128, **settings)
+    assert det.size == sum(v.size for v in truth.values())
+    return {k: np.array([det[np.argmin(np.abs(det - t))] - t for t in v]) * 1000.0 for k, v in truth.items()}
+
+
+def test_attack_dating_dates_a_click_and_a_ramp_by_their_own_attacks():
+    x, truth = _clicks_and_ramps()
+    dated = _dating_errors(x, truth)
+    fixed = _dating_errors(x, truth, attack_dating=False)
+    for kind in truth:
+        # within 0.75 ms of the first audible sample, each note (hop: 2.7 ms)
+        assert np.all(np.abs(dated[kind]) <= 0.75), (kind, dated[kind])
+        # ... where the one stored latency is off by more than 1 ms
+        assert abs(np.median(fixed[kind])) > 1.0, (kind, fixed[kind])
+    # and the two attack shapes land closer together than one latency puts them
+    gap = abs(np.median(dated["click"]) - np.median(dated["ramp"]))
+    assert gap < abs(np.median(fixed["click"]) - np.median(fixed["ramp"]))
+
+
+def test_without_attack_dating_flux_onsets_sit_on_the_hop_grid():
+    x, truth = _clicks_and_ramps()
+    hop_s = 128 / SR
+    off = Listener(SR, 128, attack_dating=False)
+    det = detect_onsets(x, SR, 128, block=128, listener=off)
+    hops = (det + off.latency_s) / hop_s
+    assert np.allclose(hops, np.round(hops), atol=1e-6)          # detection hop less one latency
+    on = Listener(SR, 128)
+    hops_on = (detect_onsets(x, SR, 128, block=128, listener=on) + on.latency_s) / hop_s
+    assert np.mean(np.abs(hops_on - np.round(hops_on)) > 0.01) > 0.5   # dated between hops
+
+
+def test_attack_dating_constants_are_stored_and_checked():
+    import json as _json
+    from rolypoly.ears import calibration, kernel as K
+    stored = _json.loads(calibration.LATENCY_FILE.read_text())["attack_dating_ms"]
+    lis = Listener(SR, 128)
+    assert lis._tables.tp[K.K_ATTACK_OFFSET] == pytest.approx(stored["offset"] / 1000.0 * SR / 128)
+    assert lis._tables.tp[K.K_ATTACK_SLOW] == pytest.approx(stored["slow"] / 1000.0 * SR / 128)
+    assert Listener(SR, 128, latency_ms=0.0)._tables.tp[K.K_ATTACK] == 0.0   # raw times: no dating
+    with pytest.raises(ConfigError, match="attack_rise_db"):
+        Listener(SR, 128, attack_rise_db=-3.0)
+    with pytest.raises(ConfigError, match="attack_dating"):
+        Listener(SR, 128, attack_dating="yes")

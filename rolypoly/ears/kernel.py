@@ -11,7 +11,9 @@ slots are named here, as in :mod:`rolypoly.synth.voice`:
 ``params`` (``P_*``) and ``tp`` (``K_*``)
     constants derived from the settings by :func:`build` (never written by the kernel);
 ``hp`` (``H_*``)
-    the input high-pass: coefficients and its two state samples.
+    the input high-pass: coefficients and its two state samples;
+``env``
+    scratch for the attack dating (1 ms levels over the frame, written only at an onset).
 
 :func:`process_block` is the entry point; the other functions are its pieces, kept
 separate so they can be tested (the FFT against numpy, the sliding YIN sums against
@@ -47,8 +49,9 @@ N_P = 14
  K_DECIMATE, K_MERGE_HOPS, K_FLUX_LATENCY, K_NEW_HOPS, K_GAP_HOPS, K_OLD_HOPS, K_SLUR_IOI_HOPS,
  K_QUIET, K_HOLD_HOPS, K_DIP_HOPS, K_SAME_NOTE_HOPS, K_FRAME_CENTRE, K_SLUR, K_SLUR_VOICING,
  K_AA_B0, K_AA_B1, K_AA_B2, K_AA_A1, K_AA_A2, K_OLD_STEADY_HOPS, K_HELD_HOPS,
- K_RUNUP_FLATNESS, K_STROKE_DECAY, K_SWELL) = range(38)
-N_K = 38
+ K_RUNUP_FLATNESS, K_STROKE_DECAY, K_SWELL, K_ATTACK, K_ATTACK_STEP, K_ATTACK_WIN, K_ATTACK_RISE,
+ K_ATTACK_FLOOR, K_ATTACK_PEAK, K_ATTACK_BEFORE, K_ATTACK_OFFSET, K_ATTACK_SLOW, K_ATTACK_SWELL) = range(48)
+N_K = 48
 
 # ---- high-pass (hp) and per-block input statistics (stats) ------------------------------
 (H_B0, H_B1, H_B2, H_A1, H_A2, H_Z1, H_Z2, H_ON) = range(8)
@@ -452,6 +455,94 @@ def dip_start(lring, fring, h, nmax, centre):
 
 
 @njit(cache=True)
+def attack_start(frame, env, tp):
+    """Where the attack now in the analysis frame began: samples before the frame's end, or -1.
+
+    ``env`` (scratch) gets the mean square of the ``tp[K_ATTACK_WIN]`` samples (1 ms) ending
+    every ``tp[K_ATTACK_STEP]`` samples of ``frame``.  From the frame's quietest point (the
+    floor: silence, or the tail of the note before) to the loudest one after it, the rise
+    must be ``tp[K_ATTACK_RISE]`` (energy ratio) or more, else -1 (no attack of its own in
+    the broadband level: the caller keeps the fixed latency).  The attack starts where the
+    level last crossed, before that peak, the larger of ``tp[K_ATTACK_FLOOR]`` times the
+    floor and ``tp[K_ATTACK_PEAK]`` times the peak (interpolated in dB between two points);
+    the 1 ms level is dated at its window's centre, like the corpus truth.  Nothing before
+    the crossing may come within ``tp[K_ATTACK_BEFORE]`` of the peak (else -1: a tone's
+    ripple).  A pluck and a 10 ms ramp are both dated by their own rise, not by one
+    latency; a slower rise is dated early (its peak is not reached yet).
+    """
+    nf = frame.size
+    step = int(tp[K_ATTACK_STEP])
+    w = int(tp[K_ATTACK_WIN])
+    n = (nf - w) // step + 1
+    for j in range(n):
+        end = w + j * step
+        acc = 0.0
+        for k in range(end - w, end):
+            acc += frame[k] * frame[k]
+        env[j] = acc / w + 1e-20
+    m = 0
+    for j in range(1, n):
+        if env[j] < env[m]:
+            m = j
+    p = m
+    for j in range(m + 1, n):
+        if env[j] > env[p]:
+            p = j
+    if env[p] < tp[K_ATTACK_RISE] * env[m]:
+        return -1.0
+    thr = max(tp[K_ATTACK_FLOOR] * env[m], tp[K_ATTACK_PEAK] * env[p])
+    i = p
+    while i > m and env[i - 1] >= thr:
+        i -= 1
+    if i <= m:
+        # the rise starts with the floor itself: the frame's first point (begun before it)
+        return -1.0
+    # a sound before the rise about as loud as its peak: a tone's own ripple (a low note's
+    # 1 ms level swings), not an attack
+    if tp[K_ATTACK_BEFORE] > 0.0:
+        for j in range(0, i - 1):
+            if env[j] >= tp[K_ATTACK_BEFORE] * env[p]:
+                return -1.0
+    a = env[i - 1]
+    b = env[i]
+    frac = math.log(thr / a) / math.log(b / a) if b > a else 1.0
+    # the crossing point's window ends at w + (i - 1 + frac) * step; dated at its centre
+    at = w + (i - 1 + frac) * step - 0.5 * w
+    return nf - at
+
+
+@njit(cache=True)
+def swell_ratio(frame):
+    """Mean square of the newest quarter of the frame over that of its oldest half."""
+    nf = frame.size
+    old = 0.0
+    new = 0.0
+    for k in range(nf // 2):
+        old += frame[k] * frame[k]
+    for k in range(nf - nf // 4, nf):
+        new += frame[k] * frame[k]
+    return 2.0 * new / (old + 1e-20)
+
+
+@njit(cache=True)
+def flux_time(frame, env, tp, h, hop):
+    """A flux onset at hop ``h`` dated by its own attack (:func:`attack_start`) plus the
+    calibrated ``tp[K_ATTACK_OFFSET]`` (hops of true time), or -1 (off).  With no attack
+    of its own in the frame but a level climbing over it (``tp[K_ATTACK_SWELL]``) the note
+    swelled in slowly: the flux latency plus the calibrated ``tp[K_ATTACK_SLOW]`` (hops);
+    else the flux latency alone."""
+    if tp[K_ATTACK] == 0.0:
+        return -1.0
+    a = attack_start(frame, env, tp)
+    if a < 0.0:
+        if tp[K_ATTACK_SWELL] > 0.0 and swell_ratio(frame) < tp[K_ATTACK_SWELL]:
+            # the level is not climbing (a change inside a held tone): the plain latency
+            return h - tp[K_FLUX_LATENCY]
+        return h - tp[K_FLUX_LATENCY] - tp[K_ATTACK_SLOW]
+    return h - a / hop + tp[K_ATTACK_OFFSET]
+
+
+@njit(cache=True)
 def voiced_start(pring, h, nmax, thr):
     """First hop of the run of periodic hops (periodicity >= ``thr``) that ends at hop
     ``h``, or -1 when hop ``h`` is not periodic or the run is longer than ``nmax``."""
@@ -467,7 +558,7 @@ def voiced_start(pring, h, nmax, thr):
 @njit(cache=True)
 def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re, im, mag,
                    lo, hi, wts, hist, odf_hist, out_hops, odf_out, ts, tp, dring, ybuf, dprime, out_kind, lring, fring,
-                   pring):
+                   pring, env):
     """Run the default detector over a block ``x`` of shape (n, channels), float32.
 
     Channels are averaged, non-finite samples become 0 (counted in ``stats[STAT_BAD]``),
@@ -574,6 +665,8 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         st[S_HELD_DECAYED] = 0.0
                         # the time it will carry if it turns out to be a note
                         d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
+                        if d < 0.0:
+                            d = flux_time(frame, env, tp, st[S_HOP], hop)
                         st[S_HELD_TIME] = d + tp[K_FLUX_LATENCY] if d >= 0.0 else st[S_HOP]
                     st[S_LAST_ONSET] = last
                     st[S_ARMED] = armed
@@ -595,6 +688,8 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         early = st[S_HELD_TIME]
                     if emit == st[S_HOP] and not run_up:
                         d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
+                        if d < 0.0:
+                            d = flux_time(frame, env, tp, st[S_HOP], hop)
                         if d >= 0.0:
                             emit = d + tp[K_FLUX_LATENCY]
                     st[S_HELD] = 0.0
@@ -797,6 +892,18 @@ class Tables:
         k[K_HELD_HOPS] = hops(15.0)
         k[K_RUNUP_FLATNESS] = s["runup_flatness"]
         k[K_SWELL] = 1.0 if s["tonal_swell"] else 0.0
+        # dating a flux onset by its attack (1 ms levels every 8 samples at 48 kHz); the
+        # offset is calibrated (latency.json), set by the listener
+        k[K_ATTACK] = 1.0 if s["attack_dating"] else 0.0
+        k[K_ATTACK_WIN] = max(1, int(round(s["attack_window_ms"] / 1000.0 * sr)))
+        k[K_ATTACK_STEP] = max(1, int(round(sr / 6000.0)))
+        k[K_ATTACK_RISE] = 10.0 ** (s["attack_rise_db"] / 10.0)
+        k[K_ATTACK_FLOOR] = 10.0 ** (s["attack_floor_db"] / 10.0)
+        k[K_ATTACK_PEAK] = 10.0 ** (-s["attack_peak_db"] / 10.0)
+        k[K_ATTACK_OFFSET] = 0.0
+        k[K_ATTACK_BEFORE] = 10.0 ** (-s["attack_before_db"] / 10.0) if s["attack_before_db"] > 0 else 0.0
+        k[K_ATTACK_SLOW] = 0.0
+        k[K_ATTACK_SWELL] = 10.0 ** (s["attack_swell_db"] / 10.0) if s["attack_swell_db"] > 0 else 0.0
         k[K_STROKE_DECAY] = 10.0 ** (-s["stroke_decay_db"] / 20.0) if s["stroke_decay_db"] > 0 else 0.0
         self.tp = k
         # long enough to look back over a whole hold (a held onset that swelled into a tone)
@@ -842,6 +949,7 @@ class State:
         self.lring = np.zeros(t.lring_len)
         self.fring = np.zeros(t.lring_len)
         self.pring = np.zeros((3, t.pring_len))
+        self.env = np.zeros(t.n_fft // max(1, int(t.tp[K_ATTACK_STEP])) + 2)
         self.stats = np.zeros(3)
         self.out_hops = np.zeros(64)
         self.out_kind = np.zeros(64)
@@ -862,4 +970,4 @@ class State:
         return process_block(x, self.st, self.stats, t.params, self.hp, self.pend, self.frame, t.window,
                              t.fft_tabs, t.rev, self.re, self.im, self.mag, t.lo, t.hi, t.wts, self.hist,
                              self.odf_hist, self.out_hops, odf_out, self.ts, t.tp, self.dring, self.ybuf,
-                             self.dprime, self.out_kind, self.lring, self.fring, self.pring)
+                             self.dprime, self.out_kind, self.lring, self.fring, self.pring, self.env)

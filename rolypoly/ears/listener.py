@@ -66,8 +66,20 @@ Two families of detector sit behind the one interface:
     a 128-frame block costs one call and a 4096-frame block no more per frame; any split
     of the stream into blocks gives the same onsets.
 
-    The reported time is the detection time minus :attr:`Listener.latency_s`, a stored
-    property of the analysis structure (:mod:`rolypoly.ears.calibration`).
+    11. attack dating (``attack_dating``): a flux onset is dated by its own attack, not by
+       one latency.  At the detection hop the analysis frame (21 ms) is looked at as a
+       1 ms level every 8 samples: from its quietest point (the floor) to the loudest
+       after it the level must rise ``attack_rise_db``, and nothing before the rise may
+       come within ``attack_before_db`` of that peak (a low tone's own ripple); the onset
+       is where the level last crossed the larger of ``attack_floor_db`` over the floor
+       and ``attack_peak_db`` under the peak, plus a small calibrated shift.  Without
+       such an attack, a level still climbing over the frame (``attack_swell_db``) is a
+       slow swell: the fixed latency plus a calibrated extra; anything else keeps the
+       fixed latency.  Both constants are fitted on the corpus and the virtual plucks
+       (:func:`rolypoly.ears.calibration.attack_dating_fit`), stored in ``latency.json``.
+
+    Otherwise the reported time is the detection time minus :attr:`Listener.latency_s`, a
+    stored property of the analysis structure (:mod:`rolypoly.ears.calibration`).
 
     The settings (:data:`DEFAULTS`) were chosen by leave-one-instrument-family-out
     validation on the development corpus (``rolypoly bench onsets --corpus``).
@@ -149,6 +161,15 @@ DEFAULTS = dict(
     runup_flatness=0.4,  # ... unless its band flatness is under this (tonal: a soft note of its own)
     tonal_swell=True,    # ... or it was periodic from then on (a slow bow or soft voice swelling into its note)
     stroke_decay_db=6.0, # ... or its sound fell this far under its peak before the note came (a stroke; 0: off)
+    attack_dating=True,  # date each flux onset where its own attack rose (else: by the fixed latency)
+    attack_window_ms=1.0,  # ... judged on the level over this window (as the corpus truth is)
+    attack_rise_db=10.0, # ... when that level rose this much over the frame's floor
+    attack_floor_db=4.0, # ... from where it crossed this far over the floor
+    attack_peak_db=30.0, # ... or this far under the peak so far, whichever is higher
+    attack_before_db=3.0,  # ... and nothing before the rise came within this of its peak (a tone's ripple)
+    attack_shift_ms=None,  # ... plus this (None: calibrated, latency.json)
+    attack_slow_ms=None,   # no clear attack but a rising level (a slow swell): the fixed latency plus this (None: calibrated)
+    attack_swell_db=0.5,   # ... the rise over the frame that counts as rising (0: any)
     dip_ms=80.0,         # an onset rising out of a level dip is dated at its bottom, this far back at most
     slur=True,           # the slur cue: a steady pitch stepping to another steady pitch is a note
     slur_semitones=0.6,  # ... when it moves this far (a vibrato is not steady, a glide neither)
@@ -253,6 +274,15 @@ class Listener:
                 self.latency_s = latency_s(self.sr, self.hop, self.n_fft, merged["lag"], merged["ref_frames"])
             # the flux cue's latency in hops, for merging it with the pitch cues
             self._tables.tp[K.K_FLUX_LATENCY] = self.latency_s * self.sr / self.hop
+            if merged["latency_ms"] is None:
+                from rolypoly.ears.calibration import attack_dating_s
+                offset, slow = attack_dating_s()
+                offset = offset if merged["attack_shift_ms"] is None else merged["attack_shift_ms"] / 1000.0
+                slow = slow if merged["attack_slow_ms"] is None else merged["attack_slow_ms"] / 1000.0
+                self._tables.tp[K.K_ATTACK_OFFSET] = offset * self.sr / self.hop
+                self._tables.tp[K.K_ATTACK_SLOW] = slow * self.sr / self.hop
+            else:   # forced compensation (0: raw detection times): no attack dating either
+                self._tables.tp[K.K_ATTACK] = 0.0
         elif merged["method"] == "network":
             from rolypoly.ears.network import NetworkDetector
             given = {k for k, v in settings.items() if v is not None} | set(PRESETS.get(instrument, {}) if instrument else ())
@@ -297,7 +327,16 @@ class Listener:
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ConfigError(f"listen.{key}: must be a positive number, got {v!r}")
-        for key in ("tonal", "slur", "tonal_swell"):
+        for key in ("attack_rise_db", "attack_floor_db", "attack_peak_db", "attack_before_db", "attack_swell_db",
+                    "attack_window_ms"):
+            v = s[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"listen.{key}: must be a non-negative number of dB, got {v!r}")
+        for key in ("attack_shift_ms", "attack_slow_ms"):
+            v = s[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ConfigError(f"listen.{key}: must be a number of ms or null, got {v!r}")
+        for key in ("tonal", "slur", "tonal_swell", "attack_dating"):
             if not isinstance(s[key], bool):
                 raise ConfigError(f"listen.{key}: must be true or false, got {s[key]!r}")
         v = s["net_threshold"]
