@@ -164,27 +164,51 @@ def same_take_lookup(test) -> dict:
 
 # ----------------------------------------------------------------------------- onsets
 
-def onset_f_measure(detected, truth, window_s: float = 0.025) -> dict:
+def onset_f_measure(detected, truth, window_s: float = 0.025, reported=None) -> dict:
     """Onset F-measure as ``mir_eval.onset.f_measure`` computes it, with the pairs.
 
     Detections and true onsets are paired one-to-one within ``±window_s`` by a maximum
     matching (``mir_eval.util.match_events``), so F, precision and recall are exactly
     mir_eval's; empty inputs score 0 as there.
 
+    Parameters
+    ----------
+    detected, truth : array_like
+        Detected and true onset times (s), any order.
+    window_s : float
+        The pairing window (s) either side.
+    reported : array_like, optional
+        The moment each detection was reported (s), one per entry of ``detected`` and in
+        its order (:func:`rolypoly.ears.listener.detect_onsets` with ``reported=True``).
+        It does not change the pairing (that is on the detected times alone).
+
     Returns
     -------
     dict
         ``f``, ``precision``, ``recall``, ``tp``, ``n_detected``, ``n_true`` and
-        ``delays`` (detected − true, s, one per matched pair, in truth order).
+        ``delays`` (detected − true, s, one per matched pair, in truth order); with
+        ``reported``, also ``report_delays`` (reported − true, s, the same pairs and order):
+        the delay from the true onset to the moment it was reported.
 
     Examples
     --------
     >>> r = onset_f_measure([0.51, 1.2], [0.5, 1.0], 0.025)
     >>> r["tp"], round(r["f"], 2)
     (1, 0.5)
+    >>> r = onset_f_measure([1.2, 0.51], [0.5, 1.0], 0.025, reported=[1.21, 0.52])
+    >>> [round(float(d), 3) for d in r["report_delays"]]
+    [0.02]
     """
     import mir_eval
-    det = np.sort(np.asarray(detected, dtype=np.float64).ravel())
+    det = np.asarray(detected, dtype=np.float64).ravel()
+    order = np.argsort(det, kind="stable")
+    det = det[order]
+    if reported is not None:
+        rep = np.asarray(reported, dtype=np.float64).ravel()
+        if rep.shape != order.shape:
+            from rolypoly.errors import DataError
+            raise DataError(f"onset_f_measure: reported has {rep.size} times for {det.size} detections")
+        rep = rep[order]
     tru = np.sort(np.asarray(truth, dtype=np.float64).ravel())
     pairs = sorted(mir_eval.util.match_events(tru, det, window_s)) if det.size and tru.size else []
     tp = len(pairs)
@@ -192,5 +216,8 @@ def onset_f_measure(detected, truth, window_s: float = 0.025) -> dict:
     recall = tp / tru.size if tru.size else 0.0
     f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     delays = np.array([det[d] - tru[t] for t, d in pairs])
-    return dict(f=f, precision=precision, recall=recall, tp=tp, n_detected=int(det.size),
-                n_true=int(tru.size), delays=delays)
+    out = dict(f=f, precision=precision, recall=recall, tp=tp, n_detected=int(det.size),
+               n_true=int(tru.size), delays=delays)
+    if reported is not None:
+        out["report_delays"] = np.array([rep[d] - tru[t] for t, d in pairs])
+    return out

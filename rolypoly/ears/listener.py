@@ -562,23 +562,49 @@ class Listener:
         return [max(0.0, t - shift) for t in found]
 
 
-def detect_onsets(audio, sr: int, hop: int = 128, block: int | None = None, **settings) -> np.ndarray:
+def detect_onsets(audio, sr: int, hop: int = 128, block: int | None = None, reported: bool = False,
+                  **settings):
     """Onset times (s, sorted) in a whole recording, by the same streaming :class:`Listener`.
+
+    The recording is fed in ``block``-frame blocks (default ``max(hop, 4096)``: any split
+    gives the same onsets).  With ``reported=True`` it also returns, for each onset, the
+    moment the listener reported it: the stream time at the end of the block whose
+    :meth:`Listener.process` call returned it.  That moment depends on the block, so pass
+    the engine's block (``audio.block_frames``, 128) when the report delay matters.
+
+    Returns
+    -------
+    times : np.ndarray
+        Onset times, sorted.
+    reported_at : np.ndarray
+        Only with ``reported=True``: the report moment of each onset (s), in the same
+        order as ``times`` (a pitch-cue onset is dated back, so it can sort before an
+        onset that was reported earlier).
 
     Examples
     --------
     >>> x = np.zeros(48000, np.float32); x[12000:12200] = np.hanning(200)
     >>> detect_onsets(x, 48000).round(2)   # doctest: +SKIP
     array([0.25])
+    >>> t, at = detect_onsets(x, 48000, block=128, reported=True)
+    >>> bool(np.all(at >= t))   # noticed after it began, at a block's end
+    True
     """
     lis = settings.pop("listener", None) or Listener(sr, hop, **settings)
     x = np.asarray(audio)
     block = block or max(hop, 4096)
     found: list[float] = []
+    at: list[float] = []
     for i in range(0, x.shape[0], block):
-        found += lis.process(x[i:i + block])
+        new = lis.process(x[i:i + block])
+        found += new
+        at += [min(i + block, x.shape[0]) / sr] * len(new)
     # a pitch-cue onset is dated back, so it can come after a later flux onset
-    return np.sort(np.asarray(found, dtype=np.float64))
+    times = np.asarray(found, dtype=np.float64)
+    order = np.argsort(times, kind="stable")
+    if not reported:
+        return times[order]
+    return times[order], np.asarray(at, dtype=np.float64)[order]
 
 
 def soundcheck(audio, sr: int, instrument: str | None = "guitar", hop: int = 128, base: dict | None = None) -> dict:
