@@ -23,7 +23,7 @@ class ScoreError(RolypolyError):
 
 
 class DataError(RolypolyError):
-    """The training corpus (GMD) is missing or malformed."""
+    """Data is missing or malformed: the training corpus (GMD), the onsets corpus, or what is scored."""
 
 
 class ModelError(RolypolyError):
