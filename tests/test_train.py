@@ -170,18 +170,24 @@ def test_incremental_model_trains_warm_started_from_a_window_model(tmp_path):
         pretrain(bad, log=lambda m: None)
 
 
-def test_incremental_evaluation_steps_like_the_engine():
-    """Free-running stepping feeds the model's own offsets back; teacher-forced is the whole-take forward."""
-    from rolypoly.model.evaluate import evaluate, stepped, whole_takes
+def _random_banded_model(seed: int):
+    """A tiny banded model with large random weights (so history visibly moves its outputs)."""
     from rolypoly.model.transformer import ModelConfig, RolypolyModel
-    from rolypoly.sim.corpus import synthetic_takes
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     m = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=16,
                                   span=4, enc_ahead=2)).eval()
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0.0, 0.3)
+    return m
+
+
+def test_incremental_evaluation_steps_like_the_engine():
+    """Free-running stepping feeds the model's own offsets back; teacher-forced is the whole-take forward."""
+    from rolypoly.model.evaluate import evaluate, stepped, whole_takes
+    from rolypoly.sim.corpus import synthetic_takes
+    torch.set_num_threads(1)
+    m = _random_banded_model(0)
     takes = synthetic_takes(n_takes=3, rows=30)
     rows = [takes.rows(i) for i in range(len(takes))]
     from rolypoly.model.evaluate import _take_inputs
@@ -238,14 +244,8 @@ def test_finetune_an_incremental_model_on_the_whole_take():
 def test_self_history_passes_approach_playing_alone():
     """After p passes from zeros, the first p rows of the "own" history are what playing alone gives."""
     from rolypoly.model.pretrain import corrupt_history
-    from rolypoly.model.transformer import ModelConfig, RolypolyModel
     from rolypoly.score import features as feat
-    torch.manual_seed(1)
-    m = RolypolyModel(ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=16,
-                                  span=4, enc_ahead=2)).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.3)
+    m = _random_banded_model(1)
     g = np.random.default_rng(0)
     x = torch.from_numpy(g.random((2, 12, feat.N_IN)).astype(np.float32))
     x[:, :, feat.VEL] *= torch.from_numpy((g.random((2, 12, 9)) < 0.5).astype(np.float32))
