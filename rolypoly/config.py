@@ -188,6 +188,7 @@ class Listen:
     runup_flatness: Optional[float] = opt(None, 0.0, 1.0)
     tonal_swell: Optional[bool] = opt(None)
     stroke_decay_db: Optional[float] = opt(None, 0.0, 60.0)
+    attack_dating: Optional[bool] = opt(None)
 
 
 FILTER_HITS = ("score_notes", "score_notes_and_vels", "none")

@@ -653,7 +653,7 @@ def test_a_candidate_must_keep_the_real_set_and_the_harder_takes():
     assert lofo(s, eligible_candidates(real, hard))["*"][0] == "a"
 
 
-def test_every_preset_and_the_hold_rules_are_reachable_from_the_config():
+def test_every_preset_the_hold_rules_and_the_dating_are_reachable_from_the_config():
     from rolypoly.config import load_config
     from rolypoly.ears.listener import PRESETS
     for name in PRESETS:
@@ -663,6 +663,9 @@ def test_every_preset_and_the_hold_rules_are_reachable_from_the_config():
     s = Listener.from_config(cfg.listen, SR).settings
     assert s["stroke_decay_db"] == 0 and s["tonal_swell"] is False
     assert Listener.from_config(load_config().listen, SR).settings["stroke_decay_db"] == 6.0
+    assert Listener.from_config(load_config().listen, SR).settings["attack_dating"] is True
+    off = Listener.from_config(load_config(["listen.attack_dating=false"]).listen, SR)
+    assert off.settings["attack_dating"] is False
 
 
 # --------------------------------------------------------------------------- attack dating
