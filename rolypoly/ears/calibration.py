@@ -250,7 +250,6 @@ def calibrate_attack_dating(corpus_items, path: Path = LATENCY_FILE) -> tuple[fl
 
 def _write(path: Path, offset: float, table: dict, dating: tuple[float, float]) -> None:
     from rolypoly.io import atomic_path
-    out = table
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"note": "default detector latency (ms): median delay on "
                                            "rolypoly.ears.calibration.test_notes plus the attack offset measured "
@@ -258,7 +257,7 @@ def _write(path: Path, offset: float, table: dict, dating: tuple[float, float]) 
                                            "onset by its own attack (offset) or, with no clear attack, by the latency "
                                            "plus slow (rolypoly.ears.calibration.attack_dating_fit on the corpus); "
                                            "rolypoly.ears.calibration.calibrate() rewrites it",
-                                   "attack_offset_ms": round(offset * 1000.0, 3), "latency_ms": out,
+                                   "attack_offset_ms": round(offset * 1000.0, 3), "latency_ms": table,
                                    "attack_dating_ms": {"offset": round(dating[0] * 1000.0, 3),
                                                         "slow": round(dating[1] * 1000.0, 3)}},
                                   indent=1, sort_keys=True))

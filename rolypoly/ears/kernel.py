@@ -543,6 +543,17 @@ def flux_time(frame, env, tp, h, hop):
 
 
 @njit(cache=True)
+def flux_onset_start(lring, fring, frame, env, tp, h, hop):
+    """Where a flux onset at hop ``h`` began (hops, before the flux latency), or -1: at the
+    bottom of a level dip inside a tone (:func:`dip_start`), else by its own attack
+    (:func:`flux_time`)."""
+    d = dip_start(lring, fring, int(h), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
+    if d < 0.0:
+        d = flux_time(frame, env, tp, h, hop)
+    return d
+
+
+@njit(cache=True)
 def voiced_start(pring, h, nmax, thr):
     """First hop of the run of periodic hops (periodicity >= ``thr``) that ends at hop
     ``h``, or -1 when hop ``h`` is not periodic or the run is longer than ``nmax``."""
@@ -664,9 +675,7 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         st[S_HELD_PEAK] = st[S_REL_LEVEL]
                         st[S_HELD_DECAYED] = 0.0
                         # the time it will carry if it turns out to be a note
-                        d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
-                        if d < 0.0:
-                            d = flux_time(frame, env, tp, st[S_HOP], hop)
+                        d = flux_onset_start(lring, fring, frame, env, tp, st[S_HOP], hop)
                         st[S_HELD_TIME] = d + tp[K_FLUX_LATENCY] if d >= 0.0 else st[S_HOP]
                     st[S_LAST_ONSET] = last
                     st[S_ARMED] = armed
@@ -687,9 +696,7 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
                         # (a soft piano note before a loud one), not a run-up: both are notes
                         early = st[S_HELD_TIME]
                     if emit == st[S_HOP] and not run_up:
-                        d = dip_start(lring, fring, int(st[S_HOP]), int(tp[K_DIP_HOPS]), tp[K_FRAME_CENTRE])
-                        if d < 0.0:
-                            d = flux_time(frame, env, tp, st[S_HOP], hop)
+                        d = flux_onset_start(lring, fring, frame, env, tp, st[S_HOP], hop)
                         if d >= 0.0:
                             emit = d + tp[K_FLUX_LATENCY]
                     st[S_HELD] = 0.0

@@ -331,7 +331,8 @@ class Listener:
                     "attack_window_ms"):
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"listen.{key}: must be a non-negative number of dB, got {v!r}")
+                unit = "ms" if key.endswith("_ms") else "dB"
+                raise ConfigError(f"listen.{key}: must be a non-negative number of {unit}, got {v!r}")
         for key in ("attack_shift_ms", "attack_slow_ms"):
             v = s[key]
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
