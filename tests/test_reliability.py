@@ -67,3 +67,18 @@ def test_quick_security_campaign_from_the_command_line(capsys):
     assert main(["bench", "reliability", "--quick", "--only", "security", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["failures"] == 0 and all(r["passed"] for r in out["security"]), out["security"]
+
+
+@pytest.mark.slow
+def test_a_bench_removes_its_work_files_unless_asked_to_keep_them(tmp_path, monkeypatch, capsys):
+    """Benches write takes and model versions into temporary folders; left behind, a few duet
+    runs fill a disk (and then a training run cannot write its checkpoint)."""
+    import tempfile
+    from rolypoly.cli import main
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert main(["bench", "reliability", "--quick", "--only", "security", "--json"]) == 0
+    assert list(tmp_path.iterdir()) == []
+    assert main(["bench", "reliability", "--quick", "--only", "security", "--json", "--keep-work"]) == 0
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("rolypoly-bench-reliability-")
+    assert f"work files kept in {kept[0]}" in capsys.readouterr().err

@@ -90,7 +90,8 @@ def run(cfg, args):
     extra["finetune_2min_cpu_s"] = ft_cpu
     summary.notes.append(f"score: {args.score or DEMO_SCORE} first {args.bars} bars; {args.takes} takes per feel; "
                          f"musician seeds {', '.join(map(str, seeds))} (the mean of their last takes); "
-                         f"work files in {work}")
+                         f"work files in {work}" + ("" if getattr(args, "keep_work", False) else " (removed at the end; "
+                                                    "--keep-work keeps them)"))
     summary.notes.append("listener ms: the listener's mean error (heard - true onset); the drums lean towards what "
                          "is heard, so it sets a floor under the asynchrony")
     return [per_take, summary, speed], extra

@@ -14,13 +14,31 @@ def register(sub, common) -> None:
         module = importlib.import_module(f"rolypoly.bench.{info.name}")
         p = bsub.add_parser(info.name, parents=[common], help=module.HELP, description=module.__doc__)
         module.add_arguments(p)
-        p.set_defaults(func=_runner(module))
+        p.add_argument("--keep-work", action="store_true",
+                       help="keep the benchmark's work files (takes, model versions) instead of removing them")
+        p.set_defaults(func=_runner(module, info.name))
 
 
-def _runner(module):
+def _runner(module, name: str):
     def handler(args, cfg):
+        import shutil
+        import sys
+        import tempfile
+
         from rolypoly.report import emit
-        tables, extra = module.run(cfg, args)
+        # Every temporary folder a benchmark makes goes into one scratch folder, removed at the
+        # end: a duet bench writes takes and model versions by the gigabyte, and a disk filled
+        # by old runs stops everything else (checkpoints included).
+        scratch = tempfile.mkdtemp(prefix=f"rolypoly-bench-{name}-")
+        previous, tempfile.tempdir = tempfile.tempdir, scratch
+        try:
+            tables, extra = module.run(cfg, args)
+        finally:
+            tempfile.tempdir = previous
+            if args.keep_work:
+                print(f"work files kept in {scratch}", file=sys.stderr)
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
         emit(tables, as_json=args.json, extra=extra)
         return 0
     return handler
