@@ -164,27 +164,43 @@ def test_finetuning_learns_in_the_heads_units_and_keeps_the_fitted_curve(take_di
     assert torch.equal(curved.vel_curve.y, knots)
 
 
-def test_finetuning_undoes_an_export_offset_scale_while_it_learns(take_dir):
-    """A model exported with --offset-scale a learns what the unscaled model learns, then is
-    scaled again (the scale lives in the head's weights and in meta["offset_scale"])."""
+def test_a_model_exported_with_an_offset_scale_learns_the_offsets_it_plays(take_dir):
+    """A model exported with --offset-scale a (in the head's weights and meta["offset_scale"])
+    is judged on the offsets it plays: after finetuning it meets the musician as closely as
+    the unscaled model does, instead of learning the musician's offsets and then playing a
+    times them (a laid-back backbeat met 10 % early by the shipped 0.9)."""
     import torch
 
-    from rolypoly.learn.finetune import finetune
+    from rolypoly.learn.finetune import finetune, take_arrays, windows
     from rolypoly.live.takes import load_take
     from rolypoly.model.transformer import load_checkpoint, scale_offsets
+    from rolypoly.score import features as feat
     take, d, model = take_dir
     t = load_take(take)
-    plain, meta = load_checkpoint(model.with_suffix(".ckpt"))
-    scaled, _ = load_checkpoint(model.with_suffix(".ckpt"))
-    scale_offsets(scaled, 0.8)
-    w = {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.1}
-    torch.manual_seed(0)
-    finetune(plain, dict(meta), t, w, epochs=3, lr=3e-3, batch_size=64, seed=0, threads=1)
-    torch.manual_seed(0)
-    finetune(scaled, dict(meta, offset_scale=0.8), t, w, epochs=3, lr=3e-3, batch_size=64, seed=0, threads=1)
-    scale_offsets(plain, 0.8)
-    for (k, a), b in zip(plain.named_parameters(), scaled.parameters()):
-        assert torch.allclose(a, b, atol=1e-5), k
+    arr = take_arrays(t)
+    xw = torch.from_numpy(windows(arr["x"]))
+    both = (arr["hit"] & arr["onset"][:, None])[15:]
+    g = np.broadcast_to(arr["g"][15:, None], both.shape)[both]
+    late = g > 0.5 * g.max()          # the laid-back backbeats
+
+    def played(m):
+        with torch.no_grad():
+            return m(xw)[:, -1][:, feat.OUT_OFF].numpy()[both]
+
+    w = {"w_v": 0.0, "w_o": 1.0, "w_g": 0.0, "w_r": 0.0}
+    results = {}
+    for a in (1.0, 0.5):
+        m, meta = load_checkpoint(model.with_suffix(".ckpt"))
+        scale_offsets(m, a)
+        before = np.abs(played(m) - g).mean()
+        torch.manual_seed(0)
+        finetune(m, dict(meta, offset_scale=a), t, w, epochs=12, lr=3e-3, batch_size=64, seed=0, threads=1)
+        off = played(m)
+        results[a] = (before, np.abs(off - g).mean(), float(np.mean(off[late] - g[late])))
+    before, after, late_bias = results[0.5]
+    assert after < 0.7 * before
+    assert after <= 1.15 * results[1.0][1] + 0.01
+    assert abs(late_bias) < 0.25 * float(g[late].mean())     # not played at half the musician's lateness
 
 
 def test_regulariser_reads_the_offsets_of_rows_with_an_onset_only():

@@ -121,9 +121,13 @@ def chunks(n: int, shift: int, window: int = feat.DEFAULT_WINDOW) -> tuple[np.nd
     return idx[keep], valid[keep]
 
 
-def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float):
-    """The weighted take loss and its terms for model outputs ``y`` (B, 19) of the batch's last rows."""
-    v_hat, o_hat, g_hat = y[:, feat.OUT_VEL], y[:, feat.OUT_OFF], y[:, feat.OUT_G]
+def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float, off_scale: float = 1.0):
+    """The weighted take loss and its terms for model outputs ``y`` (B, 19) of the batch's last rows.
+
+    ``off_scale``: the offset scale the exported model applies to the head's drum offsets
+    (``meta["offset_scale"]``); the offsets are judged as they will be played.
+    """
+    v_hat, o_hat, g_hat = y[:, feat.OUT_VEL], y[:, feat.OUT_OFF] * off_scale, y[:, feat.OUT_G]
     hit, onset, v, g = batch["hit"], batch["onset"], batch["v"], batch["g"]
     zero = y.sum() * 0.0
     lv = ((v_hat - v) ** 2)[hit].mean() if hit.any() else zero
@@ -216,6 +220,8 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             "v": torch.from_numpy(arr["v"]), "g": torch.from_numpy(arr["g"])}
     mu = float(meta.get("offset_mu", -0.0019))
     sigma = float(meta.get("offset_sigma", 0.0094))
+    # the head learns unscaled (see finetune) but plays scaled: the musician is met as played
+    off_scale = float(meta.get("offset_scale", 1.0) or 1.0)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -250,7 +256,7 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             rows, ok = idx[sel], valid[sel]
             y = (model(x_all[rows]) if enc is None else model.decode(x_all[rows], enc))[ok]
             batch = {k: v[rows][ok] for k, v in data.items()}
-            loss, terms = take_loss(y, batch, weights, mu, sigma)
+            loss, terms = take_loss(y, batch, weights, mu, sigma, off_scale)
             if not torch.isfinite(loss):
                 rejected += 1
                 continue
