@@ -409,6 +409,28 @@ def test_a_lone_quiet_onset_is_kept_with_its_time():
 
 
 
+def test_hold_flatness_reports_a_tonal_quiet_onset_at_once_and_still_holds_breath():
+    """Held, a quiet note is reported only when the hold ends (the delay a wind or a voice
+    player heard in the corpus); with ``hold_flatness`` a tonal one goes out at once, while
+    breath (noise) is still held and dropped before its tone."""
+    t, ph, bar = rhythm(2, bpm=100, steps_per_bar=4, fill=1.0, seed=6)
+    audio, truth = play(t, ph, bar, "on_grid", sr=SR, seed=6, level_db=-12, tail_s=2.0)
+    ghost_at = truth[-1] + 1.0
+    k = np.arange(int(0.6 * SR)) / SR      # a soft tone, 25 dB under the playing (a quiet held note)
+    tone = sum(np.sin(2 * np.pi * 220.0 * h * k) / h for h in range(1, 8)) * (1.0 - np.exp(-k / 0.005))
+    peak = np.max(np.abs(audio))
+    i = int(ghost_at * SR)
+    audio[i:i + k.size] += (peak * 10 ** (-25 / 20) / np.max(np.abs(tone)) * tone)[: audio.size - i]
+    for kw, lo, hi in (({}, 0.15, 0.3), ({"hold_flatness": 0.3}, 0.0, 0.03)):
+        det, at = detect_onsets(audio, SR, block=128, reported=True, **kw)
+        j = np.flatnonzero(np.abs(det - ghost_at) < 0.01)
+        assert j.size == 1, kw
+        assert lo <= at[j[0]] - ghost_at <= hi, (kw, at[j[0]] - ghost_at)
+    x = _breath_then_tone(np.random.default_rng(3))
+    det = detect_onsets(x, SR, hold_flatness=0.3)
+    assert det.size == 1 and abs(det[0] - 1.0) < 0.025
+
+
 def _hat_before_a_stroke(rng, gap_s=0.12):
     """Loud noise strokes every 0.5 s; a quiet one (a hat, 25 dB under them, dying away in
     10 ms) ``gap_s`` before the last.  Returns (audio, the hat's time)."""

@@ -50,8 +50,9 @@ N_P = 14
  K_QUIET, K_HOLD_HOPS, K_DIP_HOPS, K_SAME_NOTE_HOPS, K_FRAME_CENTRE, K_SLUR, K_SLUR_VOICING,
  K_AA_B0, K_AA_B1, K_AA_B2, K_AA_A1, K_AA_A2, K_OLD_STEADY_HOPS, K_HELD_HOPS,
  K_RUNUP_FLATNESS, K_STROKE_DECAY, K_SWELL, K_ATTACK, K_ATTACK_STEP, K_ATTACK_WIN, K_ATTACK_RISE,
- K_ATTACK_FLOOR, K_ATTACK_PEAK, K_ATTACK_BEFORE, K_ATTACK_OFFSET, K_ATTACK_SLOW, K_ATTACK_SWELL) = range(48)
-N_K = 48
+ K_ATTACK_FLOOR, K_ATTACK_PEAK, K_ATTACK_BEFORE, K_ATTACK_OFFSET, K_ATTACK_SLOW, K_ATTACK_SWELL,
+ K_HOLD_FLATNESS) = range(49)
+N_K = 49
 
 # ---- high-pass (hp) and per-block input statistics (stats) ------------------------------
 (H_B0, H_B1, H_B2, H_A1, H_A2, H_Z1, H_Z2, H_ON) = range(8)
@@ -667,7 +668,9 @@ def process_block(x, st, stats, params, hp, pend, frame, win, fft_tabs, rev, re,
             emit = -1.0
             early = -1.0
             if st[S_ONSET] > 0.0:
-                if quiet and tp[K_HOLD_HOPS] > 0.0:
+                # breath and scrapes are noise: a quiet onset more tonal than that is reported at once
+                hold = quiet and tp[K_HOLD_HOPS] > 0.0 and st[S_FLATNESS] >= tp[K_HOLD_FLATNESS]
+                if hold:
                     if st[S_HELD] <= 0.0:
                         st[S_HELD] = st[S_HOP]
                         st[S_HELD_LEVEL] = st[S_REL_LEVEL]
@@ -899,6 +902,7 @@ class Tables:
         k[K_HELD_HOPS] = hops(15.0)
         k[K_RUNUP_FLATNESS] = s["runup_flatness"]
         k[K_SWELL] = 1.0 if s["tonal_swell"] else 0.0
+        k[K_HOLD_FLATNESS] = s["hold_flatness"]
         # dating a flux onset by its attack (1 ms levels every 8 samples at 48 kHz); the
         # offset is calibrated (latency.json), set by the listener
         k[K_ATTACK] = 1.0 if s["attack_dating"] else 0.0

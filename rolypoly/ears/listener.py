@@ -160,6 +160,7 @@ DEFAULTS = dict(
     hold_ms=200.0,       # ... this long: if a note follows, it was breath or a scrape (0: off)
     runup_flatness=0.4,  # ... unless its band flatness is under this (tonal: a soft note of its own)
     tonal_swell=True,    # ... or it was periodic from then on (a slow bow or soft voice swelling into its note)
+    hold_flatness=0.0,   # ... if its band flatness is at least this (noise: breath, a scrape); a more tonal one is reported at once
     stroke_decay_db=6.0, # ... or its sound fell this far under its peak before the note came (a stroke; 0: off)
     attack_dating=True,  # date each flux onset where its own attack rose (else: by the fixed latency)
     attack_window_ms=1.0,  # ... judged on the level over this window (as the corpus truth is)
@@ -319,7 +320,7 @@ class Listener:
         v = s["player_db"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v > 0:
             raise ConfigError(f"listen.player_db: must be a level in dBFS (<= 0), got {v!r}")
-        for key in ("quiet_db", "hold_ms", "runup_flatness", "stroke_decay_db"):
+        for key in ("quiet_db", "hold_ms", "runup_flatness", "stroke_decay_db", "hold_flatness"):
             v = s[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ConfigError(f"listen.{key}: must be a non-negative number, got {v!r}")
