@@ -30,7 +30,8 @@ Two families of detector sit behind the one interface:
        playing level starts at ``player_db`` (the sound check measures it) and is not
        forgotten during silence;
     7. run-ups: an onset more than ``quiet_db`` under the playing is held back (its time
-       kept) for up to ``hold_ms``.  If a note follows — a non-quiet onset more than 30 ms
+       kept) for up to ``hold_ms`` (only if its band flatness is at least ``hold_flatness``:
+       above 0, a more tonal quiet onset is reported at once).  If a note follows — a non-quiet onset more than 30 ms
        later, or the level rising 6 dB over the quiet line and 10 dB over the held onset —
        the held one was breath or a scrape before it and is dropped, unless its band
        flatness was under ``runup_flatness`` (a tonal sound: a soft note of its own, kept)
