@@ -153,6 +153,7 @@ class Finetune:
     batch_size: int = opt(0, 0, 1_000_000)
     train_encoder: bool = opt(False)
     threads: int = opt(1, 0, 1024)
+    warmup_steps: int = opt(0, 0, 10_000)
 
 
 @dataclass
@@ -201,6 +202,7 @@ class Engine:
     early_ms: float = opt(500.0, 0.0, 2000.0, doc="real time: fallback predictions this far ahead (0 = none)")
     countin: int = opt(0, 0, 16, doc="bars of clicks before the score")
     follow: float = opt(0.25, 0.0, 1.0, doc="share of each onset's gap to the drums that they lean towards (0 = off)")
+    follow_drums: float = opt(0.0, 0.0, 1.0, doc="share of each drum's own gap beyond the row's that it leans (0 = off)")
     take_format: str = opt("wav", choices=("wav", "flac"))
     filter_hits: str = opt("score_notes", choices=FILTER_HITS)
     generate_vels: list[float] = opt([0.1, 1.0], 0.0, 1.0, length=2, doc="lo hi, lo <= hi")

@@ -31,7 +31,7 @@ Ownership (single producer, single consumer; one writer per field):
 * ``ctl`` slots, ring write indices, a take's ``tc`` counters, ``committed``,
   ``late``, ``real_vel``, ``real_off`` (the lean included), ``lean_at`` (the lean a row
   was fixed with), ``pend``: the audio side (this kernel);
-* ring read indices, ``tf[LEAN]`` and ``pos_lean`` (the drums' lean towards the
+* ring read indices, ``tf[LEAN]`` and ``pos_lean`` (per bar position, then per drum: the drums' lean towards the
   musician, overall and per bar position, a bar fraction added to every row it fixes):
   the reader thread;
 * ``pred``/``ready`` and ``pred_early``/``ready_early``: the model worker (``ready[s] =
@@ -119,6 +119,7 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
     lo = tf[GEN_LO] * VEL_SCALE
     hi = tf[GEN_HI] * VEL_SCALE
     lim = off_clip * off_scale
+    n_pos = pos_lean.shape[0] - N_DRUMS   # pos_lean: the bar positions' leans, then each drum's
     n = 0
     while loop or tc[NEXT_COMMIT] < N:
         k = tc[NEXT_COMMIT]
@@ -155,7 +156,8 @@ def commit_rows(sample_end, row_samples, bar_samples, max_early, score_vel, off_
                 real_vel[s, d] = 0
                 real_off[s, d] = 0.0
                 continue
-            off = max(-lim, min(lim, off + lean))
+            # the drum's own lean (after the positions' in pos_lean): see Schedule
+            off = max(-lim, min(lim, off + lean + (pos_lean[n_pos + d] if use_model else 0.0)))
             real_vel[s, d] = v
             real_off[s, d] = off
             at = int(round(t0 + off * bar))

@@ -94,7 +94,7 @@ class Schedule:
         self.real_vel = np.zeros((C, N_DRUMS), dtype=np.int16)
         self.real_off = np.zeros((C, N_DRUMS), dtype=np.float64)
         self.lean_at = np.zeros(C, dtype=np.float64)
-        self.pos_lean = np.zeros(LEAN_POSITIONS, dtype=np.float64)
+        self.pos_lean = np.zeros(LEAN_POSITIONS + N_DRUMS, dtype=np.float64)   # then each drum's own
         self.pend = np.zeros((MAX_PENDING, 4), dtype=np.int64)
         self.tc = np.zeros(blk.N_TC, dtype=np.int64)
         self.tf = np.zeros(blk.N_TF, dtype=np.float64)
@@ -112,6 +112,7 @@ class Schedule:
         self.filter_hits = "score_notes"
         self.generate_vels = (0.1, 1.0)
         self.follow = 0.0
+        self.follow_drums = 0.0
         self.ahead = None   # free mode: the worker's LiveGeneration, whose bars it appends (append_rows)
 
     def append_rows(self, part) -> int:
@@ -258,7 +259,9 @@ class Schedule:
             lean = 0.0
             if self.is_committed(j):  # what was played: zero for drums that did not sound
                 lean = float(self.lean_at[s])
-                out[feat.OFF] = feat.scale_off(np.where(self.real_vel[s] > 0, self.real_off[s] - lean, 0.0))
+                # (each drum's own lean as it is now: it moves slowly, and is 0 unless follow_drums)
+                own = self.pos_lean[LEAN_POSITIONS:]
+                out[feat.OFF] = feat.scale_off(np.where(self.real_vel[s] > 0, self.real_off[s] - lean - own, 0.0))
             else:  # predicted, not yet played: only the drums the row will play, as in training
                 pred = np.clip(self.pred[s, feat.OUT_OFF], -feat.OFF_CLIP, feat.OFF_CLIP)
                 out[feat.OFF] = np.where(self.score_vel[j % self.N] > 0, pred, 0.0)
@@ -389,4 +392,10 @@ class Schedule:
         q = self.pos_of[k % self.N]
         self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
         self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
+        if self.follow_drums > 0.0:
+            # each drum's own gap beyond the row's: the drums meet the musician together
+            for d in np.flatnonzero(played):
+                own = self.tau_g[s] - self.real_off[s][d] - gap
+                v = self.pos_lean[LEAN_POSITIONS + d] + self.follow_drums * own
+                self.pos_lean[LEAN_POSITIONS + d] = min(MAX_LEAN, max(-MAX_LEAN, v))
 
