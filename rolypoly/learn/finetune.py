@@ -170,7 +170,8 @@ ENCODER_PARTS = ("enc_in", "enc_phase", "encoder", "ln_enc")
 
 
 def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 20, lr: float = 3e-3,
-             batch_size: int = 0, seed: int = 0, on_epoch=None, threads: int = 0, train_encoder: bool = False):
+             batch_size: int = 0, seed: int = 0, on_epoch=None, threads: int = 0, train_encoder: bool = False,
+             warmup_steps: int = 0):
     """Finetune ``model`` in place on ``take``; returns (loss table, rejected steps).
 
     ``batch_size`` counts rows per step (0 = the whole take per step: one step per epoch,
@@ -199,7 +200,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
                     p.requires_grad_(False)
                     frozen.append(p)
     try:
-        return _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder)
+        return _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder,
+                         warmup_steps)
     finally:
         torch.set_num_threads(previous_threads)
         for p in frozen:
@@ -210,7 +212,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
             scale_offsets(model, scale)
 
 
-def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False):
+def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False,
+              warmup_steps=0):
     import torch
     arr = take_arrays(take)
     if not arr["onset"].any() and weights["w_v"] == 0:
@@ -241,7 +244,7 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             model.eval()
             enc = model._encode(x_all[None])
             model.train()
-    table, rejected = [], 0
+    table, rejected, n_steps = [], 0, 0
     for epoch in range(1, epochs + 1):
         if whole:
             idx, valid = np.arange(n)[None], np.ones((1, n), bool)
@@ -261,6 +264,10 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
                 rejected += 1
                 continue
             backup = [p.detach().clone() for p in params]
+            if warmup_steps > 0:   # Adam's first steps move every weight by about lr at once
+                for group in opt.param_groups:
+                    group["lr"] = lr * min(1.0, (n_steps + 1) / warmup_steps)
+            n_steps += 1
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -323,7 +330,8 @@ def train_after_take(cfg, take_path, base_model: str | os.PathLike | None = None
     table, rejected = finetune(model, meta, take, weights, epochs=int(fc.epochs), lr=float(fc.lr),
                                batch_size=int(getattr(fc, "batch_size", 0)), seed=int(cfg.seed),
                                on_epoch=epoch_report, threads=int(getattr(fc, "threads", 0)),
-                               train_encoder=bool(getattr(fc, "train_encoder", False)))
+                               train_encoder=bool(getattr(fc, "train_encoder", False)),
+                               warmup_steps=int(getattr(fc, "warmup_steps", 0)))
     if not table or not all(math.isfinite(row["loss"]) for row in table[-1:]):
         raise ModelError(f"finetune on {take.path} gave a non-finite loss; the previous model is kept")
     # A new version folder, written under a temporary name and renamed into place.
