@@ -44,7 +44,7 @@ CANDIDATES = {
     "drop_every_runup": {"runup_flatness": 0.0},
     "keep_every_held": {"runup_flatness": 1.1},
     "no_hold": {"hold_ms": 0.0},
-    "hold_only_noise": {"hold_flatness": 0.2},
+    "hold_every_quiet": {"hold_flatness": 0.0},
     "sensitive": {"threshold": 0.08, "max_bands": 0, "hold_ms": 0.0, "slur": False},
     "no_stroke": {"stroke_decay_db": 0.0},
     "no_swell": {"tonal_swell": False},
