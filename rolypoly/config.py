@@ -149,11 +149,11 @@ class Finetune:
     w_v: float = opt(1.0, 0.0, 100.0)
     w_o: float = opt(1.0, 0.0, 100.0)
     w_g: float = opt(1.0, 0.0, 100.0)
-    w_r: float = opt(0.1, 0.0, 100.0)
+    w_r: float = opt(0.0, 0.0, 100.0)
     batch_size: int = opt(0, 0, 1_000_000)
     train_encoder: bool = opt(False)
     threads: int = opt(1, 0, 1024)
-    warmup_steps: int = opt(0, 0, 10_000)
+    warmup_steps: int = opt(5, 0, 10_000)
 
 
 @dataclass

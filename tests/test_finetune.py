@@ -14,8 +14,8 @@ from rolypoly.learn.finetune import parse_weights, train_after_take
 
 
 def test_parse_weights():
-    # one source of defaults: the config schema (finetune.w_r is 0.1 there and in configs/)
-    assert parse_weights([]) == {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.1}
+    # one source of defaults: the config schema (finetune.w_r is 0 there and in configs/)
+    assert parse_weights([]) == {"w_v": 1.0, "w_o": 1.0, "w_g": 1.0, "w_r": 0.0}
     from rolypoly.config import load_config
     assert parse_weights([], load_config([]).finetune) == parse_weights([])
     assert parse_weights(["0.5", 2, 0])["w_o"] == 2.0
