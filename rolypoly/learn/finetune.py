@@ -17,7 +17,9 @@ The take loss, over the take's rows::
 All terms are in model units (:mod:`rolypoly.score.features`).  A window model's rows are
 trained in causal chunks of its window (a new chunk phase each epoch), so every row costs
 one model pass per epoch; an incremental model reads the whole take in one pass, as it
-plays it.  Defaults from the paper: 20 epochs, Adam, learning rate 0.003.
+plays it.  From the paper: 20 epochs, Adam, learning rate 0.003, here reached over
+``finetune.warmup_steps`` (Adam's first step moves every weight by about the learning rate at
+once).  The offsets are judged as the exported model plays them (times its offset scale).
 
 Each finetune writes a new *model version* folder (weights, TorchScript, the take it came
 from, the loss table) atomically; the pretrained model is never touched, and a step that
