@@ -217,6 +217,8 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False,
               warmup_steps=0):
     import torch
+
+    from rolypoly.model.pretrain import optimizer_step
     arr = take_arrays(take)
     if not arr["onset"].any() and weights["w_v"] == 0:
         raise TakeError(f"{take.path}: no onsets in the take and no velocity weight: nothing to learn")
@@ -266,14 +268,10 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
                 rejected += 1
                 continue
             backup = [p.detach().clone() for p in params]
-            if warmup_steps > 0:   # Adam's first steps move every weight by about lr at once
-                for group in opt.param_groups:
-                    group["lr"] = lr * min(1.0, (n_steps + 1) / warmup_steps)
+            # warmup: Adam's first steps move every weight by about lr at once
+            warm = min(1.0, (n_steps + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+            optimizer_step(opt, params, loss, lr * warm, grad_clip=1.0)
             n_steps += 1
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
             if not all(torch.isfinite(p).all() for p in params):
                 with torch.no_grad():  # undo a step that broke the weights
                     for p, b in zip(params, backup):

@@ -393,9 +393,9 @@ class Schedule:
         self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
         self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
         if self.follow_drums > 0.0:
-            # each drum's own gap beyond the row's: the drums meet the musician together
-            for d in np.flatnonzero(played):
-                own = self.tau_g[s] - self.real_off[s][d] - gap
-                v = self.pos_lean[LEAN_POSITIONS + d] + self.follow_drums * own
-                self.pos_lean[LEAN_POSITIONS + d] = min(MAX_LEAN, max(-MAX_LEAN, v))
+            # each drum's own gap beyond the row's (the row's mean less the drum): the drums
+            # meet the musician together
+            offs = self.real_off[s][played]
+            own = self.pos_lean[LEAN_POSITIONS:]          # a view: written in place
+            own[played] = np.clip(own[played] + self.follow_drums * (offs.mean() - offs), -MAX_LEAN, MAX_LEAN)
 
