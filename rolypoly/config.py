@@ -202,6 +202,7 @@ class Engine:
     early_ms: float = opt(500.0, 0.0, 2000.0, doc="real time: fallback predictions this far ahead (0 = none)")
     countin: int = opt(0, 0, 16, doc="bars of clicks before the score")
     follow: float = opt(0.25, 0.0, 1.0, doc="share of each onset's gap to the drums that they lean towards (0 = off)")
+    follow_min: float = opt(1.0, 0.0, 1.0, doc="below follow: the lean's gain falls like a running mean's to this (>= follow = constant)")
     follow_drums: float = opt(0.0, 0.0, 1.0, doc="share of each drum's own gap beyond the row's that it leans (0 = off)")
     take_format: str = opt("wav", choices=("wav", "flac"))
     filter_hits: str = opt("score_notes", choices=FILTER_HITS)

@@ -376,6 +376,27 @@ def test_each_drum_leans_its_own_way_with_follow_drums():
     assert np.all(np.abs(kick_gap_ms(0.2)[-8:]) < 1.5)        # its own lean closes the gap
 
 
+def test_follow_min_averages_the_musicians_jitter_out_once_the_lean_has_settled():
+    """A musician 20 ms late on every row with 4 ms of jitter: a constant gain follows each note's
+    jitter; a gain falling to follow_min meets the same 20 ms with less scatter, as fast at first."""
+    from rolypoly.sim.corpus import groove_score
+
+    def row_offsets(follow_min):
+        rng = np.random.default_rng(3)
+        sched = Schedule(groove_score(24, 120.0), 48000)
+        sched.follow, sched.follow_min = 0.25, follow_min
+        for k in range(sched.N):
+            sched.commit_until(sched.row_time(k) + 1.0)
+            sched.match_onset(sched.row_time(k) + (20.0 + 4.0 * rng.standard_normal()) * 48.0)
+        return _row_offsets_ms(sched)
+
+    constant, settling = row_offsets(1.0), row_offsets(0.05)
+    assert np.all(constant[:2] == settling[:2])                 # the first onset moves it as much
+    late = slice(len(constant) // 2, None)
+    assert abs(settling[late].mean() - 20.0) < 1.5 and abs(constant[late].mean() - 20.0) < 1.5
+    assert settling[late].std() < 0.6 * constant[late].std()    # and later ones average the jitter out
+
+
 def test_the_model_hears_the_musician_against_the_leaned_grid():
     from rolypoly.score import features as feat
     sched = _late_musician(0.25)

@@ -241,6 +241,30 @@ def test_averaged_checkpoints_hold_the_mean_weights(tmp_path):
         average_checkpoints([paths[0], other])
 
 
+def test_export_with_a_per_drum_offset_scale_records_each_drums_factor(tmp_path, capsys):
+    """--offset-scale with 9 factors scales each drum's offset row by its own and records the
+    product with the scale the checkpoint already had (what finetuning reads back); a wrong
+    count is a clear error and writes nothing."""
+    from rolypoly.cli import main
+    from rolypoly.model.transformer import load_checkpoint, save_checkpoint
+    torch.manual_seed(0)
+    conf = ModelConfig(n_enc_layers=1, n_dec_layers=1, n_heads=2, d_model=16, d_ff=32)
+    src = tmp_path / "m.ckpt"
+    save_checkpoint(RolypolyModel(conf), {"version": "t", "offset_scale": 0.5}, src)
+    factors = [0.8, 1.0, 1.2, 0.9, 0.9, 0.9, 0.9, 0.85, 1.0]
+    rc = main(["export", str(src), str(tmp_path / "m.pt"), "--ckpt-out", str(tmp_path / "out.ckpt"),
+               "--offset-scale", ",".join(map(str, factors))])
+    assert rc == 0
+    before, _ = load_checkpoint(src)
+    after, meta = load_checkpoint(tmp_path / "out.ckpt")
+    np.testing.assert_allclose(meta["offset_scale"], 0.5 * np.array(factors))
+    np.testing.assert_allclose(after.head.bias.detach()[9:18], before.head.bias.detach()[9:18] * torch.tensor(factors),
+                               rtol=1e-6)
+    capsys.readouterr()
+    assert main(["export", str(src), str(tmp_path / "bad.pt"), "--offset-scale", "0.9,0.9"]) != 0
+    assert "offset scale" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()
+
+
 def test_reset_reuses_the_encoding_of_the_same_score_and_redoes_another(exported_inc):
     from rolypoly.score.features import N_IN
     _, path = exported_inc

@@ -189,18 +189,20 @@ def test_a_model_exported_with_an_offset_scale_learns_the_offsets_it_plays(take_
 
     w = {"w_v": 0.0, "w_o": 1.0, "w_g": 0.0, "w_r": 0.0}
     results = {}
-    for a in (1.0, 0.5):
+    per_drum = [0.5, 0.8] * 4 + [0.5]     # as a per-drum --offset-scale stores it
+    for a in (1.0, 0.5, per_drum):
         m, meta = load_checkpoint(model.with_suffix(".ckpt"))
         scale_offsets(m, a)
         before = np.abs(played(m) - g).mean()
         torch.manual_seed(0)
         finetune(m, dict(meta, offset_scale=a), t, w, epochs=12, lr=3e-3, batch_size=64, seed=0, threads=1)
         off = played(m)
-        results[a] = (before, np.abs(off - g).mean(), float(np.mean(off[late] - g[late])))
-    before, after, late_bias = results[0.5]
-    assert after < 0.7 * before
-    assert after <= 1.15 * results[1.0][1] + 0.01
-    assert abs(late_bias) < 0.25 * float(g[late].mean())     # not played at half the musician's lateness
+        results[str(a)] = (before, np.abs(off - g).mean(), float(np.mean(off[late] - g[late])))
+    for a in (0.5, per_drum):
+        before, after, late_bias = results[str(a)]
+        assert after < 0.7 * before
+        assert after <= 1.15 * results["1.0"][1] + 0.01
+        assert abs(late_bias) < 0.25 * float(g[late].mean())     # not played at a fraction of the musician's lateness
 
 
 def test_regulariser_reads_the_offsets_of_rows_with_an_onset_only():

@@ -305,6 +305,20 @@ def test_scale_offsets_scales_only_the_drum_offsets(inc_model):
         a, b = inc_model(x), m(x)
     assert torch.allclose(b[..., 9:18], 0.5 * a[..., 9:18], atol=1e-6)
     assert torch.allclose(b[..., :9], a[..., :9]) and torch.allclose(b[..., 18:], a[..., 18:])
-    for bad in (0.0, -1.0, 2.5, float("nan")):
+    for bad in (0.0, -1.0, 2.5, float("nan"), [0.9] * 8, [0.9] * 8 + [3.0], "x"):
         with pytest.raises(ModelError, match="offset scale"):
             scale_offsets(m, bad)
+
+
+def test_scale_offsets_gives_each_drum_its_own_factor(inc_model):
+    import copy
+
+    from rolypoly.model.transformer import scale_offsets
+    x = torch.rand(1, 20, 22)
+    m = copy.deepcopy(inc_model)
+    per_drum = torch.linspace(0.5, 1.3, 9)
+    scale_offsets(m, per_drum.tolist())
+    with torch.no_grad():
+        a, b = inc_model(x), m(x)
+    assert torch.allclose(b[..., 9:18], per_drum * a[..., 9:18], atol=1e-6)
+    assert torch.allclose(b[..., :9], a[..., :9]) and torch.allclose(b[..., 18:], a[..., 18:])

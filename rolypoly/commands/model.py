@@ -58,9 +58,10 @@ def register(sub, common) -> None:
     ex.add_argument("--velocity-curve", action="store_true",
                     help="fit the velocity curve (quantile map on GMD train, blend chosen on GMD validation) "
                          "before exporting; see rolypoly.model.velocity")
-    ex.add_argument("--offset-scale", type=float, default=None, metavar="A",
-                    help="multiply the model's drum offsets by A (0 < A <= 2; its head's offset rows): a model "
-                         "whose own earlier offsets feed its next ones can overshoot; choose A on GMD validation "
+    ex.add_argument("--offset-scale", default=None, metavar="A",
+                    help="multiply the model's drum offsets by A (0 < A <= 2; its head's offset rows), or each "
+                         "drum's by its own (9 comma-separated factors, kick first): a model whose own earlier "
+                         "offsets feed its next ones can overshoot; choose A on GMD validation "
                          "(rolypoly eval model --split validation)")
     ex.add_argument("--force", action="store_true", help="replace the output file(s) when they exist")
     ex.set_defaults(func=export)
@@ -207,9 +208,19 @@ def export(args, cfg) -> int:
         else:
             model, meta = load_checkpoint(args.checkpoint)
         if args.offset_scale is not None:
-            from rolypoly.model.transformer import scale_offsets
-            scale_offsets(model, args.offset_scale)
-            meta = dict(meta, offset_scale=float(args.offset_scale) * float(meta.get("offset_scale", 1.0)))
+            import numpy as np
+
+            from rolypoly.errors import ModelError
+            from rolypoly.model.transformer import offset_scales, scale_offsets
+            try:
+                a = [float(x) for x in str(args.offset_scale).split(",")]
+            except ValueError:
+                raise ModelError(f"--offset-scale {args.offset_scale!r}: one number or 9 comma-separated") from None
+            a = offset_scales(a)
+            scale_offsets(model, a)
+            total = a * offset_scales(meta.get("offset_scale", 1.0) or 1.0)
+            # one number while every drum shares it (the meta older models and tools read)
+            meta = dict(meta, offset_scale=float(total[0]) if np.all(total == total[0]) else total.tolist())
         if args.velocity_curve:
             import sys
 

@@ -127,7 +127,8 @@ def take_loss(y, batch, weights: dict[str, float], mu: float, sigma: float, off_
     """The weighted take loss and its terms for model outputs ``y`` (B, 19) of the batch's last rows.
 
     ``off_scale``: the offset scale the exported model applies to the head's drum offsets
-    (``meta["offset_scale"]``); the offsets are judged as they will be played.
+    (``meta["offset_scale"]``: one factor, or a tensor of one per drum); the offsets are
+    judged as they will be played.
     """
     v_hat, o_hat, g_hat = y[:, feat.OUT_VEL], y[:, feat.OUT_OFF] * off_scale, y[:, feat.OUT_G]
     hit, onset, v, g = batch["hit"], batch["onset"], batch["v"], batch["g"]
@@ -191,9 +192,10 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
         from rolypoly.model.transformer import VelocityCurve
         model.vel_curve = VelocityCurve(curve.x.numel())
     # likewise an offset scale given at export (``meta["offset_scale"]``, in the head's weights)
-    scale = float(meta.get("offset_scale", 1.0) or 1.0)
-    if scale != 1.0 and hasattr(model, "head"):
-        from rolypoly.model.transformer import scale_offsets
+    from rolypoly.model.transformer import offset_scales, scale_offsets
+    scale = offset_scales(meta.get("offset_scale", 1.0) or 1.0)   # one per drum
+    rescale = bool((scale != 1.0).any()) and hasattr(model, "head")
+    if rescale:
         scale_offsets(model, 1.0 / scale)
     if not train_encoder:
         for name in ENCODER_PARTS:
@@ -210,7 +212,7 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
             p.requires_grad_(True)
         if curve is not None:
             model.vel_curve = curve
-        if scale != 1.0 and hasattr(model, "head"):
+        if rescale:
             scale_offsets(model, scale)
 
 
@@ -228,7 +230,8 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
     mu = float(meta.get("offset_mu", -0.0019))
     sigma = float(meta.get("offset_sigma", 0.0094))
     # the head learns unscaled (see finetune) but plays scaled: the musician is met as played
-    off_scale = float(meta.get("offset_scale", 1.0) or 1.0)
+    from rolypoly.model.transformer import offset_scales
+    off_scale = torch.from_numpy(offset_scales(meta.get("offset_scale", 1.0) or 1.0).astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -237,6 +237,7 @@ class Rolypoly:
         self.device = cfg.audio.device
         self.countin = int(cfg.engine.get("countin", 0) or 0)
         self.follow = float(cfg.engine.get("follow", 0.0) or 0.0)
+        self.follow_min = float(cfg.engine.get("follow_min", 1.0))
         self.follow_drums = float(cfg.engine.get("follow_drums", 0.0) or 0.0)
         self.free = FreeMode.from_config(cfg)   # free mode: generate / density / complexity
         # components
@@ -518,6 +519,7 @@ class Rolypoly:
         sched.filter_hits = self.filter_hits
         sched.generate_vels = self.generate_vels
         sched.follow = self.follow
+        sched.follow_min = self.follow_min
         sched.follow_drums = self.follow_drums
         sched.use_model = self.enable and self.runtime is not None and not self.worker._failed
 

@@ -112,7 +112,10 @@ class Schedule:
         self.filter_hits = "score_notes"
         self.generate_vels = (0.1, 1.0)
         self.follow = 0.0
+        self.follow_min = 1.0   # >= follow: a constant gain
         self.follow_drums = 0.0
+        self.n_followed = 0     # onsets the overall lean has moved for, this take
+        self.n_followed_at = np.zeros(LEAN_POSITIONS, dtype=np.int64)   # and each position's lean
         self.ahead = None   # free mode: the worker's LiveGeneration, whose bars it appends (append_rows)
 
     def append_rows(self, part) -> int:
@@ -379,6 +382,22 @@ class Schedule:
         self._lean_towards(k)
         return k
 
+    def follow_gain(self, n: int) -> float:
+        """The share of its gap that the ``n``-th onset (from 0) moves a lean.
+
+        ``follow`` for every onset, unless ``follow_min`` is below it: then the gain falls as a
+        running mean's would, ``1 / (1 / follow + n)``, and stays at ``follow_min``.  The first
+        onsets move the lean fast; later ones average the musician's jitter out instead of
+        following each note's.
+
+        >>> s = Schedule.__new__(Schedule); s.follow, s.follow_min = 0.25, 0.1
+        >>> [round(s.follow_gain(n), 3) for n in (0, 2, 4, 20)]
+        [0.25, 0.167, 0.125, 0.1]
+        """
+        if self.follow_min >= self.follow:
+            return self.follow
+        return max(self.follow_min, 1.0 / (1.0 / self.follow + n))
+
     def _lean_towards(self, k: int) -> None:
         # the row's drums are fixed (committed) before its onset can be heard, unless the musician
         # is more than the earliest-hit margin early: then there is nothing yet to compare with
@@ -390,8 +409,11 @@ class Schedule:
             return
         gap = self.tau_g[s] - float(np.mean(self.real_off[s][played]))
         q = self.pos_of[k % self.N]
-        self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + self.follow * gap))
-        self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + self.follow * gap))
+        g_pos, g = self.follow_gain(int(self.n_followed_at[q])), self.follow_gain(self.n_followed)
+        self.n_followed_at[q] += 1
+        self.n_followed += 1
+        self.pos_lean[q] = min(MAX_LEAN, max(-MAX_LEAN, self.pos_lean[q] + g_pos * gap))
+        self.tf[blk.LEAN] = min(MAX_LEAN, max(-MAX_LEAN, self.lean + g * gap))
         if self.follow_drums > 0.0:
             # each drum's own gap beyond the row's (the row's mean less the drum): the drums
             # meet the musician together

@@ -46,12 +46,14 @@ from pathlib import Path
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from rolypoly.errors import ModelError
 from rolypoly.io import atomic_path
+from rolypoly.score.drums import N_DRUMS
 from rolypoly.score.features import BPM, N_IN, N_OUT, OFF0, OFF1, OUT_OFF, PHASE, TAU_G, VEL0, VEL1
 
 OUT_OFF0, OUT_OFF1 = OUT_OFF.start, OUT_OFF.stop
@@ -511,19 +513,44 @@ def load_checkpoint(path) -> tuple[RolypolyModel, dict]:
     return model, meta
 
 
-def scale_offsets(model: RolypolyModel, a: float) -> None:
-    """Multiply the model's drum-offset outputs by ``a`` (the head's offset rows, in place).
+def offset_scales(a) -> np.ndarray:
+    """An offset scale as one factor per drum, ``(9,)`` float64: ``a`` is one number (every
+    drum) or one per drum, as ``--offset-scale`` and ``meta["offset_scale"]`` give it.
 
     Raises
     ------
     ModelError
-        ``a`` outside (0, 2] or not finite.
+        A factor outside (0, 2], not finite, or a list of another length than the drums.
+
+    >>> offset_scales(0.9)[:3]
+    array([0.9, 0.9, 0.9])
     """
-    if not math.isfinite(a) or not 0.0 < a <= 2.0:
-        raise ModelError(f"offset scale {a}: must be in (0, 2]")
+    try:
+        v = np.asarray(a, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ModelError(f"offset scale {a!r}: must be a number or {N_DRUMS} numbers") from None
+    if v.size == 1:
+        v = np.full(N_DRUMS, v[0])
+    if v.size != N_DRUMS:
+        raise ModelError(f"offset scale {a!r}: one number or one per drum ({N_DRUMS}), got {v.size}")
+    if not (np.isfinite(v).all() and (v > 0.0).all() and (v <= 2.0).all()):
+        raise ModelError(f"offset scale {a!r}: each factor must be in (0, 2]")
+    return v
+
+
+def scale_offsets(model: RolypolyModel, a) -> None:
+    """Multiply the model's drum-offset outputs by ``a`` (the head's offset rows, in place):
+    one factor, or one per drum (:func:`offset_scales`).
+
+    Raises
+    ------
+    ModelError
+        A factor outside (0, 2] or not finite.
+    """
+    v = torch.as_tensor(offset_scales(a), dtype=model.head.weight.dtype)
     with torch.no_grad():
-        model.head.weight[OUT_OFF0:OUT_OFF1] *= a
-        model.head.bias[OUT_OFF0:OUT_OFF1] *= a
+        model.head.weight[OUT_OFF0:OUT_OFF1] *= v[:, None]
+        model.head.bias[OUT_OFF0:OUT_OFF1] *= v
 
 
 def average_checkpoints(paths) -> tuple[RolypolyModel, dict]:
