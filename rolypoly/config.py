@@ -203,6 +203,7 @@ class Engine:
     countin: int = opt(0, 0, 16, doc="bars of clicks before the score")
     follow: float = opt(0.25, 0.0, 1.0, doc="share of each onset's gap to the drums that they lean towards (0 = off)")
     follow_min: float = opt(1.0, 0.0, 1.0, doc="below follow: the lean's gain falls like a running mean's to this (>= follow = constant)")
+    follow_reset_ms: float = opt(6.0, 0.0, 100.0, doc="with follow_min: a running mean of the gaps beyond this restarts the fall (a change of feel)")
     follow_drums: float = opt(0.0, 0.0, 1.0, doc="share of each drum's own gap beyond the row's that it leans (0 = off)")
     take_format: str = opt("wav", choices=("wav", "flac"))
     filter_hits: str = opt("score_notes", choices=FILTER_HITS)

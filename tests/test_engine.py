@@ -397,6 +397,28 @@ def test_follow_min_averages_the_musicians_jitter_out_once_the_lean_has_settled(
     assert settling[late].std() < 0.6 * constant[late].std()    # and later ones average the jitter out
 
 
+def test_a_change_of_feel_restarts_the_fall_of_the_follow_gain():
+    """On the beat for 12 bars, then 30 ms late: a lean whose gain has settled to follow_min would
+    take bars to get there; the change test restarts its fall and it gets there as fast as the
+    constant gain does."""
+    from rolypoly.sim.corpus import groove_score
+
+    def after_change(follow_min, reset_ms):
+        rng = np.random.default_rng(5)
+        sched = Schedule(groove_score(16, 120.0), 48000)
+        sched.follow, sched.follow_min, sched.follow_reset_ms = 0.25, follow_min, reset_ms
+        change = int(np.searchsorted(sched.row_samples[:sched.N], 12 * 2.0 * 48000))
+        for k in range(sched.N):
+            sched.commit_until(sched.row_time(k) + 1.0)
+            late = 30.0 if k >= change else 0.0
+            sched.match_onset(sched.row_time(k) + (late + 2.0 * rng.standard_normal()) * 48.0)
+        return _row_offsets_ms(sched)[change:change + 16]
+
+    constant, restarted, settled = after_change(1.0, 6.0), after_change(0.05, 6.0), after_change(0.05, 100.0)
+    assert constant[8:].mean() > 22.0 and restarted[8:].mean() > 22.0   # most of the way within 8 rows
+    assert settled[8:].mean() < 15.0                                    # without the test: far behind
+
+
 def test_the_model_hears_the_musician_against_the_leaned_grid():
     from rolypoly.score import features as feat
     sched = _late_musician(0.25)

@@ -238,6 +238,7 @@ class Rolypoly:
         self.countin = int(cfg.engine.get("countin", 0) or 0)
         self.follow = float(cfg.engine.get("follow", 0.0) or 0.0)
         self.follow_min = float(cfg.engine.get("follow_min", 1.0))
+        self.follow_reset_ms = float(cfg.engine.get("follow_reset_ms", 6.0))
         self.follow_drums = float(cfg.engine.get("follow_drums", 0.0) or 0.0)
         self.free = FreeMode.from_config(cfg)   # free mode: generate / density / complexity
         # components
@@ -520,6 +521,7 @@ class Rolypoly:
         sched.generate_vels = self.generate_vels
         sched.follow = self.follow
         sched.follow_min = self.follow_min
+        sched.follow_reset_ms = self.follow_reset_ms
         sched.follow_drums = self.follow_drums
         sched.use_model = self.enable and self.runtime is not None and not self.worker._failed
 

@@ -114,7 +114,9 @@ class Schedule:
         self.follow = 0.0
         self.follow_min = 1.0   # >= follow: a constant gain
         self.follow_drums = 0.0
-        self.n_followed = 0     # onsets the overall lean has moved for, this take
+        self.follow_reset_ms = 6.0   # a running mean of the gaps beyond this: the feel changed
+        self.n_followed = 0     # onsets the overall lean has moved for, this take (since a change)
+        self.gap_mean_ms = 0.0  # running mean of the gaps (share follow), for the change test
         self.n_followed_at = np.zeros(LEAN_POSITIONS, dtype=np.int64)   # and each position's lean
         self.ahead = None   # free mode: the worker's LiveGeneration, whose bars it appends (append_rows)
 
@@ -388,7 +390,8 @@ class Schedule:
         ``follow`` for every onset, unless ``follow_min`` is below it: then the gain falls as a
         running mean's would, ``1 / (1 / follow + n)``, and stays at ``follow_min``.  The first
         onsets move the lean fast; later ones average the musician's jitter out instead of
-        following each note's.
+        following each note's.  ``n`` counts from the take's start, and again from a change of
+        feel: when a running mean of the gaps (share ``follow``) passes ``follow_reset_ms``.
 
         >>> s = Schedule.__new__(Schedule); s.follow, s.follow_min = 0.25, 0.1
         >>> [round(s.follow_gain(n), 3) for n in (0, 2, 4, 20)]
@@ -409,6 +412,13 @@ class Schedule:
             return
         gap = self.tau_g[s] - float(np.mean(self.real_off[s][played]))
         q = self.pos_of[k % self.N]
+        if self.follow_min < self.follow:
+            # the musician changed feel: a settled (slow) lean would take bars to get there, so
+            # every lean falls from follow again
+            self.gap_mean_ms += self.follow * (gap * self.bar_samples[k % self.N] * 1000.0 / self.sr - self.gap_mean_ms)
+            if abs(self.gap_mean_ms) > self.follow_reset_ms:
+                self.n_followed, self.gap_mean_ms = 0, 0.0
+                self.n_followed_at[:] = 0
         g_pos, g = self.follow_gain(int(self.n_followed_at[q])), self.follow_gain(self.n_followed)
         self.n_followed_at[q] += 1
         self.n_followed += 1
