@@ -114,7 +114,7 @@ class Schedule:
         self.follow = 0.0
         self.follow_min = 1.0   # >= follow: a constant gain
         self.follow_drums = 0.0
-        self.follow_reset_ms = 6.0   # a running mean of the gaps beyond this: the feel changed
+        self.follow_reset_ms = 4.0   # a running mean of the gaps beyond this: the feel changed
         self.n_followed = 0     # onsets the overall lean has moved for, this take (since a change)
         self.gap_mean_ms = 0.0  # running mean of the gaps (share follow), for the change test
         self.n_followed_at = np.zeros(LEAN_POSITIONS, dtype=np.int64)   # and each position's lean
@@ -429,5 +429,7 @@ class Schedule:
             # meet the musician together
             offs = self.real_off[s][played]
             own = self.pos_lean[LEAN_POSITIONS:]          # a view: written in place
-            own[played] = np.clip(own[played] + self.follow_drums * (offs.mean() - offs), -MAX_LEAN, MAX_LEAN)
+            # (its gain falls with the overall lean's: g / follow of follow_drums)
+            gd = self.follow_drums * (g / self.follow)
+            own[played] = np.clip(own[played] + gd * (offs.mean() - offs), -MAX_LEAN, MAX_LEAN)
 
