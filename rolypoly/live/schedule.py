@@ -30,7 +30,9 @@ musician who is late on the backbeat or swings the off-beats is met there and no
 everywhere.  With ``gap = onset - the row's drums`` (both as played), each onset does
 ``lean += follow * gap`` and ``pos_lean[its position] += follow * gap``: the least-mean-
 squares fit of "overall + per position" to where the musician plays, closed around what
-the drums actually played.  It works at commit time, so it reacts the next row whatever
+the drums actually played.  The gain ``follow`` falls as the onsets add up, to
+``follow_min`` (:meth:`Schedule.follow_gain`), and starts again when the musician changes
+feel; ``follow_drums`` moves each drum's own lean, its gap to the row's other drums.  It works at commit time, so it reacts the next row whatever
 the lookahead; ``follow = 0`` turns it off.  Each part is bounded by :data:`MAX_LEAN`
 (a bar fraction).  The model's inputs are taken against the grid moved by the lean (its
 hits and the musician's onsets minus the lean the row was fixed with, ``lean_at``), so
