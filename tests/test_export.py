@@ -154,6 +154,39 @@ def exported_inc(tmp_path_factory):
     return model, path
 
 
+def test_an_export_reusing_the_scripted_module_equals_a_fresh_one(tmp_path):
+    """A later export of the same architecture (every finetune's) copies its weights and attributes
+    into the module scripted before: its file gives what a freshly scripted one gives, and the
+    earlier file keeps its own weights."""
+    from rolypoly.model import export as ex
+    conf = ModelConfig(n_enc_layers=1, n_dec_layers=2, n_heads=2, d_model=16, d_ff=32, window=32, span=6,
+                       enc_ahead=4)
+
+    def model(seed):
+        torch.manual_seed(seed)
+        m = RolypolyModel(conf).eval()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.normal_(0.0, 0.3)
+        return m
+
+    x = torch.rand(1, 24, 22)
+    ex._SCRIPTED.clear()
+    export_torchscript(model(1), {"version": "a", "offset_mu": -0.001}, tmp_path / "a.pt")
+    ya = torch.jit.load(str(tmp_path / "a.pt"))(x)
+    export_torchscript(model(2), {"version": "b", "offset_mu": -0.003}, tmp_path / "b.pt")   # reuses it
+    assert len(ex._SCRIPTED) == 1
+    ex._SCRIPTED.clear()
+    export_torchscript(model(2), {"version": "b", "offset_mu": -0.003}, tmp_path / "fresh.pt")
+    b, fresh = torch.jit.load(str(tmp_path / "b.pt")), torch.jit.load(str(tmp_path / "fresh.pt"))
+    assert torch.equal(b(x), fresh(x)) and not torch.allclose(b(x), ya)
+    assert (b.version, b.offset_mu) == ("b", -0.003) == (fresh.version, fresh.offset_mu)
+    assert torch.equal(torch.jit.load(str(tmp_path / "a.pt"))(x), ya)
+    rb, rf = load_runtime(tmp_path / "b.pt"), load_runtime(tmp_path / "fresh.pt")
+    rb.reset(x[0].numpy()), rf.reset(x[0].numpy())
+    np.testing.assert_array_equal(rb.step(None, x[0, 0].numpy()), rf.step(None, x[0, 0].numpy()))
+
+
 def test_runtime_steps_a_take_like_the_whole_take_forward(exported_inc):
     model, path = exported_inc
     rt = load_runtime(path)

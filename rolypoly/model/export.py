@@ -30,6 +30,7 @@ Examples
 >>> rt.reset(score_x); y0 = rt.step(None, score_x[0])            # doctest: +SKIP
 """
 import json
+import threading
 import zipfile
 from pathlib import Path
 
@@ -145,18 +146,17 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
     path : output file (written via a temporary file and ``os.replace``)
     freeze : inline the weights (faster inference; attributes are preserved)
     """
-    import copy
-
     path = Path(path)
-    net = copy.deepcopy(model).cpu().eval()
-    wrapped = _wrap(net, meta).eval()
-    scripted = torch.jit.script(wrapped)
-    if freeze:
-        keep = PRESERVED_STEP if isinstance(wrapped, ExportedStep) else PRESERVED
-        # frozen from a reloaded copy: freezing a module scripted in this process leaves its frozen
-        # graphs (weights included, ~8 MB) in the process-wide compilation unit for good, so every
-        # finetune's export would grow a long performance's memory; a loaded copy owns its own unit
-        scripted = torch.jit.freeze(_reloaded(scripted), preserved_attrs=keep)
+    with _SCRIPTED_LOCK:
+        scripted = _scripted(model, meta)
+        if freeze:
+            keep = PRESERVED_STEP if bool(getattr(scripted, "supports_step", False)) else PRESERVED
+            # frozen from a reloaded copy: freezing a module scripted in this process leaves its frozen
+            # graphs (weights included, ~8 MB) in the process-wide compilation unit for good, so every
+            # finetune's export would grow a long performance's memory; a loaded copy owns its own unit
+            scripted = torch.jit.freeze(_reloaded(scripted), preserved_attrs=keep)
+        else:
+            scripted = _reloaded(scripted)   # not the cached module itself: the next export rewrites it
     meta_json = json.dumps({k: v for k, v in meta.items() if k != "history"}, default=str)
     _atomic_save(scripted, path, {"meta.json": meta_json})
     # the file we wrote must honour the contract; checked unoptimised: the executor's profiling
@@ -164,6 +164,31 @@ def export_torchscript(model, meta: dict, path, freeze: bool = True) -> Path:
     with torch.jit.optimized_execution(False):
         load_runtime(path)
     return path
+
+
+#: One scripted module per architecture, reused by later exports of the same one (a finetune's
+#: export, every take): scripting costs 0.7 s, copying weights and attributes into it almost nothing.
+_SCRIPTED: dict = {}
+_SCRIPTED_LOCK = threading.Lock()   # exports from two threads would share the cached module
+
+
+def _scripted(model, meta: dict):
+    """The scripted contract module of ``model`` and ``meta`` (eval mode), from the cache when an
+    export of the same architecture was scripted before in this process (see :data:`_SCRIPTED`)."""
+    import copy
+    net = copy.deepcopy(model).cpu().eval()
+    wrapped = _wrap(net, meta).eval()
+    key = (type(wrapped).__name__, type(net).__name__, wrapped.layout_json,
+           tuple((k, tuple(v.shape), v.dtype) for k, v in wrapped.state_dict().items()))
+    cached = _SCRIPTED.get(key)
+    if cached is None:
+        cached = _SCRIPTED[key] = torch.jit.script(wrapped)
+    else:
+        with torch.no_grad():
+            cached.load_state_dict(wrapped.state_dict())
+        for name in ("version", "offset_mu", "offset_sigma"):
+            setattr(cached, name, getattr(wrapped, name))
+    return cached.eval()
 
 
 def _reloaded(scripted):
