@@ -1,6 +1,8 @@
 """MIDI: the clock follower, and the box driven by an external clock over JACK MIDI on a dummy server."""
 from __future__ import annotations
 
+import math
+
 import os
 import time
 
@@ -59,6 +61,32 @@ def test_midi_ports_lists_jack_ports(jack_server, capsys):
         assert any(r["direction"] == "input" and "visible" in r["port"] for r in rows)
     finally:
         out.close_port()
+
+
+def test_message_times_are_rtmidis_receive_times_not_the_callbacks_arrival(monkeypatch):
+    """A clock at 97 bpm whose Python callbacks are held up (the GIL, a busy machine) and then
+    delivered in bursts: the times handed on follow rtmidi's receive times, so the tempo read
+    from them stays 97 bpm instead of the bursts' (arrival times gave 95.2 in a CI run)."""
+    from rolypoly.bridges.midi import ClockFollower, MidiIn
+    tick = 60.0 / 97.0 / 24
+    follower = ClockFollower()
+    got = []
+    m = MidiIn.__new__(MidiIn)      # no port: only the receiving side
+    m._cb, m.errors, m._since_first, m._anchor = (lambda b, t: (got.append(t), follower.feed(b[0], t))), [], 0.0, math.inf
+    now = [100.0]
+    monkeypatch.setattr("rolypoly.bridges.midi.time.monotonic", lambda: now[0])
+    rng = np.random.default_rng(0)
+    for i in range(97):
+        held = 0.040 if 60 <= i < 80 else 0.0005 * rng.random()   # a burst held up to 40 ms
+        now[0] = 100.0 + i * tick + held
+        m._receive(([CLOCK], 0.0 if i == 0 else tick))
+    # within the least lag seen so far (the anchor), whatever the burst
+    np.testing.assert_allclose(np.diff(got), tick, atol=0.0005)
+    assert got[0] <= 100.0 + 0.0005 and abs(follower.bpm - 97.0) < 0.01
+    arrival = ClockFollower()
+    for i in range(97):
+        arrival.feed(CLOCK, i * tick + (0.040 if 60 <= i < 80 else 0.0))
+    assert abs(arrival.bpm - 97.0) > 0.3          # what the arrival times alone would say
 
 
 @pytest.mark.realtime

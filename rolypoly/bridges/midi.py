@@ -22,6 +22,7 @@ Examples
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -127,7 +128,11 @@ class MidiIn:
     """An input port: calls ``on_message(bytes, t_seconds)`` for every message, clock included.
 
     ``port`` is a name (substring) or index of an existing port, or None to open a virtual
-    port named ``name`` that others connect to.  ``t`` is ``time.monotonic()`` on arrival.
+    port named ``name`` that others connect to.  ``t`` is when rtmidi received the message, on
+    the ``time.monotonic()`` clock: rtmidi's own time differences between messages, taken in C
+    as they come in, anchored to the earliest arrival they allow.  A Python callback held up
+    (the GIL, a busy machine) then delivers late but not with a late time, and a clock's tempo
+    stays what was sent.
     """
 
     def __init__(self, on_message, port: str | None = None, api: str | None = None, name: str = "rolypoly in"):
@@ -147,12 +152,17 @@ class MidiIn:
             raise MidiError(f"cannot open MIDI input {port or name!r}: {exc}") from None
         self._cb = on_message
         self.errors: list[str] = []
+        self._since_first = 0.0          # rtmidi's receive time of the last message, from the first
+        self._anchor = math.inf          # time.monotonic() of the first message's receipt (the least so far)
         self._in.set_callback(self._receive)
 
     def _receive(self, event, data=None) -> None:
-        msg, _delta = event
+        msg, delta = event
+        self._since_first += max(0.0, float(delta))
+        # a message cannot arrive here before rtmidi received it: each arrival bounds the anchor
+        self._anchor = min(self._anchor, time.monotonic() - self._since_first)
         try:
-            self._cb(bytes(msg), time.monotonic())
+            self._cb(bytes(msg), self._anchor + self._since_first)
         except Exception as exc:       # a receiver's bug must not kill rtmidi's thread
             self.errors = (self.errors + [f"{type(exc).__name__}: {exc}"])[-20:]
 
