@@ -428,6 +428,8 @@ def test_the_follow_settings_reach_the_take(tmp_path):
     sched = Schedule(groove_score(2, 120.0), 48000)
     eng._apply_attributes(sched)        # what start does to every take's schedule
     assert (sched.follow, sched.follow_min, sched.follow_reset_ms) == (0.25, 0.1, 4.0)
+    settings = eng._settings()          # what each take records of how it was played
+    assert (settings["follow_min"], settings["follow_reset_ms"], settings["follow_drums"]) == (0.1, 4.0, 0.1)
 
 
 def test_the_model_hears_the_musician_against_the_leaned_grid():
