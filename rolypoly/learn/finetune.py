@@ -205,7 +205,7 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
                     frozen.append(p)
     try:
         return _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder,
-                         warmup_steps)
+                         warmup_steps, torch.from_numpy(scale.astype(np.float32)))
     finally:
         torch.set_num_threads(previous_threads)
         for p in frozen:
@@ -217,7 +217,7 @@ def finetune(model, meta: dict, take, weights: dict[str, float], epochs: int = 2
 
 
 def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch, train_encoder=False,
-              warmup_steps=0):
+              warmup_steps=0, off_scale=1.0):
     import torch
 
     from rolypoly.model.pretrain import optimizer_step
@@ -229,9 +229,6 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             "v": torch.from_numpy(arr["v"]), "g": torch.from_numpy(arr["g"])}
     mu = float(meta.get("offset_mu", -0.0019))
     sigma = float(meta.get("offset_sigma", 0.0094))
-    # the head learns unscaled (see finetune) but plays scaled: the musician is met as played
-    from rolypoly.model.transformer import offset_scales
-    off_scale = torch.from_numpy(offset_scales(meta.get("offset_scale", 1.0) or 1.0).astype(np.float32))
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -251,6 +248,7 @@ def _finetune(model, meta, take, weights, epochs, lr, batch_size, seed, on_epoch
             model.eval()
             enc = model._encode(x_all[None])
             model.train()
+    # the head learns unscaled (see finetune) but plays scaled by off_scale: the musician is met as played
     table, rejected, n_steps = [], 0, 0
     for epoch in range(1, epochs + 1):
         if whole:

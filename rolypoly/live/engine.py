@@ -237,9 +237,9 @@ class Rolypoly:
         self.device = cfg.audio.device
         self.countin = int(cfg.engine.get("countin", 0) or 0)
         self.follow = float(cfg.engine.get("follow", 0.0) or 0.0)
-        self.follow_min = float(cfg.engine.get("follow_min", 0.1))
-        self.follow_reset_ms = float(cfg.engine.get("follow_reset_ms", 4.0))
-        self.follow_drums = float(cfg.engine.get("follow_drums", 0.1) or 0.0)
+        self.follow_min = float(cfg.engine.follow_min)
+        self.follow_reset_ms = float(cfg.engine.follow_reset_ms)
+        self.follow_drums = float(cfg.engine.follow_drums)
         self.free = FreeMode.from_config(cfg)   # free mode: generate / density / complexity
         # components
         self.score = None

@@ -116,7 +116,7 @@ class Schedule:
         self.follow = 0.0
         self.follow_min = 1.0   # >= follow: a constant gain
         self.follow_drums = 0.0
-        self.follow_reset_ms = 4.0   # a running mean of the gaps beyond this: the feel changed
+        self.follow_reset_ms = math.inf   # a running mean of the gaps beyond this: the feel changed
         self.n_followed = 0     # onsets the overall lean has moved for, this take (since a change)
         self.gap_mean_ms = 0.0  # running mean of the gaps (share follow), for the change test
         self.n_followed_at = np.zeros(LEAN_POSITIONS, dtype=np.int64)   # and each position's lean

@@ -178,14 +178,15 @@ def _scripted(model, meta: dict):
     import copy
     net = copy.deepcopy(model).cpu().eval()
     wrapped = _wrap(net, meta).eval()
+    weights = wrapped.state_dict()
     key = (type(wrapped).__name__, type(net).__name__, wrapped.layout_json,
-           tuple((k, tuple(v.shape), v.dtype) for k, v in wrapped.state_dict().items()))
+           tuple((k, tuple(v.shape), v.dtype) for k, v in weights.items()))
     cached = _SCRIPTED.get(key)
     if cached is None:
         cached = _SCRIPTED[key] = torch.jit.script(wrapped)
     else:
         with torch.no_grad():
-            cached.load_state_dict(wrapped.state_dict())
+            cached.load_state_dict(weights)
         for name in ("version", "offset_mu", "offset_sigma"):
             setattr(cached, name, getattr(wrapped, name))
     return cached.eval()
